@@ -1,0 +1,20 @@
+"""genlab: deep generative models side by side — train, sample, evaluate, compare, use.
+
+    import genlab
+    data = genlab.load_dataset("digits")
+    run = genlab.train("vae", data, minutes=1)
+    x = run.model.sample(64)
+    model = genlab.load(run.path)
+"""
+
+__version__ = "0.1.0"
+
+from .errors import GenlabError, DataError, ConfigError, TrainingDiverged
+from .data import DataSpec, Dataset, DATASETS, load_dataset
+from .models import MODELS, GenerativeModel, create_model, load
+from .train import Budget, TrainConfig, Trainer, Run, train, resume
+from .estimator import Estimator
+
+__all__ = ["__version__", "GenlabError", "DataError", "ConfigError", "TrainingDiverged", "DataSpec", "Dataset",
+           "DATASETS", "load_dataset", "MODELS", "GenerativeModel", "create_model", "load", "Budget",
+           "TrainConfig", "Trainer", "Run", "train", "resume", "Estimator"]

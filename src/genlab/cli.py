@@ -1,0 +1,198 @@
+"""genlab's command line: parse, call the API, print. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, GenlabError
+
+
+def _value(text: str):
+    """`--set` values: YAML scalars and lists (3, 1e-3, true, [64, 64], name)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_settings(pairs) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = _value(v)
+    return out
+
+
+def read_config(path) -> dict:
+    """Settings from a .json or .yaml file (a flat mapping, same keys as --set)."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"no such config file: {p}")
+    try:
+        data = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} ({e})".splitlines()[0]) from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings")
+    return data
+
+
+def _budget_args(p, required=False):
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--epochs", type=float, help="passes over the training set")
+    g.add_argument("--steps", type=int, help="optimisation steps")
+    g.add_argument("--minutes", type=float, help="wall-clock minutes of training")
+
+
+def _classes(text):
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--classes expects comma-separated integers, got '{text}'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="genlab", description="Deep generative models side by side.")
+    p.add_argument("--version", action="version", version=f"genlab {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a family on a data set into a run directory",
+                       description="Train FAMILY on --data. Settings: the family's hyperparameters and trainer "
+                                   "settings (lr, batch_size, ema_decay, ...) via --set or --config; "
+                                   "data options as --set data.NAME=VALUE. See `genlab models`.")
+    t.add_argument("family", help="model family (see `genlab models`)")
+    t.add_argument("--data", default="digits", help="data set name or path (default: digits)")
+    _budget_args(t)
+    t.add_argument("--out", help="run directory (default: runs/FAMILY-DATA-TIME)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting (repeatable)")
+    t.add_argument("--config", help="settings from a .json or .yaml file")
+    t.add_argument("--classes", type=_classes, help="keep only these labels, e.g. 0,3")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("resume", help="continue a run from its checkpoint",
+                       description="Continue RUN. Without a budget, finish the original one; "
+                                   "with one, train that much more.")
+    r.add_argument("run")
+    _budget_args(r)
+    r.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run")
+    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("--label", type=int, help="class to sample (conditional models)")
+    s.add_argument("--out", required=True, help="FILE.png (grid or 2-D scatter) or FILE.npy (array)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
+
+    sub.add_parser("datasets", help="list data sets and where they are found")
+    m = sub.add_parser("models", help="list families, their hyperparameters and defaults")
+    m.add_argument("family", nargs="?", help="show one family")
+    return p
+
+
+def cmd_train(a) -> None:
+    from .train.run import train
+
+    settings = {**(read_config(a.config) if a.config else {}), **parse_settings(a.set)}
+    data_options = {k[5:]: settings.pop(k) for k in list(settings) if k.startswith("data.")}
+    run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes, seed=a.seed,
+                classes=a.classes, data_options=data_options, progress=not a.quiet, **settings)
+    _report(run)
+
+
+def cmd_resume(a) -> None:
+    from .train.run import resume
+
+    _report(resume(a.run, epochs=a.epochs, steps=a.steps, minutes=a.minutes, progress=not a.quiet))
+
+
+def _report(run) -> None:
+    last = run.history[-1] if run.history else {}
+    parts = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("step", "epoch", "time", "lr"))
+    print(f"trained {run.model.family} on {run.data.spec.name}: step {last.get('step', 0)}, {parts}")
+    print(f"run directory: {run.path}")
+    for name in ("samples.png", "reconstructions.png", "loss.png"):
+        if (run.path / name).exists():
+            print(f"  {run.path / name}")
+
+
+def cmd_sample(a) -> None:
+    import numpy as np
+    import torch
+
+    from .models.base import load
+    from .report.figures import save_samples
+    from .train.checkpoint import atomic_write_bytes
+
+    out = Path(a.out)
+    if out.suffix not in (".png", ".npy"):
+        raise ConfigError(f"--out must end in .png or .npy, got '{out.name}'")
+    if a.n < 1:
+        raise ConfigError("-n must be at least 1")
+    model = load(a.run)
+    g = torch.Generator(device=model.device).manual_seed(a.seed)
+    x = model.sample(a.n, y=a.label, generator=g, **parse_settings(a.set))
+    if out.suffix == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, x.cpu().numpy())
+        atomic_write_bytes(out, buf.getvalue())
+    else:
+        written = save_samples(x, model.spec, out, title=f"{model.family} samples")
+        out = written
+    print(f"wrote {a.n} samples to {out}")
+
+
+def cmd_datasets(a) -> None:
+    from .data import DATASETS
+
+    print(f"{'name':14} {'kind':7} where / what")
+    for name, e in sorted(DATASETS.items()):
+        where = e.locate() if e.locate else "generated on the fly"
+        print(f"{name:14} {e.kind:7} {e.description}\n{'':22}found: {where}")
+    print("\nAlso: a path to a .npy/.npz/.csv array or a folder of images (one sub-folder per class).")
+
+
+def cmd_models(a) -> None:
+    from .models import MODELS, get_family, hyperparameters
+    from .train.config import TrainConfig
+
+    names = [get_family(a.family).family] if a.family else sorted(MODELS)
+    for name in names:
+        cls = MODELS[name]
+        print(f"{name}: {cls.description}")
+        print("  hyperparameters: " + ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()))
+        td = {**{k: getattr(TrainConfig, k, None) for k in ("lr", "batch_size", "ema_decay")}, **cls.train_defaults}
+        print("  trainer defaults: " + ", ".join(f"{k}={v!r}" for k, v in td.items()))
+        print()
+
+
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "datasets": cmd_datasets,
+            "models": cmd_models}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.verb](args)
+    except GenlabError as e:
+        print(f"genlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genlab: interrupted (resume a training run with `genlab resume RUN`)", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,120 @@
+"""User images from a folder: loose images, or one sub-folder per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .arrays import split_indices
+from .spec import DataSpec, Dataset
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _parse_size(size, path) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        if isinstance(size, str):
+            size = [int(s) for s in size.lower().replace("x", ",").split(",")]
+        h, w = (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[-1]))
+    except (TypeError, ValueError, IndexError):
+        raise DataError(f"{path}: size must be an int or (height, width), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise DataError(f"{path}: size must be positive, got {size!r}")
+    return h, w
+
+
+def load_image_folder(path, size=None, mode: str | None = None, test_fraction: float = 0.2,
+                      seed: int = 0) -> Dataset:
+    """Images (png, jpg, jpeg, bmp, gif, webp) as N x C x H x W floats in [0, 1].
+
+    Images directly in `path` have no labels; one sub-folder per class gives labels,
+    with classes named after the sub-folders (sorted). `mode` is 'L' (grayscale) or
+    'RGB'; by default 'L' when every image is grayscale. `size` (int or (H, W))
+    resizes; without it all images must have the same size. Alpha is dropped; a GIF
+    gives its first frame. A seeded `test_fraction` is held out for testing.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DataError(f"no such folder: {path}")
+    if mode not in (None, "L", "RGB"):
+        raise DataError(f"{path}: mode must be 'L' or 'RGB', got {mode!r}")
+    hw = _parse_size(size, path)
+
+    loose = _images_in(path)
+    classes = [(d.name, _images_in(d)) for d in sorted(path.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    classes = [(name, files) for name, files in classes if files]
+    if loose and classes:
+        raise DataError(f"{path}: has both loose images ({loose[0].name}) and class sub-folders "
+                        f"({classes[0][0]}/); use one or the other")
+    files = loose or [f for _, fs in classes for f in fs]
+    if not files:
+        raise DataError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
+                        "directly or in one sub-folder per class)")
+    labels = None if loose else np.concatenate([np.full(len(fs), i, np.int64) for i, (_, fs) in enumerate(classes)])
+
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise DataError(f"{f}: cannot read this image ({type(e).__name__}: {e})") from None
+    if mode is None:
+        mode = "L" if all(_is_gray(im) for im in images) else "RGB"
+    if hw is None:
+        for f, im in zip(files, images):
+            if im.size != images[0].size:
+                (w0, h0), (w1, h1) = images[0].size, im.size
+                raise DataError(f"{path}: images differ in size ({files[0].name} is {h0}x{w0}, "
+                                f"{f.relative_to(path)} is {h1}x{w1}); pass size= to resize them all")
+    arrays = []
+    for im in images:
+        im = _to_mode(im, mode)
+        if hw is not None and im.size != (hw[1], hw[0]):
+            im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+        arrays.append(np.asarray(im, dtype=np.uint8))
+    x = np.stack(arrays)
+    x = (x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
+
+    itr, ite = split_indices(len(x), test_fraction, seed, path)
+    names = [name for name, _ in classes]
+    spec = DataSpec("image", tuple(x.shape[1:]), len(names), names, name=path.name)
+    t = torch.from_numpy
+    return Dataset(t(x[itr]), t(x[ite]), spec,
+                   t(labels[itr]) if labels is not None else None,
+                   t(labels[ite]) if labels is not None else None, location=str(path))
+
+
+def _is_gray(im) -> bool:
+    if im.mode in GRAY_MODES:
+        return True
+    if im.mode == "P":
+        rgb = np.asarray(im.convert("RGB"))
+        return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    return False
+
+
+def _to_mode(im, mode):
+    if im.mode.startswith("I") and mode == "L":  # 16-bit grayscale: scale (Pillow would clip)
+        from PIL import Image
+
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        return Image.fromarray(np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F") and mode == "RGB":
+        return _to_mode(im, "L").convert("RGB")
+    return im.convert(mode)

@@ -1,0 +1,84 @@
+"""Named data sets and `load_dataset`, the one way in."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import DataError, unknown_name
+from .spec import Dataset
+
+
+@dataclass
+class DatasetEntry:
+    name: str
+    loader: Callable[..., Dataset]
+    description: str
+    kind: str  # image | vector
+    locate: Optional[Callable[[], str]] = None  # where it would be found now (for `genlab datasets`)
+
+    def options(self) -> dict:
+        sig = inspect.signature(self.loader)
+        return {k: p.default for k, p in sig.parameters.items()
+                if p.default is not inspect.Parameter.empty and k not in ("root",)}
+
+
+DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name: str, description: str, kind: str, locate=None):
+    def wrap(fn):
+        DATASETS[name] = DatasetEntry(name, fn, description, kind, locate)
+        return fn
+    return wrap
+
+
+def load_dataset(name_or_path, *, classes=None, **options) -> Dataset:
+    """Load a registered data set by name, or user data from a path.
+
+    >>> ds = load_dataset("digits")
+    >>> ds.train.shape, ds.spec.kind, ds.spec.num_classes
+    (torch.Size([1437, 1, 8, 8]), 'image', 10)
+
+    Paths: `.npy` / `.npz` / `.csv` arrays, or a folder of images (one sub-folder
+    per class gives labels). `options` go to the loader (e.g. `sigma=` for toys,
+    `size=` for image folders); `classes=[0, 3]` keeps only those labels.
+    """
+    from .arrays import load_array_file
+    from .folder import load_image_folder
+
+    name = str(name_or_path)
+    if name in DATASETS:
+        entry = DATASETS[name]
+        allowed = entry.options()
+        for k in options:
+            if k not in allowed and "root" not in k:
+                raise unknown_name(f"option for data set '{name}'", k, allowed)
+        ds = entry.loader(**options)
+        ds.spec.source = {"name": name, "options": {**allowed, **options}}
+    else:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            ds = load_image_folder(path, **options)
+        elif path.suffix.lower() in (".npy", ".npz", ".csv"):
+            if not path.exists():
+                raise DataError(f"no such file: {path}")
+            ds = load_array_file(path, **options)
+        elif path.exists():
+            raise DataError(f"{path}: unsupported file type (use .npy, .npz, .csv or a folder of images)")
+        else:
+            raise unknown_name("data set", name, DATASETS)
+        ds.spec.source = {"name": str(path.resolve()), "options": dict(options)}
+    if classes is not None:
+        ds = ds.select_classes(classes)
+    return ds
+
+
+def dataset_from_spec(spec_dict: dict) -> Dataset:
+    """Reload the data a run was trained on, from its config's data spec."""
+    src = spec_dict.get("source") or {}
+    if not src.get("name"):
+        raise DataError("this run's data was given as arrays in memory; pass the data explicitly")
+    return load_dataset(src["name"], classes=src.get("classes"), **src.get("options", {}))

@@ -1,0 +1,111 @@
+"""What a data set is to the rest of genlab: tensors, labels and a spec."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from ..errors import DataError
+
+
+@dataclass
+class DataSpec:
+    """Shape and kind of one example, enough to build a model without the data.
+
+    `kind` is "image" (C x H x W floats in [0, 1]) or "vector" (D floats).
+    `source` records how to load the set again: {"name": ..., "options": {...}}.
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+    name: str = "data"
+    source: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        d = 1
+        for s in self.shape:
+            d *= s
+        return d
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataSpec":
+        d = dict(d)
+        d["shape"] = tuple(d["shape"])
+        return cls(**d)
+
+
+@dataclass
+class Dataset:
+    """Train and test splits as tensors, labels where they exist, and the spec.
+
+    Toy sets also carry `sampler(n, generator) -> Tensor` and, where it exists,
+    `log_density(x) -> Tensor[N]` (nats), the true density.
+    """
+
+    train: torch.Tensor
+    test: torch.Tensor
+    spec: DataSpec
+    train_labels: Optional[torch.Tensor] = None
+    test_labels: Optional[torch.Tensor] = None
+    location: str = "embedded"
+    sampler: Optional[Callable] = None
+    log_density: Optional[Callable] = None
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.spec.class_names
+
+    def select_classes(self, classes) -> "Dataset":
+        """Keep only examples whose label is in `classes` (labels keep their meaning)."""
+        if self.train_labels is None:
+            raise DataError(f"data set '{self.spec.name}' has no labels, so --classes cannot select from it")
+        classes = sorted({int(c) for c in classes})
+        bad = [c for c in classes if not 0 <= c < self.spec.num_classes]
+        if bad:
+            raise DataError(f"classes {bad} not in data set '{self.spec.name}' (labels 0..{self.spec.num_classes - 1})")
+        keep = torch.tensor(classes)
+        tr = torch.isin(self.train_labels, keep)
+        te = torch.isin(self.test_labels, keep)
+        spec = DataSpec(**{**self.spec.__dict__})
+        spec.source = {**spec.source, "classes": classes}
+        return Dataset(self.train[tr], self.test[te], spec, self.train_labels[tr], self.test_labels[te],
+                       self.location, self.sampler, self.log_density)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.spec.name!r}, kind={self.spec.kind}, shape={self.spec.shape}, "
+                f"train={len(self.train)}, test={len(self.test)}, classes={self.spec.num_classes})")
+
+
+def validate(ds: Dataset) -> None:
+    """One clear error for each way a data set can be unusable."""
+    name = ds.spec.name
+    for split, x, y in (("train", ds.train, ds.train_labels), ("test", ds.test, ds.test_labels)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise DataError(f"{name}: {split} split must be a float tensor")
+        if len(x) == 0:
+            raise DataError(f"{name}: the {split} split is empty")
+        if tuple(x.shape[1:]) != tuple(ds.spec.shape):
+            raise DataError(f"{name}: {split} examples have shape {tuple(x.shape[1:])}, spec says {tuple(ds.spec.shape)}")
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum())
+            raise DataError(f"{name}: {bad} {split} examples contain NaN or Inf values")
+        if ds.spec.kind == "image" and (x.min() < 0 or x.max() > 1):
+            raise DataError(f"{name}: image values must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]")
+        if y is not None:
+            if len(y) != len(x):
+                raise DataError(f"{name}: {len(y)} {split} labels for {len(x)} examples")
+            if len(y) and (y.min() < 0 or y.max() >= max(ds.spec.num_classes, 1)):
+                raise DataError(f"{name}: {split} labels outside 0..{ds.spec.num_classes - 1}")

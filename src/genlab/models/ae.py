@@ -1,0 +1,84 @@
+"""Autoencoders: plain and denoising (Vincent et al. 2008), MLP or convolutional.
+
+    z = f(x~),   x^ = g(z),   loss = E ||x - x^||  (BCE for images in [0, 1], squared error for vectors)
+
+x~ is x itself, or a corrupted copy for the denoising variant:
+Gaussian noise x + s * eps, or masking (each input set to 0 with probability p).
+An autoencoder has no prior; `sample` draws codes from a Gaussian fitted to the
+training codes (mean and full covariance), the classic way to "sample" one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from ..data.spec import Dataset
+from ..nn import Decoder, Encoder
+from .base import GenerativeModel, register_model
+
+
+def corrupt(x: torch.Tensor, kind: str, level: float) -> torch.Tensor:
+    """The denoising autoencoder's corruption q(x~ | x)."""
+    if kind == "gaussian":
+        return x + level * torch.randn_like(x)
+    if kind == "mask":
+        return x * (torch.rand_like(x) >= level)
+    return x
+
+
+@register_model("ae")
+class Autoencoder(GenerativeModel):
+    description = "autoencoder (plain or denoising), MLP or conv; samples from a Gaussian fit to its codes"
+
+    def __init__(self, spec, latent_dim: int = 16, net: str = "auto", hidden: tuple = (512, 256),
+                 channels: tuple = (32, 64), activation: str = "relu", corruption: str = "none",
+                 noise_level: float = 0.3):
+        super().__init__(spec)
+        if corruption not in ("none", "gaussian", "mask"):
+            raise ValueError(f"corruption must be none, gaussian or mask, not {corruption!r}")
+        self.corruption, self.noise_level = corruption, noise_level
+        self.encoder = Encoder(spec, latent_dim, net, hidden, channels, activation)
+        self.decoder = Decoder(spec, latent_dim, net, hidden, channels, activation)
+        self.register_buffer("code_mean", torch.zeros(latent_dim))
+        self.register_buffer("code_chol", torch.eye(latent_dim))
+
+    def reconstruction_error(self, x, out) -> torch.Tensor:
+        """Per example: BCE(x, sigmoid(out)) summed over pixels, or squared error on vectors."""
+        if self.spec.kind == "image":
+            return F.binary_cross_entropy_with_logits(out, x, reduction="none").flatten(1).sum(1)
+        return (out - self.to_working(x)).pow(2).sum(1)
+
+    def loss(self, x, y=None):
+        x_in = corrupt(self.to_working(x), self.corruption, self.noise_level)
+        out = self.decoder(self.encoder(x_in))
+        return {"loss": self.reconstruction_error(x, out).mean()}
+
+    def encode(self, x):
+        return self.encoder(self.to_working(x))
+
+    def decode(self, z):
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.spec.kind == "image" else self.from_working(out)
+
+    def reconstruct(self, x):
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def finalize(self, data: Dataset) -> None:
+        """Fit N(m, L L^T) to the training codes; `sample` draws from it."""
+        z = torch.cat([self.encode(b.to(self.device)) for b in data.train.split(1024)])
+        cov = torch.cov(z.T).reshape(z.shape[1], z.shape[1]) + 1e-5 * torch.eye(z.shape[1], device=z.device)
+        self.code_mean.copy_(z.mean(0))
+        self.code_chol.copy_(torch.linalg.cholesky(cov))
+
+    @torch.no_grad()
+    def sample(self, n, y=None, generator=None):
+        self.labels_for(n, y)
+        eps = torch.randn(n, len(self.code_mean), generator=generator, device=self.device)
+        return self.decode(self.code_mean + eps @ self.code_chol.T)
+
+    @torch.no_grad()
+    def anomaly_score(self, x):
+        """Reconstruction error of the clean input (higher = more anomalous)."""
+        return self.reconstruction_error(x, self.decoder(self.encode(x)))

@@ -1,0 +1,237 @@
+"""The model contract every family follows, the family registry, save and load.
+
+    model = create_model("vae", data, latent_dim=16)
+    model.loss(x, y=None)                 -> {"loss": scalar, ...named parts}
+    model.sample(n, y=None, generator=None, **options) -> tensor in data space and scale
+    model.log_prob(x, y=None)             -> [N] nats (docstring says exact, bound or estimate)
+    model.encode(x) / decode(z) / reconstruct(x) / anomaly_score(x)   where they make sense
+
+Adversarial families override `players()` with one entry per optimizer; the
+Trainer alternates them and never names a family.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from ..data.spec import DataSpec, Dataset
+from ..errors import ConfigError, GenlabError, unknown_name
+
+CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score")
+
+
+@dataclass
+class Player:
+    """One optimizer's share of a training step: its parameters and the loss it minimises.
+
+    `method` names a model method `(x, y) -> dict with "loss"`; it is called through
+    `model(method, x, y)` so DistributedDataParallel sees the call. `steps` is how many
+    updates it makes per training step (e.g. n_critic for a GAN discriminator).
+    `overrides` replace optimizer settings for this player (lr, betas, weight_decay).
+    """
+
+    name: str
+    parameters: list
+    method: str = "loss"
+    steps: int = 1
+    overrides: dict = field(default_factory=dict)
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every family. Subclasses take `spec` plus keyword hyperparameters."""
+
+    family: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: Trainer settings this family prefers (lr, batch_size, ema_decay, betas, ...).
+    train_defaults: ClassVar[dict] = {}
+    #: kinds of data the family can model
+    kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
+
+    def __init__(self, spec: DataSpec):
+        super().__init__()
+        self.spec = spec
+        self.config: dict = {}
+        if spec.kind == "vector":  # vectors are standardised; set from the data in prepare()
+            self.register_buffer("data_shift", torch.zeros(spec.shape))
+            self.register_buffer("data_scale", torch.ones(spec.shape))
+
+    # -- working scale: standardised vectors, images as they are (families rescale images themselves)
+    def to_working(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.data_shift) / self.data_scale if self.spec.kind == "vector" else x
+
+    def from_working(self, u: torch.Tensor) -> torch.Tensor:
+        return u * self.data_scale + self.data_shift if self.spec.kind == "vector" else u
+
+    def working_log_det(self) -> torch.Tensor:
+        """log |d to_working(x) / dx|, to add to a working-scale log-density."""
+        if self.spec.kind == "vector":
+            return -self.data_scale.log().sum()
+        return torch.zeros((), device=self.device)
+
+    # -- the contract -------------------------------------------------------------
+    def loss(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dict:
+        raise NotImplementedError
+
+    def sample(self, n: int, y: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
+               **options) -> torch.Tensor:
+        raise NotImplementedError
+
+    def players(self) -> list[Player]:
+        """One player minimising `loss` over every parameter (single-objective families)."""
+        return [Player("model", [p for p in self.parameters() if p.requires_grad])]
+
+    def ema_names(self) -> list[str]:
+        """Names of parameters averaged by EMA (adversarial families: the generator's)."""
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def prepare(self, data: Dataset) -> None:
+        """Called once before training starts (not on resume): data-dependent init.
+
+        Sets the standardisation of vector data; families extend it (call super())."""
+        if self.spec.kind == "vector":
+            x = data.train.to(self.data_shift.device)
+            self.data_shift.copy_(x.mean(0))
+            self.data_scale.copy_(x.std(0).clamp_min(1e-6))
+
+    def fit_closed_form(self, data: Dataset) -> bool:
+        """Families with a closed-form fit (PCA) do it here and return True."""
+        return False
+
+    def finalize(self, data: Dataset) -> None:
+        """Called after training with the final (EMA) weights: e.g. fit code statistics."""
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.config.get("conditional", False))
+
+    def capabilities(self) -> list[str]:
+        """Which optional parts of the contract this model has (log_prob, encode, ...)."""
+        return [c for c in CAPABILITIES if hasattr(self, c)]
+
+    def forward(self, method: str, *args, **kwargs):
+        """Dispatch `model("loss", x, y)` so a DDP wrapper can drive any named objective."""
+        return getattr(self, method)(*args, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def labels_for(self, n: int, y) -> Optional[torch.Tensor]:
+        """Labels to sample with: given ones (int or tensor), a class cycle if conditional, else None."""
+        if not self.conditional:
+            if y is not None:
+                raise ConfigError(f"'{self.family}' was trained without conditional=true, so it cannot sample a label")
+            return None
+        k = self.spec.num_classes
+        if y is None:
+            return torch.arange(n, device=self.device) % k
+        y = torch.as_tensor(y, device=self.device).long()
+        if y.dim() == 0:
+            y = y.expand(n)
+        if (y < 0).any() or (y >= k).any():
+            raise ConfigError(f"label must be in 0..{k - 1}")
+        return y
+
+    # -- files ------------------------------------------------------------------
+    def save(self, directory) -> Path:
+        """Write `config.json` and `model.safetensors` (atomically) into `directory`."""
+        from ..train.checkpoint import atomic_write_json, save_weights
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_weights(self.state_dict(), d / "model.safetensors")
+        cfg_path = d / "config.json"
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        from .. import __version__
+        cfg.update({"family": self.family, "hparams": self.config, "data": self.spec.to_dict(),
+                    "genlab_version": __version__})
+        atomic_write_json(cfg_path, cfg)
+        return d
+
+
+MODELS: dict[str, type[GenerativeModel]] = {}
+
+
+def register_model(name: str):
+    """Class decorator: make a family available to `create_model(name, ...)` and the CLI."""
+
+    def wrap(cls):
+        cls.family = name
+        MODELS[name] = cls
+        return cls
+
+    return wrap
+
+
+def hyperparameters(family: str) -> dict[str, Any]:
+    """A family's hyperparameters and their defaults (from its __init__ signature)."""
+    cls = get_family(family)
+    sig = inspect.signature(cls.__init__)
+    return {k: p.default for k, p in sig.parameters.items() if k not in ("self", "spec")}
+
+
+def get_family(name: str) -> type[GenerativeModel]:
+    if name not in MODELS:
+        raise unknown_name("model", name, MODELS)
+    return MODELS[name]
+
+
+def _normalise(value, default):
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def create_model(family: str, data, **hparams) -> GenerativeModel:
+    """Build family `family` for `data` (a Dataset or DataSpec); hparams are its keyword arguments.
+
+    The full set of hyperparameters (given ones plus defaults) is recorded in `model.config`.
+    """
+    cls = get_family(family)
+    spec = data.spec if isinstance(data, Dataset) else data
+    if spec.kind not in cls.kinds:
+        raise ConfigError(f"'{family}' does not model {spec.kind} data (it models: {', '.join(cls.kinds)})")
+    defaults = hyperparameters(family)
+    for k in hparams:
+        if k not in defaults:
+            raise unknown_name(f"hyperparameter for '{family}'", k, defaults)
+    config = {k: _normalise(hparams.get(k, v), v) for k, v in defaults.items()}
+    if config.get("conditional") and spec.num_classes < 2:
+        raise ConfigError(f"conditional=true needs labelled data; '{spec.name}' has no classes")
+    try:
+        model = cls(spec, **config)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, GenlabError):
+            raise
+        raise ConfigError(f"invalid hyperparameters for '{family}': {e}") from e
+    model.config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    return model
+
+
+def load(directory, device=None) -> GenerativeModel:
+    """Load a saved model (`config.json` + `model.safetensors`); never unpickles code."""
+    from ..train.checkpoint import load_weights
+
+    d = Path(directory)
+    cfg_path, w_path = d / "config.json", d / "model.safetensors"
+    if not cfg_path.exists():
+        raise GenlabError(f"{d}: not a genlab run or model directory (no config.json)")
+    if not w_path.exists():
+        raise GenlabError(f"{d}: no model.safetensors yet (training unfinished? try `genlab resume {d}`)")
+    cfg = json.loads(cfg_path.read_text())
+    model = create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    model.load_state_dict(load_weights(w_path))
+    if device is not None:
+        model.to(device)
+    return model.eval()

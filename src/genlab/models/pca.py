@@ -1,0 +1,106 @@
+"""Probabilistic PCA (Tipping & Bishop 1999): the linear-Gaussian baseline, fitted in closed form.
+
+    z ~ N(0, I_q),   x | z ~ N(W z + mu, sigma^2 I_D)   =>   x ~ N(mu, C),  C = W W^T + sigma^2 I
+
+Maximum likelihood: with S = U diag(lambda) U^T the data covariance,
+    sigma^2 = mean(lambda_{q+1..D}),   W = U_q (Lambda_q - sigma^2 I)^{1/2}.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..data.spec import Dataset
+from .base import GenerativeModel, register_model
+
+
+@register_model("pca")
+class PCA(GenerativeModel):
+    description = "probabilistic PCA: linear-Gaussian baseline, closed-form fit, exact log-likelihood"
+
+    def __init__(self, spec, latent_dim: int = 16, min_variance: float = 1e-6):
+        super().__init__(spec)
+        if not 1 <= latent_dim < spec.dim:
+            raise ValueError(f"latent_dim must be in 1..{spec.dim - 1}")
+        self.min_variance = min_variance
+        d, q = spec.dim, latent_dim
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("components", torch.zeros(d, q))  # U_q, orthonormal columns
+        self.register_buffer("W", torch.zeros(d, q))
+        self.register_buffer("noise_variance", torch.ones(()))
+        self.register_buffer("explained_variance", torch.zeros(q))
+
+    def players(self):
+        return []  # nothing to optimise: see fit_closed_form
+
+    def fit_closed_form(self, data: Dataset) -> bool:
+        x = data.train.to(self.mean.device).flatten(1).double()
+        mu = x.mean(0)
+        cov = (x - mu).T @ (x - mu) / len(x)
+        lam, U = torch.linalg.eigh(cov)  # ascending
+        lam, U = lam.flip(0).clamp_min(0), U.flip(1)
+        q = self.W.shape[1]
+        s2 = lam[q:].mean().clamp_min(self.min_variance)
+        self.mean.copy_(mu)
+        self.components.copy_(U[:, :q])
+        self.explained_variance.copy_(lam[:q])
+        self.W.copy_(U[:, :q] * (lam[:q] - s2).clamp_min(0).sqrt())
+        self.noise_variance.copy_(s2)
+        return True
+
+    def _flat(self, x):
+        return x.reshape(len(x), -1)
+
+    def covariance(self) -> torch.Tensor:
+        """C = W W^T + sigma^2 I (D x D)."""
+        W = self.W.double()
+        return W @ W.T + self.noise_variance.double() * torch.eye(len(W), dtype=W.dtype, device=W.device)
+
+    def log_prob(self, x, y=None):
+        """Exact log N(x; mu, W W^T + sigma^2 I) in nats, per example."""
+        dist = torch.distributions.MultivariateNormal(self.mean.double(), covariance_matrix=self.covariance())
+        return dist.log_prob(self._flat(x).double()).float()
+
+    def loss(self, x, y=None):
+        return {"loss": -self.log_prob(x).mean()}
+
+    def encode(self, x):
+        """Posterior mean E[z | x] = M^{-1} W^T (x - mu), M = W^T W + sigma^2 I."""
+        W = self.W
+        M = W.T @ W + self.noise_variance * torch.eye(W.shape[1], device=W.device)
+        return torch.linalg.solve(M, W.T @ (self._flat(x) - self.mean).T).T
+
+    def decode(self, z):
+        """E[x | z] = W z + mu, clipped to [0, 1] for images."""
+        x = (z @ self.W.T + self.mean).reshape(len(z), *self.spec.shape)
+        return x.clamp(0, 1) if self.spec.kind == "image" else x
+
+    def reconstruct(self, x):
+        """Orthogonal projection onto the principal subspace: U_q U_q^T (x - mu) + mu."""
+        U = self.components
+        r = (self._flat(x) - self.mean) @ U @ U.T + self.mean
+        r = r.reshape(x.shape)
+        return r.clamp(0, 1) if self.spec.kind == "image" else r
+
+    @torch.no_grad()
+    def sample(self, n, y=None, generator=None, noise: bool = False):
+        """z ~ N(0, I) -> W z + mu (+ sigma * eps with noise=True)."""
+        self.labels_for(n, y)
+        z = torch.randn(n, self.W.shape[1], generator=generator, device=self.W.device)
+        x = z @ self.W.T + self.mean
+        if noise:
+            x = x + self.noise_variance.sqrt() * torch.randn(x.shape, generator=generator, device=x.device)
+        x = x.reshape(n, *self.spec.shape)
+        return x.clamp(0, 1) if self.spec.kind == "image" else x
+
+    def anomaly_score(self, x):
+        return -self.log_prob(x)
+
+    def explained_variance_ratio(self) -> torch.Tensor:
+        total = self.explained_variance.sum() + self.noise_variance * (self.spec.dim - len(self.explained_variance))
+        return self.explained_variance / total
+
+    def __repr__(self):
+        return f"PCA(latent_dim={self.W.shape[1]}, noise_std={math.sqrt(float(self.noise_variance)):.3g})"

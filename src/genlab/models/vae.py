@@ -1,0 +1,172 @@
+"""Variational autoencoder (Kingma & Welling 2014), conditional (Sohn et al. 2015), and the
+importance-weighted bound (Burda et al. 2016).
+
+    p(z) = N(0, I),   q(z | x, y) = N(mu(x, y), diag sigma^2(x, y)),   p(x | z, y) Bernoulli or Gaussian
+    z = mu + sigma * eps,  eps ~ N(0, I)                  (reparameterisation)
+
+Training maximises `elbo` (iwae_k = 1) or `iwae_bound` (iwae_k > 1); `log_prob`
+is the importance-sampled estimate L_k with large k, a lower bound on log p(x)
+that tightens as k grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from ..nn import Decoder, Encoder
+from .base import GenerativeModel, register_model
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag sigma^2) || N(0, I)) = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+
+
+def elbo(log_px_given_z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0):
+    """Evidence lower bound, per example, with a single reparameterised sample z ~ q(z|x):
+
+        ELBO(x) = E_{q(z|x)}[log p(x|z)] - beta * KL(q(z|x) || p(z))  <=  log p(x)   (for beta = 1)
+
+    Returns (elbo, kl). beta > 1 is the beta-VAE (Higgins et al. 2017).
+    """
+    kl = gaussian_kl(mu, logvar)
+    return log_px_given_z - beta * kl, kl
+
+
+def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
+    """Importance-weighted bound from k samples z_i ~ q(z|x), log w_i = log p(x, z_i) - log q(z_i|x):
+
+        L_k(x) = log (1/k) sum_i w_i  =  logsumexp_i(log w_i) - log k
+
+    L_1 is the ELBO; L_k <= L_{k+1} <= log p(x) and L_k -> log p(x) as k -> infinity.
+    `log_w` has the k samples along dim 0.
+    """
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+
+def log_normal(z: torch.Tensor, mu=None, logvar=None) -> torch.Tensor:
+    """log N(z; mu, diag exp(logvar)) summed over the last dim (standard normal by default)."""
+    if mu is None:
+        return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+    return -0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + LOG_2PI).sum(-1)
+
+
+@register_model("vae")
+class VAE(GenerativeModel):
+    description = "variational autoencoder: ELBO or IWAE training, Bernoulli/Gaussian likelihood, conditional"
+
+    def __init__(self, spec, latent_dim: int = 16, net: str = "auto", hidden: tuple = (512, 256),
+                 channels: tuple = (32, 64), activation: str = "relu", likelihood: str = "auto",
+                 beta: float = 1.0, iwae_k: int = 1, conditional: bool = False, eval_k: int = 1000):
+        super().__init__(spec)
+        if likelihood == "auto":
+            likelihood = "bernoulli" if spec.kind == "image" else "gaussian"
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be auto, bernoulli or gaussian, not {likelihood!r}")
+        if likelihood == "bernoulli" and spec.kind != "image":
+            raise ValueError("likelihood='bernoulli' needs data in [0, 1] (images)")
+        if iwae_k < 1 or eval_k < 1:
+            raise ValueError("iwae_k and eval_k must be >= 1")
+        self.likelihood, self.beta, self.iwae_k, self.eval_k = likelihood, beta, iwae_k, eval_k
+        self.latent_dim = latent_dim
+        k = spec.num_classes if conditional else 0
+        self.encoder = Encoder(spec, 2 * latent_dim, net, hidden, channels, activation, k)
+        self.decoder = Decoder(spec, latent_dim, net, hidden, channels, activation, k)
+        if likelihood == "gaussian":  # per-dimension learned std of p(x|z)
+            self.log_std = torch.nn.Parameter(torch.zeros(spec.shape))
+
+    # -- the pieces of the bound ---------------------------------------------------------
+    def posterior(self, x, y=None):
+        """mu, log sigma^2 of q(z | x, y) (log-variance clamped for stability)."""
+        mu, logvar = self.encoder(self.to_working(x), self._y(y)).chunk(2, -1)
+        return mu, logvar.clamp(-12, 8)
+
+    def _y(self, y):
+        return y if self.conditional else None
+
+    def log_likelihood(self, x, out) -> torch.Tensor:
+        """log p(x | z) per example; `out` holds logits (Bernoulli) or means (Gaussian, working scale).
+
+        The Bernoulli term is exact for binary x; for intensities in [0, 1] it is the
+        usual cross-entropy surrogate, not a normalised density.
+        """
+        if self.likelihood == "bernoulli":
+            return -F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none").flatten(-len(self.spec.shape)).sum(-1)
+        u = self.to_working(x)
+        log_std = self.log_std.clamp(-7, 3)
+        lp = -0.5 * ((u - out) / log_std.exp()).pow(2) - log_std - 0.5 * LOG_2PI
+        return lp.flatten(-len(self.spec.shape)).sum(-1) + self.working_log_det()
+
+    def _decode_flat(self, z, y):
+        """Decoder for z of shape [k, N, d] -> outputs of shape [k, N, *spec.shape]."""
+        k, n = z.shape[:2]
+        yy = None if y is None else y.repeat(k)
+        return self.decoder(z.reshape(k * n, -1), yy).reshape(k, n, *self.spec.shape)
+
+    def log_weights(self, x, y, k: int) -> torch.Tensor:
+        """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x); shape [k, N]."""
+        y = self._y(y)
+        mu, logvar = self.posterior(x, y)
+        z = mu + (0.5 * logvar).exp() * torch.randn(k, *mu.shape, device=mu.device)
+        return self.log_likelihood(x, self._decode_flat(z, y)) + log_normal(z) - log_normal(z, mu, logvar)
+
+    # -- the contract ---------------------------------------------------------------------
+    def loss(self, x, y=None):
+        """-ELBO (iwae_k = 1) or -L_k (iwae_k > 1), averaged over the batch, in nats."""
+        if self.iwae_k > 1:
+            return {"loss": -iwae_bound(self.log_weights(x, y, self.iwae_k)).mean()}
+        y = self._y(y)
+        mu, logvar = self.posterior(x, y)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        rec = self.log_likelihood(x, self.decoder(z, y))
+        bound, kl = elbo(rec, mu, logvar, self.beta)
+        return {"loss": -bound.mean(), "recon": -rec.mean(), "kl": kl.mean()}
+
+    @torch.no_grad()
+    def log_prob(self, x, y=None, k: int | None = None, chunk: int = 250):
+        """Importance-sampled estimate L_k of log p(x | y) in nats (a lower bound, tight as k grows).
+
+        Samples are drawn `chunk` at a time, so memory stays bounded for large k.
+        A conditional model given no labels returns log p(x) = logsumexp_y log p(x | y) - log K.
+        """
+        k = k or self.eval_k
+        if self.conditional and y is None:
+            K = self.spec.num_classes
+            per_class = [self.log_prob(x, torch.full((len(x),), c, device=x.device), k, chunk) for c in range(K)]
+            return torch.logsumexp(torch.stack(per_class), 0) - math.log(K)
+        parts = [self.log_weights(x, y, min(chunk, k - i)) for i in range(0, k, chunk)]
+        return iwae_bound(torch.cat(parts))
+
+    def anomaly_score(self, x, k: int = 64):
+        """-L_k(x) with k = 64 importance samples."""
+        return -self.log_prob(x, k=k)
+
+    def encode(self, x, y=None):
+        """Posterior mean of q(z | x, y)."""
+        return self.posterior(x, y)[0]
+
+    def decode(self, z, y=None):
+        """Mean of p(x | z, y) in data space."""
+        out = self.decoder(z, self._y(y))
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else self.from_working(out)
+
+    def reconstruct(self, x, y=None):
+        return self.decode(self.encode(x, y), y)
+
+    @torch.no_grad()
+    def sample(self, n, y=None, generator=None, mean: bool = True):
+        """z ~ N(0, I), x ~ p(x | z, y); the decoder's mean unless mean=False."""
+        y = self.labels_for(n, y)
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        m = self.decode(z, y)
+        if mean:
+            return m
+        if self.likelihood == "bernoulli":
+            return torch.bernoulli(m, generator=generator)
+        std = self.log_std.clamp(-7, 3).exp() * (self.data_scale if self.spec.kind == "vector" else 1)
+        return m + std * torch.randn(m.shape, generator=generator, device=m.device)

@@ -1,0 +1,99 @@
+"""Trainer settings and the training budget, both plain dataclasses that round-trip to JSON."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+from ..errors import ConfigError, unknown_name
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. Families override defaults through `train_defaults`."""
+
+    lr: float = 1e-3
+    batch_size: int = 128
+    optimizer: str = "adam"            # adam | adamw
+    betas: tuple = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"         # constant | cosine | linear (decay over the budget)
+    min_lr_ratio: float = 0.0
+    grad_clip: Optional[float] = None  # max global grad norm per player
+    ema_decay: Optional[float] = None  # None: no EMA
+    log_every: int = 25
+    sample_every: int = 0              # steps between progress grids; 0: none
+    checkpoint_every: int = 500        # steps between checkpoints (and one at the end)
+    precision: str = "fp32"            # fp32 | bf16 (autocast)
+    device: str = "auto"               # auto | cpu | cuda | cuda:N
+    seed: int = 0
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        checks = {
+            "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
+            "optimizer": self.optimizer in ("adam", "adamw"),
+            "schedule": self.schedule in ("constant", "cosine", "linear"),
+            "precision": self.precision in ("fp32", "bf16"),
+            "warmup_steps": self.warmup_steps >= 0, "log_every": self.log_every >= 1,
+            "checkpoint_every": self.checkpoint_every >= 0, "sample_every": self.sample_every >= 0,
+            "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "betas": len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+        }
+        for k, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"invalid {k}={getattr(self, k)!r}")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+@dataclass
+class Budget:
+    """How long to train: exactly one of epochs, steps or minutes (absolute targets)."""
+
+    epochs: Optional[float] = None
+    steps: Optional[int] = None
+    minutes: Optional[float] = None
+
+    def __post_init__(self):
+        given = [k for k in ("epochs", "steps", "minutes") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError("give exactly one budget: epochs, steps or minutes")
+        v = getattr(self, given[0])
+        if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            raise ConfigError(f"{given[0]} must be a positive number, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def extended(self, step: int, epoch: float, elapsed: float, extra: "Budget") -> "Budget":
+        """The absolute target after adding `extra` to where a run stands now."""
+        if extra.steps is not None:
+            return Budget(steps=step + extra.steps)
+        if extra.epochs is not None:
+            return Budget(epochs=epoch + extra.epochs)
+        return Budget(minutes=elapsed / 60 + extra.minutes)
+
+
+def split_settings(settings: dict, hparam_names) -> tuple[dict, dict]:
+    """Split `--set` style settings into (model hyperparameters, trainer settings)."""
+    model_kw, train_kw = {}, {}
+    trainer_names = set(TrainConfig.names())
+    for k, v in settings.items():
+        if k in hparam_names:
+            model_kw[k] = v
+        elif k in trainer_names:
+            train_kw[k] = v
+        else:
+            raise unknown_name("setting", k, set(hparam_names) | trainer_names)
+    return model_kw, train_kw

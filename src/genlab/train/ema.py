@@ -1,0 +1,59 @@
+"""Exponential moving average of weights: theta_ema <- d * theta_ema + (1 - d) * theta."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """Shadow copies of the named parameters; `swapped(model)` samples with them.
+
+    The decay warms up as min(decay, (1 + step) / (10 + step)), so early averages
+    are not dominated by the random initialisation.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, names=None):
+        params = dict(model.named_parameters())
+        self.names = list(names) if names is not None else list(params)
+        self.decay = decay
+        self.shadow = {n: params[n].detach().clone() for n in self.names}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        params = dict(model.named_parameters())
+        for n in self.names:
+            self.shadow[n].lerp_(params[n].detach(), 1 - d)
+
+    @contextmanager
+    def swapped(self, model: nn.Module):
+        """Temporarily load the averaged weights into `model`."""
+        params = dict(model.named_parameters())
+        backup = {n: params[n].detach().clone() for n in self.names}
+        with torch.no_grad():
+            for n in self.names:
+                params[n].copy_(self.shadow[n])
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for n in self.names:
+                    params[n].copy_(backup[n])
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Load the averaged weights into `model` for good (end of training)."""
+        params = dict(model.named_parameters())
+        for n in self.names:
+            params[n].copy_(self.shadow[n])
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = state["decay"]
+        for n, v in state["shadow"].items():
+            self.shadow[n].copy_(v)

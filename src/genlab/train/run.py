@@ -1,0 +1,155 @@
+"""Runs: a directory per training run, and the `train` / `resume` functions behind the CLI.
+
+    run/
+      config.json          family, hyperparameters, data spec, trainer settings, budget, seed, version
+      model.safetensors    final weights (EMA where used)
+      checkpoint/last.pt   everything resume needs
+      metrics.jsonl        one JSON object per logged step
+      samples.png  reconstructions.png  loss.png  progress/step*.png
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from .. import __version__
+from ..data import Dataset, dataset_from_spec, load_dataset
+from ..errors import GenlabError
+from ..models.base import GenerativeModel, create_model, hyperparameters
+from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
+from .checkpoint import atomic_write_json, seed_everything
+from .config import Budget, TrainConfig, split_settings
+from .trainer import CHECKPOINT, Trainer
+
+
+@dataclass
+class Run:
+    path: Optional[Path]
+    model: GenerativeModel
+    data: Dataset
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __repr__(self):
+        return f"Run({str(self.path)!r}, family={self.model.family})"
+
+
+def default_run_dir(family: str, data_name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{family}-{Path(data_name).name}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return path
+
+
+def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minutes=None, seed: int = 0,
+          classes=None, data_options: Optional[dict] = None, progress: bool = True,
+          callbacks: Sequence[Callback] = (), save: bool = True, **settings) -> Run:
+    """Train `family` on `data` (a name, a path or a Dataset) and write a run directory.
+
+    `settings` mix the family's hyperparameters (latent_dim=...) and trainer settings
+    (lr=, batch_size=, ema_decay=, ...). With no budget, 20 epochs. `out=None` writes
+    to runs/<family>-<data>-<time>; `save=False` keeps everything in memory.
+    """
+    ds = data if isinstance(data, Dataset) else load_dataset(data, classes=classes, **(data_options or {}))
+    if isinstance(data, Dataset) and classes is not None:
+        ds = ds.select_classes(classes)
+    model_kw, train_kw = split_settings(settings, hyperparameters(family))
+    if epochs is None and steps is None and minutes is None:
+        epochs = 20
+    budget = Budget(epochs, steps, minutes)
+    seed_everything(seed)  # the model's initial weights depend on the seed only
+    model = create_model(family, ds, **model_kw)
+    config = TrainConfig(**{**model.train_defaults, **train_kw, "seed": seed})
+    run_dir = None
+    if save:
+        run_dir = Path(out) if out is not None else default_run_dir(family, ds.spec.name)
+        if (run_dir / "config.json").exists():
+            raise GenlabError(f"{run_dir} already holds a run; resume it with `genlab resume {run_dir}` "
+                              "or choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", {
+            "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
+            "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=False)
+
+
+def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = True,
+           callbacks: Sequence[Callback] = (), data: Optional[Dataset] = None) -> Run:
+    """Continue a run from its checkpoint. With no budget, finish the original one;
+    with a budget, train that much more (`--minutes 5`: five more minutes)."""
+    from .checkpoint import load_state
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
+    cfg = json.loads(cfg_path.read_text())
+    if not (run_dir / CHECKPOINT).exists():
+        raise GenlabError(f"{run_dir}: no checkpoint to resume from"
+                          + (" (closed-form fit: nothing to resume)" if cfg["family"] == "pca" else ""))
+    ds = data if data is not None else dataset_from_spec(cfg["data"])
+    from ..data.spec import DataSpec
+
+    model = create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    config = TrainConfig(**cfg["train"])
+    state = load_state(run_dir / CHECKPOINT)
+    budget = Budget(**state["budget"])
+    if any(v is not None for v in (epochs, steps, minutes)):
+        steps_per_epoch = max(len(ds.train) // min(config.batch_size, len(ds.train)), 1)
+        budget = budget.extended(state["step"], state["stream"]["epoch"] + state["stream"]["pos"] / steps_per_epoch,
+                                 state["elapsed"], Budget(epochs, steps, minutes))
+        cfg["budget"] = budget.to_dict()
+        atomic_write_json(cfg_path, cfg)
+    del state
+    return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=True)
+
+
+def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run:
+    cbs = list(callbacks)
+    if run_dir is not None:
+        cbs.append(JsonlLogger(run_dir / "metrics.jsonl"))
+        if config.sample_every:
+            cbs.append(SampleGrids(run_dir / "progress", config.sample_every))
+    if progress:
+        cbs.append(ProgressBar(f"{model.family} on {ds.spec.name}"))
+    trainer = Trainer(model, ds, config, budget, run_dir, cbs)
+    t0 = time.perf_counter()
+    trainer.fit(resume=resume)
+    if trainer.ema is not None:  # the averaged weights are what we save and sample
+        trainer.ema.copy_to(model)
+    model.eval()
+    model.finalize(ds)
+    run = Run(run_dir, model, ds, trainer.history, time.perf_counter() - t0)
+    if run_dir is not None:
+        model.save(run_dir)
+        write_figures(run)
+    return run
+
+
+@torch.no_grad()
+def write_figures(run: Run, n: int = 64, seed: int = 0) -> dict:
+    """samples.png, reconstructions.png (families that reconstruct), loss.png."""
+    from ..report.figures import read_metrics, save_loss_curve, save_reconstructions, save_samples
+
+    model, ds, d = run.model, run.data, run.path
+    out = {}
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    x = model.sample(n, generator=g)
+    ref = ds.test[:2000] if ds.spec.shape == (2,) else None
+    out["samples"] = save_samples(x, model.spec, d / "samples.png", title=f"{model.family} samples", reference=ref)
+    if hasattr(model, "reconstruct") and ds.spec.kind == "image":
+        xt = ds.test[:32].to(model.device)
+        out["reconstructions"] = save_reconstructions(xt, model.reconstruct(xt), d / "reconstructions.png")
+    curve = save_loss_curve(read_metrics(d / "metrics.jsonl"), d / "loss.png", title=f"{model.family} training")
+    if curve is not None:
+        out["loss"] = curve
+    return out

@@ -1,0 +1,245 @@
+"""The Trainer: one loop for every family, single- or multi-player (GANs), CPU to torchrun.
+
+Each training step runs every player of the model in turn (e.g. `n_critic`
+discriminator updates, then one generator update), each with its own optimizer:
+
+    for player in model.players():
+        repeat player.steps times:
+            x, y <- next minibatch
+            loss = model(player.method, x, y)["loss"]
+            player's optimizer: zero_grad, backward, clip, step
+
+The checkpoint holds everything a resumed run needs to end with exactly the
+weights an uninterrupted run would have: weights, EMA, optimizers, RNG states,
+step, elapsed time and the position in the data order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..data.spec import Dataset
+from ..errors import TrainingDiverged
+from ..models.base import GenerativeModel
+from . import distributed
+from .callbacks import Callback
+from .checkpoint import load_state, rng_state, save_state, seed_everything, set_rng_state
+from .config import Budget, TrainConfig
+from .ema import EMA
+from .stream import BatchStream
+
+CHECKPOINT = Path("checkpoint") / "last.pt"
+
+
+class Trainer:
+    def __init__(self, model: GenerativeModel, data: Dataset, config: TrainConfig, budget: Budget,
+                 run_dir: Optional[Path] = None, callbacks: Sequence[Callback] = ()):
+        self.model, self.data, self.config, self.budget = model, data, config, budget
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.device = distributed.pick_device(config.device)
+        self.distributed = distributed.setup(self.device)
+        self.step, self.elapsed = 0, 0.0
+        self.history: list[dict] = []
+        self.closed_form = False
+
+    # -- set-up ---------------------------------------------------------------------
+    def _build(self) -> None:
+        cfg = self.config
+        self.model.to(self.device)
+        self.players = self.model.players()
+        self.optimizers = [self._optimizer(p.parameters, {**p.overrides}) for p in self.players]
+        self.ema = EMA(self.model, cfg.ema_decay, self.model.ema_names()) if cfg.ema_decay else None
+        self.wrapped: nn.Module = self.model
+        rank, world = 0, 1
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = DDP(self.model, device_ids=ids, find_unused_parameters=len(self.players) > 1)
+        self.stream = BatchStream(len(self.data.train), cfg.batch_size, cfg.seed, rank, world)
+        self.x = self.data.train.to(self.device)
+        self.y = None if self.data.train_labels is None else self.data.train_labels.to(self.device)
+        self.steps_per_epoch = self.stream.batches_per_epoch / sum(p.steps for p in self.players)
+
+    def _optimizer(self, params, overrides: dict) -> torch.optim.Optimizer:
+        cfg = self.config
+        kw = dict(lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **overrides)
+        kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return kind([{"params": params, "initial_lr": kw["lr"]}], **kw)
+
+    @property
+    def total_steps(self) -> Optional[int]:
+        if self.budget.steps is not None:
+            return int(self.budget.steps)
+        if self.budget.epochs is not None:
+            return max(1, math.ceil(self.budget.epochs * self.steps_per_epoch))
+        return None
+
+    @property
+    def epoch(self) -> float:
+        return self.stream.epochs_done
+
+    def _progress(self) -> float:
+        if self.total_steps is not None:
+            return min(self.step / self.total_steps, 1.0)
+        return min(self.elapsed / (self.budget.minutes * 60), 1.0)
+
+    def _done(self) -> bool:
+        return self._progress() >= 1.0
+
+    def lr_factor(self) -> float:
+        """warmup (linear from 0) x decay over the budget (constant, linear or cosine)."""
+        cfg = self.config
+        warm = min(1.0, (self.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        p = self._progress()
+        if cfg.schedule == "cosine":
+            decay = 0.5 * (1 + math.cos(math.pi * p))
+        elif cfg.schedule == "linear":
+            decay = 1 - p
+        else:
+            decay = 1.0
+        return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay)
+
+    # -- the loop -----------------------------------------------------------------
+    def fit(self, resume: bool = False) -> GenerativeModel:
+        self._build()
+        if resume:
+            self.load_checkpoint()
+        else:
+            seed_everything(self.config.seed)
+            self.model.prepare(self.data)
+            if self.model.fit_closed_form(self.data):
+                return self._finish_closed_form()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        self._acc: dict[str, torch.Tensor] = {}  # loss parts summed over the log window
+        self._cnt: dict[str, int] = {}
+        self.model.train()
+        t_last = time.perf_counter()
+        try:
+            while not self._done():
+                self._train_step()
+                self.step += 1
+                now = time.perf_counter()
+                self.elapsed += now - t_last
+                t_last = now
+                if self.ema is not None:
+                    self.ema.update(self.model, self.step)
+                at_ckpt = self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0
+                if self.step % self.config.log_every == 0 or at_ckpt or self._done():
+                    self._log()
+                if at_ckpt and not self._done():
+                    self.save_checkpoint()
+                for cb in self.callbacks:
+                    cb.on_step_end(self)
+                t_last += time.perf_counter() - now  # callbacks and logging are not training time
+            self.save_checkpoint()
+        finally:
+            for cb in self.callbacks:
+                cb.on_train_end(self)
+        self.model.eval()
+        return self.model
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _train_step(self) -> None:
+        lr_factor = self.lr_factor()
+        multi = len(self.players) > 1
+        for player, opt in zip(self.players, self.optimizers):
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * lr_factor
+            for _ in range(player.steps):
+                idx = self.stream.next().to(self.device)
+                x = self.x[idx]
+                y = None if self.y is None else self.y[idx]
+                with self._autocast():
+                    out = self.wrapped(player.method, x, y)
+                opt.zero_grad(set_to_none=True)
+                out["loss"].backward()
+                if self.config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(player.parameters, self.config.grad_clip)
+                opt.step()
+                for k, v in out.items():
+                    key = f"{player.name}/{k}" if multi else k
+                    self._acc[key] = self._acc.get(key, 0) + v.detach().float()
+                    self._cnt[key] = self._cnt.get(key, 0) + 1
+
+    def _log(self) -> None:
+        """Average the window's losses, stop on NaN/Inf, hand the record to callbacks."""
+        if not self._acc:
+            return
+        values = {k: (v / self._cnt[k]).item() for k, v in self._acc.items()}
+        self._acc, self._cnt = {}, {}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            where = f"; the last good checkpoint is in {self.run_dir / CHECKPOINT}" if self.run_dir else ""
+            k, v = next(iter(bad.items()))
+            raise TrainingDiverged(f"training stopped at step {self.step}: {k} became {v}{where} "
+                                   f"(try a lower lr or grad_clip)")
+        record = {"step": self.step, "epoch": round(self.epoch, 4), "time": round(self.elapsed, 3),
+                  "lr": self.optimizers[0].param_groups[0]["lr"], **values}
+        self.history.append(record)
+        if distributed.is_main():
+            for cb in self.callbacks:
+                cb.on_log(self, record)
+
+    def _finish_closed_form(self) -> GenerativeModel:
+        self.closed_form = True
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model.loss(self.x, self.y)
+        record = {"step": 0, "epoch": 1, "time": 0.0, "lr": 0.0,
+                  **{k: float(v) for k, v in out.items()}}
+        self.history.append(record)
+        for cb in self.callbacks:
+            cb.on_log(self, record)
+        return self.model
+
+    # -- weights for sampling and saving ---------------------------------------------
+    @contextlib.contextmanager
+    def sampling_weights(self):
+        """The model in eval mode with EMA weights swapped in (where EMA is used)."""
+        was_training = self.model.training
+        self.model.eval()
+        ctx = self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext(self.model)
+        try:
+            with ctx, torch.no_grad():
+                yield self.model
+        finally:
+            self.model.train(was_training)
+
+    # -- checkpoints ------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None or self.closed_form or not distributed.is_main():
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "step": self.step, "elapsed": self.elapsed, "stream": self.stream.state_dict(),
+            "rng": rng_state(), "budget": self.budget.to_dict(),
+        }
+        save_state(state, self.run_dir / CHECKPOINT)
+
+    def load_checkpoint(self) -> None:
+        state = load_state(self.run_dir / CHECKPOINT)
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.stream.load_state_dict(state["stream"])
+        set_rng_state(state["rng"])
