@@ -28,7 +28,7 @@ class ConvEncoder(nn.Module):
             if norm:
                 layers.append(nn.GroupNorm(min(8, ch), ch))
             layers.append(activation(act))
-            c, h, w = ch, (h + 1) // 2, (w + 1) // 2
+            c, h, w = ch, (h - 2) // 2 + 1, (w - 2) // 2 + 1
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Linear(c * h * w, out_features)
         self.flat_features = c * h * w

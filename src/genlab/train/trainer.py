@@ -68,11 +68,11 @@ class Trainer:
         self.stream = BatchStream(len(self.data.train), cfg.batch_size, cfg.seed, rank, world)
         self.x = self.data.train.to(self.device)
         self.y = None if self.data.train_labels is None else self.data.train_labels.to(self.device)
-        self.steps_per_epoch = self.stream.batches_per_epoch / sum(p.steps for p in self.players)
+        self.steps_per_epoch = self.stream.batches_per_epoch / max(1, sum(p.steps for p in self.players))
 
     def _optimizer(self, params, overrides: dict) -> torch.optim.Optimizer:
         cfg = self.config
-        kw = dict(lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **overrides)
+        kw = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay, **overrides}
         kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         return kind([{"params": params, "initial_lr": kw["lr"]}], **kw)
 

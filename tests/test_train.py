@@ -1,0 +1,176 @@
+"""Trainer: kill-and-resume equivalence, NaN stop, multi-player steps, schedules, EMA, budgets."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import genlab
+from genlab.errors import ConfigError, GenlabError, TrainingDiverged
+from genlab.models.base import GenerativeModel, Player, register_model
+from genlab.train import Callback
+from genlab.train.trainer import CHECKPOINT
+
+
+class Crash(Callback):
+    """Simulates the process dying after `at` steps (no checkpoint is written on the way out)."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, trainer):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt
+
+
+SETTINGS = dict(checkpoint_every=10, log_every=5, ema_decay=0.9, schedule="cosine", warmup_steps=5,
+                grad_clip=5.0, batch_size=64)
+
+
+@pytest.mark.parametrize("family,extra", [("vae", {}), ("ae", {"corruption": "gaussian"})])
+def test_killed_and_resumed_run_ends_with_identical_weights(family, extra, digits, tmp_path):
+    full = genlab.train(family, digits, tmp_path / "full", steps=47, progress=False, **SETTINGS, **extra)
+    with pytest.raises(KeyboardInterrupt):
+        genlab.train(family, digits, tmp_path / "cut", steps=47, progress=False, callbacks=[Crash(33)],
+                     **SETTINGS, **extra)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
+    assert state["step"] == 30  # the last checkpoint before the crash
+    resumed = genlab.resume(tmp_path / "cut", progress=False)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the saved (EMA) weights are identical too
+    la, lb = genlab.load(tmp_path / "full"), genlab.load(tmp_path / "cut")
+    for k, v in la.state_dict().items():
+        assert torch.equal(v, lb.state_dict()[k])
+
+
+def test_resume_with_new_budget_extends_and_reloads_from_disk(digits, tmp_path):
+    genlab.train("vae", digits, tmp_path / "r", steps=12, progress=False, checkpoint_every=4)
+    run = genlab.resume(tmp_path / "r", steps=8, progress=False)
+    assert run.history[-1]["step"] == 20
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["budget"] == {"steps": 20}
+
+
+@register_model("_nan_test")
+class Exploding(GenerativeModel):
+    """A model whose loss turns NaN after a few steps."""
+
+    def __init__(self, spec, hidden: int = 4):
+        super().__init__(spec)
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.calls = 0
+
+    def loss(self, x, y=None):
+        self.calls += 1
+        scale = float("nan") if self.calls > 12 else 1.0
+        return {"loss": (self.w * x.mean() * scale) ** 2}
+
+    def sample(self, n, y=None, generator=None):
+        return torch.zeros(n, *self.spec.shape)
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(digits, tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"step 1[3-5].*loss became nan.*checkpoint"):
+        genlab.train("_nan_test", digits, tmp_path / "n", steps=100, progress=False, checkpoint_every=10,
+                     log_every=5)
+    state = torch.load(tmp_path / "n" / CHECKPOINT, weights_only=True)
+    assert state["step"] == 10 and torch.isfinite(state["model"]["w"]).all()
+
+
+@register_model("_two_player_test")
+class TwoPlayer(GenerativeModel):
+    """Minimal adversarial-style model: two parameter groups, two objectives, n_critic steps."""
+
+    def __init__(self, spec, n_critic: int = 3):
+        super().__init__(spec)
+        self.a = torch.nn.Parameter(torch.zeros(1))
+        self.b = torch.nn.Parameter(torch.zeros(1))
+        self.n_critic = n_critic
+        self.calls = []
+
+    def players(self):
+        return [Player("critic", [self.a], "critic_loss", self.n_critic, {"lr": 0.1}),
+                Player("generator", [self.b], "generator_loss", 1)]
+
+    def ema_names(self):
+        return ["b"]
+
+    def critic_loss(self, x, y=None):
+        self.calls.append("critic")
+        return {"loss": (self.a - 1) ** 2 + 0 * self.b.sum()}
+
+    def generator_loss(self, x, y=None):
+        self.calls.append("generator")
+        return {"loss": (self.b + 1) ** 2 + 0 * self.a.sum()}
+
+    def sample(self, n, y=None, generator=None):
+        return self.b.expand(n, 2)
+
+
+def test_players_alternate_with_own_optimizers_and_parameters():
+    ds = genlab.load_dataset("8gaussians", n_train=512, n_test=64)
+    run = genlab.train("_two_player_test", ds, steps=200, progress=False, save=False, lr=0.05,
+                       ema_decay=0.5, batch_size=64)
+    m = run.model
+    assert m.calls[:8] == ["critic"] * 3 + ["generator"] + ["critic"] * 3 + ["generator"]
+    assert abs(m.a.item() - 1) < 0.05 and abs(m.b.item() + 1) < 0.05
+    rec = run.history[-1]
+    assert "critic/loss" in rec and "generator/loss" in rec
+    # one training step consumes n_critic + 1 batches: 8 batches per epoch of 512 / 64 -> 2 steps per epoch
+    assert rec["epoch"] == pytest.approx(200 * 4 / 8)
+
+
+def test_lr_warmup_and_cosine_schedule(digits):
+    run = genlab.train("vae", digits, steps=100, lr=1e-2, warmup_steps=10, schedule="cosine", log_every=1,
+                       save=False, progress=False)
+    lrs = [r["lr"] for r in run.history]
+    assert lrs[0] == pytest.approx(1e-2 * 0.1 * 1)  # step 0: warmup 1/10, cosine at progress 0
+    assert lrs[9] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 0.09)), rel=1e-6)
+    assert lrs[-1] < 1e-4
+
+
+def test_same_seed_same_weights_different_seed_different(digits):
+    a = genlab.train("vae", digits, steps=10, seed=3, save=False, progress=False).model.state_dict()
+    b = genlab.train("vae", digits, steps=10, seed=3, save=False, progress=False).model.state_dict()
+    c = genlab.train("vae", digits, steps=10, seed=4, save=False, progress=False).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_minutes_budget_and_bf16_autocast(digits):
+    run = genlab.train("ae", digits, minutes=0.02, precision="bf16", save=False, progress=False)
+    assert 0 < run.history[-1]["time"] < 5 and math.isfinite(run.history[-1]["loss"])
+
+
+def test_bad_settings_and_existing_run(digits, tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+        genlab.train("vae", digits, steps=1, batchsize=3, save=False)
+    with pytest.raises(ConfigError, match="exactly one budget"):
+        genlab.train("vae", digits, steps=1, epochs=1, save=False)
+    with pytest.raises(ConfigError, match="invalid lr"):
+        genlab.train("vae", digits, steps=1, lr=-1, save=False)
+    genlab.train("pca", digits, tmp_path / "p", progress=False)
+    with pytest.raises(GenlabError, match="already holds a run"):
+        genlab.train("pca", digits, tmp_path / "p", progress=False)
+
+
+def test_checkpoint_loading_never_unpickles_code(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "last.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"x": Evil()}, f)
+    from genlab.train.checkpoint import load_state
+
+    with pytest.raises(GenlabError, match="unreadable checkpoint"):
+        load_state(path)
