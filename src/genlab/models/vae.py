@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from ..nn import Decoder, Encoder
+from ..errors import ConfigError
 from .base import GenerativeModel, register_model
 
 LOG_2PI = math.log(2 * math.pi)
@@ -83,6 +84,8 @@ class VAE(GenerativeModel):
     # -- the pieces of the bound ---------------------------------------------------------
     def posterior(self, x, y=None):
         """mu, log sigma^2 of q(z | x, y) (log-variance clamped for stability)."""
+        if self.conditional and y is None:
+            raise ConfigError("this VAE is conditional: pass the labels y")
         mu, logvar = self.encoder(self.to_working(x), self._y(y)).chunk(2, -1)
         return mu, logvar.clamp(-12, 8)
 

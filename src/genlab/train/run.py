@@ -148,7 +148,9 @@ def write_figures(run: Run, n: int = 64, seed: int = 0) -> dict:
     out["samples"] = save_samples(x, model.spec, d / "samples.png", title=f"{model.family} samples", reference=ref)
     if hasattr(model, "reconstruct") and ds.spec.kind == "image":
         xt = ds.test[:32].to(model.device)
-        out["reconstructions"] = save_reconstructions(xt, model.reconstruct(xt), d / "reconstructions.png")
+        yt = ds.test_labels[:32].to(model.device) if model.conditional else None
+        x_hat = model.reconstruct(xt, yt) if model.conditional else model.reconstruct(xt)
+        out["reconstructions"] = save_reconstructions(xt, x_hat, d / "reconstructions.png")
     curve = save_loss_curve(read_metrics(d / "metrics.jsonl"), d / "loss.png", title=f"{model.family} training")
     if curve is not None:
         out["loss"] = curve
