@@ -23,6 +23,7 @@ from ..data import Dataset, dataset_from_spec, load_dataset
 from ..errors import GenlabError
 from ..models.base import GenerativeModel, create_model, hyperparameters
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
+from . import distributed
 from .checkpoint import atomic_write_json, seed_everything
 from .config import Budget, TrainConfig, split_settings
 from .trainer import CHECKPOINT, Trainer
@@ -71,6 +72,7 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     run_dir = None
     if save:
         run_dir = Path(out) if out is not None else default_run_dir(family, ds.spec.name)
+    if save and distributed.world()[0] == 0:  # under torchrun, rank 0 writes the files
         if (run_dir / "config.json").exists():
             raise GenlabError(f"{run_dir} already holds a run; resume it with `genlab resume {run_dir}` "
                               "or choose another --out")
@@ -115,11 +117,12 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
 
 def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run:
     cbs = list(callbacks)
-    if run_dir is not None:
+    main = distributed.world()[0] == 0
+    if run_dir is not None and main:
         cbs.append(JsonlLogger(run_dir / "metrics.jsonl"))
         if config.sample_every:
             cbs.append(SampleGrids(run_dir / "progress", config.sample_every))
-    if progress:
+    if progress and main:
         cbs.append(ProgressBar(f"{model.family} on {ds.spec.name}"))
     trainer = Trainer(model, ds, config, budget, run_dir, cbs)
     t0 = time.perf_counter()
@@ -129,7 +132,7 @@ def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run
     model.eval()
     model.finalize(ds)
     run = Run(run_dir, model, ds, trainer.history, time.perf_counter() - t0)
-    if run_dir is not None:
+    if run_dir is not None and main:
         model.save(run_dir)
         write_figures(run)
     return run
