@@ -28,7 +28,8 @@ def test_two_process_ddp_matches_single_process_with_double_batch(tmp_path):
     if r.returncode != 0 and "gloo" in r.stderr.lower() and "not available" in r.stderr.lower():
         pytest.skip("torch was built without gloo")
     assert r.returncode == 0, r.stderr[-2000:]
+    # tolerance: a tenth of one Adam step (lr 1e-3); a wrong batch split differs by whole steps
     ddp = genlab.load(tmp_path / "ddp")
     single = genlab.train("ae", "digits", steps=15, batch_size=64, save=False, progress=False).model
     for k, v in single.state_dict().items():
-        assert torch.allclose(v, ddp.state_dict()[k], atol=1e-5), k
+        assert torch.allclose(v, ddp.state_dict()[k], atol=1e-4), (k, (v - ddp.state_dict()[k]).abs().max())

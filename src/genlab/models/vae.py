@@ -63,7 +63,8 @@ class VAE(GenerativeModel):
 
     def __init__(self, spec, latent_dim: int = 16, net: str = "auto", hidden: tuple = (512, 256),
                  channels: tuple = (32, 64), activation: str = "relu", likelihood: str = "auto",
-                 beta: float = 1.0, iwae_k: int = 1, conditional: bool = False, eval_k: int = 1000):
+                 beta: float = 1.0, iwae_k: int = 1, conditional: bool = False, eval_k: int = 1000,
+                 binarize: bool = False):
         super().__init__(spec)
         if likelihood == "auto":
             likelihood = "bernoulli" if spec.kind == "image" else "gaussian"
@@ -73,7 +74,10 @@ class VAE(GenerativeModel):
             raise ValueError("likelihood='bernoulli' needs data in [0, 1] (images)")
         if iwae_k < 1 or eval_k < 1:
             raise ValueError("iwae_k and eval_k must be >= 1")
+        if binarize and likelihood != "bernoulli":
+            raise ValueError("binarize=true goes with the Bernoulli likelihood")
         self.likelihood, self.beta, self.iwae_k, self.eval_k = likelihood, beta, iwae_k, eval_k
+        self.binarize = binarize
         self.latent_dim = latent_dim
         k = spec.num_classes if conditional else 0
         self.encoder = Encoder(spec, 2 * latent_dim, net, hidden, channels, activation, k)
@@ -120,7 +124,12 @@ class VAE(GenerativeModel):
 
     # -- the contract ---------------------------------------------------------------------
     def loss(self, x, y=None):
-        """-ELBO (iwae_k = 1) or -L_k (iwae_k > 1), averaged over the batch, in nats."""
+        """-ELBO (iwae_k = 1) or -L_k (iwae_k > 1), averaged over the batch, in nats.
+
+        With binarize=true each batch is resampled as x ~ Bernoulli(x) every time it is
+        used (dynamic binarization, Burda et al. 2016)."""
+        if self.binarize:
+            x = torch.bernoulli(x)
         if self.iwae_k > 1:
             return {"loss": -iwae_bound(self.log_weights(x, y, self.iwae_k)).mean()}
         y = self._y(y)
@@ -131,19 +140,26 @@ class VAE(GenerativeModel):
         return {"loss": -bound.mean(), "recon": -rec.mean(), "kl": kl.mean()}
 
     @torch.no_grad()
-    def log_prob(self, x, y=None, k: int | None = None, chunk: int = 250):
+    def log_prob(self, x, y=None, k: int | None = None, rows: int = 50_000):
         """Importance-sampled estimate L_k of log p(x | y) in nats (a lower bound, tight as k grows).
 
-        Samples are drawn `chunk` at a time, so memory stays bounded for large k.
-        A conditional model given no labels returns log p(x) = logsumexp_y log p(x | y) - log K.
+        Images and samples are processed in blocks of about `rows` decoder outputs, so memory
+        stays bounded for any k and any number of images. A conditional model given no labels
+        returns log p(x) = logsumexp_y log p(x | y) - log K (uniform class prior).
         """
         k = k or self.eval_k
         if self.conditional and y is None:
             K = self.spec.num_classes
-            per_class = [self.log_prob(x, torch.full((len(x),), c, device=x.device), k, chunk) for c in range(K)]
+            per_class = [self.log_prob(x, torch.full((len(x),), c, device=x.device), k, rows) for c in range(K)]
             return torch.logsumexp(torch.stack(per_class), 0) - math.log(K)
-        parts = [self.log_weights(x, y, min(chunk, k - i)) for i in range(0, k, chunk)]
-        return iwae_bound(torch.cat(parts))
+        n_img = max(1, min(len(x), rows // k))
+        chunk = max(1, min(k, rows // n_img))
+        out = []
+        for i in range(0, len(x), n_img):
+            xb, yb = x[i:i + n_img], None if y is None else y[i:i + n_img]
+            parts = [self.log_weights(xb, yb, min(chunk, k - j)) for j in range(0, k, chunk)]
+            out.append(iwae_bound(torch.cat(parts)))
+        return torch.cat(out)
 
     def anomaly_score(self, x, k: int = 64):
         """-L_k(x) with k = 64 importance samples."""
