@@ -53,13 +53,12 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------
     def _build(self) -> None:
         cfg = self.config
-        self.model.to(self.device)
+        self.ema = None
         self.players = self.model.players()
         self.optimizers = [self._optimizer(p.parameters, {**p.overrides}) for p in self.players]
-        self.ema = EMA(self.model, cfg.ema_decay, self.model.ema_names()) if cfg.ema_decay else None
         self.wrapped: nn.Module = self.model
         rank, world = 0, 1
-        if self.distributed:
+        if self.distributed and self.players:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -115,14 +114,18 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------
     def fit(self, resume: bool = False) -> GenerativeModel:
+        self.model.to(self.device)
+        if not resume:
+            seed_everything(self.config.seed)
+            self.model.prepare(self.data)  # data-dependent init (standardisation, ActNorm, ...)
+            if self.model.fit_closed_form(self.data):
+                self._build()
+                return self._finish_closed_form()
         self._build()
+        cfg = self.config
+        self.ema = EMA(self.model, cfg.ema_decay, self.model.ema_names()) if cfg.ema_decay else None
         if resume:
             self.load_checkpoint()
-        else:
-            seed_everything(self.config.seed)
-            self.model.prepare(self.data)
-            if self.model.fit_closed_form(self.data):
-                return self._finish_closed_form()
         for cb in self.callbacks:
             cb.on_train_start(self)
         self._acc: dict[str, torch.Tensor] = {}  # loss parts summed over the log window
@@ -133,11 +136,11 @@ class Trainer:
             while not self._done():
                 self._train_step()
                 self.step += 1
+                if self.ema is not None:
+                    self.ema.update(self.model, self.step)
                 now = time.perf_counter()
                 self.elapsed += now - t_last
                 t_last = now
-                if self.ema is not None:
-                    self.ema.update(self.model, self.step)
                 at_ckpt = self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0
                 if self.step % self.config.log_every == 0 or at_ckpt or self._done():
                     self._log()
