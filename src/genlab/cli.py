@@ -97,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
 
+    e = sub.add_parser("eval", help="evaluate a trained run: FID-style distances, precision/recall, likelihood, ...",
+                       description="Evaluate RUN with every metric its model and data support (or --metrics), "
+                                   "beside the same metric for real data (train vs test), under a stated protocol. "
+                                   "Writes RUN/eval.json.")
+    e.add_argument("run")
+    e.add_argument("--metrics", help="comma-separated: fid,kid,precision,recall,density,coverage,balance,nll,"
+                                     "mmd,swd (default: all that apply)")
+    e.add_argument("--n", type=int, help="generated and reference samples (default: the whole reference split)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--split", default="test", choices=["test", "train"], help="reference split (default test)")
+    e.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
+
     sub.add_parser("datasets", help="list data sets and where they are found")
     m = sub.add_parser("models", help="list families, their hyperparameters and defaults")
     m.add_argument("family", nargs="?", help="show one family")
@@ -157,6 +170,22 @@ def cmd_sample(a) -> None:
     print(f"wrote {a.n} samples to {out}")
 
 
+def cmd_eval(a) -> None:
+    from .data import dataset_from_spec
+    from .metrics.evaluate import evaluate, format_table
+    from .models.base import load
+    from .train.checkpoint import atomic_write_json
+
+    model = load(a.run)
+    data = dataset_from_spec(model.spec.to_dict())
+    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
+    result = evaluate(model, data, metrics, n=a.n, seed=a.seed, split=a.split, progress=not a.json,
+                      **parse_settings(a.set))
+    result["run"] = str(a.run)
+    atomic_write_json(Path(a.run) / "eval.json", result)
+    print(json.dumps(result, indent=2) if a.json else format_table(result))
+
+
 def cmd_datasets(a) -> None:
     from .data import DATASETS
 
@@ -181,7 +210,7 @@ def cmd_models(a) -> None:
         print()
 
 
-COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "datasets": cmd_datasets,
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "datasets": cmd_datasets,
             "models": cmd_models}
 
 

@@ -92,7 +92,7 @@ def load_image_folder(path, size=None, mode: str | None = None, test_fraction: f
 
     itr, ite = split_indices(len(x), test_fraction, seed, path)
     names = [name for name, _ in classes]
-    spec = DataSpec("image", tuple(x.shape[1:]), len(names), names, name=path.name)
+    spec = DataSpec("image", tuple(x.shape[1:]), len(names), names, name=path.name, levels=256)
     t = torch.from_numpy
     return Dataset(t(x[itr]), t(x[ite]), spec,
                    t(labels[itr]) if labels is not None else None,

@@ -244,7 +244,7 @@ def load_idx_set(name: str, root=None) -> Dataset:
         return torch.from_numpy(a.astype(np.int64))
 
     h, w = xtr.shape[1:]
-    spec = DataSpec("image", (1, h, w), 10, list(CLASS_NAMES[name]), name=name,
+    spec = DataSpec("image", (1, h, w), 10, list(CLASS_NAMES[name]), name=name, levels=256,
                     source={"name": name, "options": {}})
     return Dataset(images(xtr), images(xte), spec, labels(ytr), labels(yte), location=str(d))
 

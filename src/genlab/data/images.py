@@ -20,6 +20,6 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     x = (d.images / 16.0).astype(np.float32)[:, None]
     y = d.target.astype(np.int64)
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
-    spec = DataSpec("image", (1, 8, 8), 10, [str(i) for i in range(10)], name="digits")
+    spec = DataSpec("image", (1, 8, 8), 10, [str(i) for i in range(10)], name="digits", levels=17)
     return Dataset(torch.from_numpy(xtr), torch.from_numpy(xte), spec,
                    torch.from_numpy(ytr), torch.from_numpy(yte), location="embedded in scikit-learn")

@@ -16,6 +16,8 @@ class DataSpec:
 
     `kind` is "image" (C x H x W floats in [0, 1]) or "vector" (D floats).
     `source` records how to load the set again: {"name": ..., "options": {...}}.
+    `levels` is the number of intensity levels of quantised images (256 for 8-bit,
+    17 for scikit-learn's digits), None for continuous data; bits/dim uses it.
     """
 
     kind: str
@@ -24,6 +26,7 @@ class DataSpec:
     class_names: list[str] = field(default_factory=list)
     name: str = "data"
     source: dict = field(default_factory=dict)
+    levels: Optional[int] = None
 
     @property
     def dim(self) -> int:

@@ -53,6 +53,13 @@ class GenerativeModel(nn.Module):
     train_defaults: ClassVar[dict] = {}
     #: kinds of data the family can model
     kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
+    #: what `log_prob` returns, where it exists: "exact", "bound" (a lower bound) or
+    #: "estimate" (a stochastic estimate); evaluation stamps it beside the number
+    likelihood_kind: ClassVar[Optional[str]] = None
+    #: True where log_prob is the log-probability of discrete values (Bernoulli pixels,
+    #: a discretised decoder) rather than a density on [0, 1]^D; bits/dim then adds no
+    #: dequantisation term
+    discrete_likelihood: ClassVar[bool] = False
 
     def __init__(self, spec: DataSpec):
         super().__init__()

@@ -19,6 +19,7 @@ from .base import GenerativeModel, register_model
 @register_model("pca")
 class PCA(GenerativeModel):
     description = "probabilistic PCA: linear-Gaussian baseline, closed-form fit, exact log-likelihood"
+    likelihood_kind = "exact"
 
     def __init__(self, spec, latent_dim: int = 16, min_variance: float = 1e-6):
         super().__init__(spec)

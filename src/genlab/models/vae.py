@@ -60,6 +60,11 @@ def log_normal(z: torch.Tensor, mu=None, logvar=None) -> torch.Tensor:
 @register_model("vae")
 class VAE(GenerativeModel):
     description = "variational autoencoder: ELBO or IWAE training, Bernoulli/Gaussian likelihood, conditional"
+    likelihood_kind = "estimate"  # L_k: importance-sampled, a lower bound in expectation
+
+    @property
+    def discrete_likelihood(self) -> bool:
+        return self.likelihood == "bernoulli"
 
     def __init__(self, spec, latent_dim: int = 16, net: str = "auto", hidden: tuple = (512, 256),
                  channels: tuple = (32, 64), activation: str = "relu", likelihood: str = "auto",

@@ -1,0 +1,295 @@
+"""`evaluate`: every metric a model and its data support, under one stated protocol.
+
+Protocol (stamped on every result): generated samples are compared with the
+reference split (test by default), `n` of each, drawn with `seed`; features come
+from the named extractor (weights hashed), always in eval mode. Beside each
+metric stands the same metric for real data: `n` training examples against the
+same reference — the "as good as real data" floor.
+
+Metrics register themselves in `METRICS`, so a family's issue can add its own
+(e.g. `modes` for the 2-D mixtures) without touching this file's logic.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from .. import __version__
+from ..data.spec import Dataset
+from ..errors import ConfigError, unknown_name
+from .balance import class_balance
+from .features import FeatureExtractor, extractor_for
+from .fid import frechet_distance_report, gaussian_stats, kid_report
+from .likelihood import bits_per_dim
+from .prdc import prdc, precision_recall
+from .toy import kl_estimate, mmd, sliced_wasserstein
+
+LOW_DIM = 16  # vector data up to this dimension gets MMD and sliced Wasserstein in data space
+
+
+@dataclass
+class Metric:
+    """`needs(ctx) -> None or the reason it does not apply`; `compute(ctx, x) -> {name: value}` for a
+    sample `x` (generated or real); `reference` says whether the real-data row makes sense."""
+
+    name: str
+    needs: Callable
+    compute: Callable
+    reference: bool = True
+    description: str = ""
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, needs: Callable, reference: bool = True, description: str = ""):
+    def wrap(fn):
+        METRICS[name] = Metric(name, needs, fn, reference, description)
+        return fn
+    return wrap
+
+
+class Context:
+    """What the metrics share: the model, data, reference sample, features and the protocol."""
+
+    def __init__(self, model, data: Dataset, n: int, seed: int, split: str, extractor: FeatureExtractor):
+        self.model, self.data, self.n, self.seed, self.split = model, data, n, seed, split
+        self.extractor = extractor
+        g = torch.Generator().manual_seed(seed)
+        ref, ref_y = (data.test, data.test_labels) if split == "test" else (data.train, data.train_labels)
+        idx = torch.randperm(len(ref), generator=g)[:n]
+        self.reference = ref[idx]
+        self.reference_labels = None if ref_y is None else ref_y[idx]
+        self._feats: dict = {}  # features and k-NN results per sample, computed once
+        self.notes: dict = {}
+
+    def _cached(self, key, fn):
+        if key not in self._feats:
+            self._feats[key] = fn()
+        return self._feats[key]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._cached(("features", id(x)), lambda: self.extractor.features(x))
+
+    def precision_recall(self, x) -> dict:
+        """Improved precision/recall (k=3) of x against the reference, computed once per sample."""
+        return self._cached(("pr", id(x)), lambda: precision_recall(self.features(self.reference),
+                                                                     self.features(x), k=3))
+
+    def density_coverage(self, x) -> dict:
+        return self._cached(("dc", id(x)), lambda: prdc(self.features(self.reference), self.features(x), k=5))
+
+
+# -- the metrics -------------------------------------------------------------------------------
+def _always(ctx):
+    return None
+
+
+@register_metric("fid", _always, description="Frechet distance between Gaussian fits of features")
+def _fid(ctx, x):
+    mu1, s1 = gaussian_stats(ctx.features(x))
+    mu2, s2 = gaussian_stats(ctx.features(ctx.reference))
+    rep = frechet_distance_report(mu1, s1, mu2, s2)
+    if rep.get("offset_applied"):
+        ctx.notes["fid"] = f"sqrtm needed an eps*I offset (max imaginary part {rep.get('max_imag', 0):.2g})"
+    return {"fid": rep["value"]}
+
+
+@register_metric("kid", _always, description="kernel (polynomial, unbiased MMD^2) distance of features")
+def _kid(ctx, x):
+    # subsets of half the sample (at most 1000, the usual size) so that the spread over subsets means something
+    size = min(1000, max(2, min(len(x), len(ctx.reference)) // 2))
+    rep = kid_report(ctx.features(x), ctx.features(ctx.reference), subset_size=size, seed=ctx.seed)
+    ctx.notes["kid"] = f"{rep['subsets']} subsets of {rep['subset_size']}"
+    return {"kid": rep["mean"], "kid_std": rep["std"]}
+
+
+@register_metric("precision", _always, description="improved precision (Kynkaanniemi et al. 2019, k=3)")
+def _precision(ctx, x):
+    return {"precision": ctx.precision_recall(x)["precision"]}
+
+
+@register_metric("recall", _always, description="improved recall (Kynkaanniemi et al. 2019, k=3)")
+def _recall(ctx, x):
+    return {"recall": ctx.precision_recall(x)["recall"]}
+
+
+@register_metric("density", _always, description="density (Naeem et al. 2020, k=5)")
+def _density(ctx, x):
+    return {"density": ctx.density_coverage(x)["density"]}
+
+
+@register_metric("coverage", _always, description="coverage (Naeem et al. 2020, k=5)")
+def _coverage(ctx, x):
+    return {"coverage": ctx.density_coverage(x)["coverage"]}
+
+
+def _needs_classifier(ctx):
+    if not ctx.extractor.has_classifier:
+        return f"feature extractor '{ctx.extractor.name}' has no classifier"
+    if ctx.data.train_labels is None:
+        return "the data has no labels"
+    return None
+
+
+@register_metric("balance", _needs_classifier,
+                 description="class histogram of samples by the classifier: KL from data, classes dropped")
+def _balance(ctx, x):
+    k = ctx.data.spec.num_classes
+    freq = torch.bincount(ctx.data.train_labels, minlength=k).double()
+    rep = class_balance(ctx.extractor.probs(x), freq / freq.sum())
+    out = {"balance_kl": rep["kl"], "classes_dropped": rep["classes_dropped"],
+           "confidence": rep["mean_confidence"]}
+    y = ctx.sample_labels if x is ctx.generated else ctx.reference_labels if x is ctx.reference else None
+    if y is not None and (x is not ctx.generated or ctx.model.conditional):
+        out["class_accuracy"] = float((ctx.extractor.predict(x) == y.cpu()).double().mean())
+    return out
+
+
+def _needs_log_prob(ctx):
+    return None if hasattr(ctx.model, "log_prob") else f"'{ctx.model.family}' has no likelihood (no log_prob)"
+
+
+@register_metric("nll", _needs_log_prob, reference=False,
+                 description="negative log-likelihood of the reference split, nats and bits/dim")
+@torch.no_grad()
+def _nll(ctx, x):
+    model, ref = ctx.model, ctx.reference
+    y = ctx.reference_labels if model.conditional else None
+    lp = torch.cat([model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu()
+                    for b, yb in zip(ref.split(500), (y if y is not None else ref).split(500))])
+    out = {"nll": float(-lp.mean())}
+    spec = ctx.data.spec
+    if model.discrete_likelihood:  # Bernoulli pixels: a code length only for binary data
+        if bool(((ref == 0) | (ref == 1)).all()):
+            out["bpd"] = bits_per_dim(out["nll"], spec.dim, n_levels=None)
+    elif spec.levels:
+        out["bpd"] = bits_per_dim(out["nll"], spec.dim, n_levels=spec.levels)
+    ctx.notes["nll"] = f"{model.likelihood_kind} ({'discrete' if model.discrete_likelihood else 'density'})"
+    if ctx.data.log_density is not None:
+        true_lp = ctx.data.log_density(ref)
+        out["kl"] = kl_estimate(lp, true_lp)
+        out["true_entropy"] = float(-true_lp.mean())
+    return out
+
+
+def _needs_low_dim(ctx):
+    spec = ctx.data.spec
+    return None if spec.kind == "vector" and spec.dim <= LOW_DIM else f"only for vector data of dimension <= {LOW_DIM}"
+
+
+@register_metric("mmd", _needs_low_dim, description="unbiased MMD^2, sum of RBF kernels, in data space")
+def _mmd(ctx, x):
+    return {"mmd": mmd(ctx.reference, x.cpu())}
+
+
+@register_metric("swd", _needs_low_dim, description="sliced Wasserstein-2 distance in data space")
+def _swd(ctx, x):
+    return {"swd": sliced_wasserstein(ctx.reference, x.cpu(), seed=ctx.seed)}
+
+
+# -- the protocol ------------------------------------------------------------------------------
+@torch.no_grad()
+def generate(model, n: int, seed: int, labels: Optional[torch.Tensor] = None, batch_size: int = 500,
+             **sample_options) -> torch.Tensor:
+    """n samples in batches from a seeded generator (labels for conditional models)."""
+    model.eval()
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    out = []
+    for i in range(0, n, batch_size):
+        y = None if labels is None else labels[i:i + batch_size].to(model.device)
+        out.append(model.sample(min(batch_size, n - i), y=y, generator=g, **sample_options).cpu())
+    return torch.cat(out)
+
+
+def supported_metrics(model, data: Dataset, extractor: Optional[FeatureExtractor] = None) -> dict[str, Optional[str]]:
+    """{metric: None if supported else the reason it is not}."""
+    ctx = Context.__new__(Context)
+    ctx.model, ctx.data = model, data
+    ctx.extractor = extractor or extractor_for(data.spec)
+    return {name: m.needs(ctx) for name, m in METRICS.items()}
+
+
+def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: int = 0, split: str = "test",
+             features=None, reference: bool = True, progress: bool = False, **sample_options) -> dict:
+    """Evaluate `model` on `data`: every supported metric by default, or those named.
+
+    Returns {"metrics": {...}, "reference": {...real train vs reference...}, "protocol": {...},
+    "notes": {...}, "seconds": {...}}. Unknown or unsupported metrics and an `n` larger
+    than the reference split raise ConfigError with the reason.
+    """
+    from tqdm.auto import tqdm
+
+    if split not in ("test", "train"):
+        raise ConfigError(f"split must be test or train, not '{split}'")
+    extractor = features if isinstance(features, FeatureExtractor) else extractor_for(data.spec, features)
+    support = supported_metrics(model, data, extractor)
+    if metrics is None:
+        names = [m for m, why in support.items() if why is None]
+    else:
+        names = list(dict.fromkeys(metrics))
+        for m in names:
+            if m not in METRICS:
+                raise unknown_name("metric", m, METRICS)
+            if support[m] is not None:
+                raise ConfigError(f"metric '{m}' does not apply to this model and data: {support[m]}")
+    ref_split = data.test if split == "test" else data.train
+    n = len(ref_split) if n is None else int(n)
+    if not 1 <= n <= len(ref_split):
+        raise ConfigError(f"n={n} is larger than the {len(ref_split)} examples of the {split} split"
+                          if n > 0 else "n must be positive")
+    ctx = Context(model, data, n, seed, split, extractor)
+    t0 = time.perf_counter()
+    labels = None
+    if model.conditional:  # class labels in the data's proportions, as the reference sample has them
+        labels = ctx.reference_labels
+    ctx.sample_labels = labels
+    ctx.generated = generate(model, n, seed, labels, **sample_options)
+    t_sample = time.perf_counter() - t0
+    other = data.train if split == "test" else data.test
+    n_real = min(n, len(other))
+    real = other[torch.randperm(len(other), generator=torch.Generator().manual_seed(seed + 1))[:n_real]]
+    results, ref_results, seconds = {}, {}, {"sampling": round(t_sample, 3)}
+    bar = tqdm(names, desc="evaluate", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        t = time.perf_counter()
+        results.update(METRICS[name].compute(ctx, ctx.generated))
+        if reference and METRICS[name].reference:
+            ref_results.update(METRICS[name].compute(ctx, real))
+        seconds[name] = round(time.perf_counter() - t, 3)
+    if reference and "nll" in names and data.log_density is not None:
+        ref_results["nll"] = results.get("true_entropy")
+    protocol = {
+        "data": data.spec.name, "reference_split": split, "n_generated": n, "n_reference": n,
+        "n_real_baseline": n_real, "real_baseline": f"{'train' if split == 'test' else 'test'} split vs {split} split",
+        "seed": seed, "feature_extractor": extractor.info(), "precision_recall_k": 3, "density_coverage_k": 5,
+        "genlab_version": __version__, "sample_options": {k: v for k, v in sample_options.items()},
+        "labels": "reference labels (conditional model)" if labels is not None else None,
+    }
+    return {"family": model.family, "metrics": results, "reference": ref_results, "protocol": protocol,
+            "notes": ctx.notes, "seconds": seconds}
+
+
+def format_table(result: dict) -> str:
+    """The metrics table with its real-data column and the protocol stamp, as plain text."""
+    rows = [f"{'metric':18} {'model':>12} {'real data':>12}"]
+    for k, v in result["metrics"].items():
+        r = result["reference"].get(k)
+        fmt = lambda u: "—" if u is None else (f"{u:12d}" if isinstance(u, int) else f"{u:12.4g}")
+        rows.append(f"{k:18} {fmt(v):>12} {fmt(r):>12}")
+    p = result["protocol"]
+    fe = p["feature_extractor"]
+    rows.append("")
+    rows.append(f"protocol: {p['n_generated']} generated vs {p['n_reference']} {p['reference_split']} examples of "
+                f"{p['data']}, seed {p['seed']}; real data = {p['real_baseline']} ({p['n_real_baseline']})")
+    rows.append(f"features: {fe['name']} (dim {fe['dim']}, sha256 {fe['weights_sha256'][:16]}); "
+                f"precision/recall k={p['precision_recall_k']}, density/coverage k={p['density_coverage_k']}")
+    for k, note in result["notes"].items():
+        rows.append(f"{k}: {note}")
+    return "\n".join(rows)
