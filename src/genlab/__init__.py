@@ -14,7 +14,8 @@ from .data import DataSpec, Dataset, DATASETS, load_dataset
 from .models import MODELS, GenerativeModel, create_model, load
 from .train import Budget, TrainConfig, Trainer, Run, train, resume
 from .estimator import Estimator
+from .metrics.evaluate import evaluate
 
 __all__ = ["__version__", "GenlabError", "DataError", "ConfigError", "TrainingDiverged", "DataSpec", "Dataset",
            "DATASETS", "load_dataset", "MODELS", "GenerativeModel", "create_model", "load", "Budget",
-           "TrainConfig", "Trainer", "Run", "train", "resume", "Estimator"]
+           "TrainConfig", "Trainer", "Run", "train", "resume", "Estimator", "evaluate"]
