@@ -193,6 +193,27 @@ def _swd(ctx, x):
     return {"swd": sliced_wasserstein(ctx.reference, x.cpu(), seed=ctx.seed)}
 
 
+def _needs_mixture(ctx):
+    from ..data.toy2d import _CENTERS
+
+    name = (ctx.data.spec.source or {}).get("name")
+    return None if name in _CENTERS else "only for the 2-D Gaussian mixtures (8gaussians, 25gaussians)"
+
+
+@register_metric("modes", _needs_mixture,
+                 description="PacGAN mode coverage: modes captured, % high quality (3 sigma), reverse KL")
+def _modes(ctx, x):
+    from ..data.toy2d import mode_centers
+    from .modes import N_SAMPLES, mode_coverage
+
+    src = ctx.data.spec.source
+    x = x[:N_SAMPLES]
+    if len(x) < N_SAMPLES:
+        ctx.notes["modes"] = f"{len(x)} samples (PacGAN's protocol uses {N_SAMPLES})"
+    rep = mode_coverage(x, mode_centers(src["name"]), src["options"]["sigma"])
+    return {"modes": rep["modes"], "high_quality": rep["high_quality"], "mode_kl": rep["reverse_kl"]}
+
+
 # -- the protocol ------------------------------------------------------------------------------
 @torch.no_grad()
 def generate(model, n: int, seed: int, labels: Optional[torch.Tensor] = None, batch_size: int = 500,

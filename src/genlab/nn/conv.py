@@ -15,19 +15,25 @@ from torch import nn
 from .mlp import activation
 
 
+def norm_layer(kind, channels: int) -> list[nn.Module]:
+    """[] for None/False, BatchNorm2d for "batch", GroupNorm (8 groups) for "group" or True."""
+    if not kind:
+        return []
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    return [nn.GroupNorm(min(8, channels), channels)]
+
+
 class ConvEncoder(nn.Module):
     """C x H x W -> features: [Conv(4, s2) -> act] per channel width, flatten, Linear."""
 
     def __init__(self, shape: Sequence[int], out_features: int, channels: Sequence[int] = (32, 64),
-                 act: str = "leaky_relu", norm: bool = False):
+                 act: str = "leaky_relu", norm=None):
         super().__init__()
         c, h, w = shape
         layers: list[nn.Module] = []
         for ch in channels:
-            layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1)]
-            if norm:
-                layers.append(nn.GroupNorm(min(8, ch), ch))
-            layers.append(activation(act))
+            layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1), *norm_layer(norm, ch), activation(act)]
             c, h, w = ch, (h - 2) // 2 + 1, (w - 2) // 2 + 1
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Linear(c * h * w, out_features)
@@ -44,7 +50,7 @@ class ConvDecoder(nn.Module):
     """features -> Linear -> [ConvTranspose(4, s2) -> act] per width -> Conv3x3 -> C x H x W."""
 
     def __init__(self, in_features: int, shape: Sequence[int], channels: Sequence[int] = (64, 32),
-                 act: str = "relu", norm: bool = False):
+                 act: str = "relu", norm=None):
         super().__init__()
         c, h, w = shape
         self.shape = (c, h, w)
@@ -55,10 +61,7 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = [activation(act)]
         widths = [*channels, channels[-1]]
         for a, b in zip(widths[:-1], widths[1:]):
-            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
-            if norm:
-                layers.append(nn.GroupNorm(min(8, b), b))
-            layers.append(activation(act))
+            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), *norm_layer(norm, b), activation(act)]
         layers.append(nn.Conv2d(widths[-1], c, 3, padding=1))
         self.body = nn.Sequential(*layers)
 

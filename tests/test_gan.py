@@ -1,0 +1,93 @@
+"""GAN losses against their formulas, player isolation, a short run on the ring, and errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import genlab
+from genlab.errors import ConfigError
+from genlab.metrics.evaluate import evaluate
+from genlab.models import gan as G
+
+LOGITS_REAL = torch.tensor([2.0, -1.0, 0.5])
+LOGITS_FAKE = torch.tensor([-3.0, 0.0, 1.5])
+sig = torch.sigmoid
+
+
+def test_losses_equal_their_formulas():
+    d_real, d_fake = sig(LOGITS_REAL), sig(LOGITS_FAKE)
+    expected_d = -(d_real.log().mean() + (1 - d_fake).log().mean())
+    assert torch.allclose(G.discriminator_loss_bce(LOGITS_REAL, LOGITS_FAKE), expected_d)
+    assert torch.allclose(G.generator_loss_minimax(LOGITS_FAKE), (1 - d_fake).log().mean())
+    assert torch.allclose(G.generator_loss_non_saturating(LOGITS_FAKE), -d_fake.log().mean())
+    hinge = torch.clamp(1 - LOGITS_REAL, min=0).mean() + torch.clamp(1 + LOGITS_FAKE, min=0).mean()
+    assert torch.allclose(G.discriminator_loss_hinge(LOGITS_REAL, LOGITS_FAKE), hinge)
+    assert torch.allclose(G.generator_loss_linear(LOGITS_FAKE), -LOGITS_FAKE.mean())
+    assert torch.allclose(G.critic_loss_wasserstein(LOGITS_REAL, LOGITS_FAKE),
+                          LOGITS_FAKE.mean() - LOGITS_REAL.mean())
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    w = torch.tensor([3.0, 4.0])  # |grad| = 5 everywhere: penalty (5 - 1)^2 = 16; R1 = 1/2 * 25
+    critic = lambda x, y=None: x @ w
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    assert G.gradient_penalty(critic, real, fake).item() == pytest.approx(16.0)
+    assert G.r1_penalty(critic, real).item() == pytest.approx(12.5)
+
+
+def test_saturation_minimax_gradient_vanishes_where_d_rejects():
+    l = torch.tensor([-8.0], requires_grad=True)  # D(G(z)) ~ 3e-4
+    (g_mm,) = torch.autograd.grad(G.generator_loss_minimax(l), l)
+    (g_ns,) = torch.autograd.grad(G.generator_loss_non_saturating(l), l)
+    assert abs(g_mm.item()) < 1e-3 < 0.9 < abs(g_ns.item())
+
+
+@pytest.mark.parametrize("loss", ["minimax", "non-saturating", "hinge", "wgan-gp"])
+def test_each_player_changes_only_its_own_parameters(loss):
+    ds = genlab.load_dataset("8gaussians", n_train=256, n_test=64)
+    m = genlab.create_model("gan", ds, loss=loss, r1_weight=1.0, minibatch_std=True)
+    m.prepare(ds)
+    x = ds.train[:64]
+    for player in m.players():
+        before = {n: p.detach().clone() for n, p in m.named_parameters()}
+        opt = torch.optim.Adam(player.parameters, lr=1e-2)
+        out = m(player.method, x)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        mine = player.name + "."
+        changed = {n for n, p in m.named_parameters() if not torch.equal(before[n], p)}
+        assert changed and all(n.startswith(mine) for n in changed), (player.name, changed)
+        # (a parameter of its own may have zero gradient, e.g. a bias under the balanced hinge loss)
+
+
+def test_dcgan_conditional_and_pac_shapes(digits):
+    m = genlab.create_model("gan", digits, net="conv", conditional=True)
+    assert m.sample(10, y=3).shape == (10, 1, 8, 8)
+    for cond in ("projection", "concat"):
+        m = genlab.create_model("gan", digits, net="conv", conditional=True, conditioning=cond)
+        assert torch.isfinite(m.discriminator_loss(digits.train[:16], digits.train_labels[:16])["loss"])
+    m = genlab.create_model("gan", digits, net="conv", pac=4, minibatch_std=True)
+    assert torch.isfinite(m.discriminator_loss(digits.train[:18])["loss"])  # 18 -> 4 packs of 4
+    z = m.draw_z(5)
+    assert torch.equal(m.generate(z), m.generate(z)) and 0 <= m.generate(z).min()
+
+
+def test_bad_gan_settings_are_clear(digits):
+    with pytest.raises(ConfigError, match="did you mean 'hinge'"):
+        genlab.create_model("gan", digits, loss="hinj")
+    with pytest.raises(ConfigError, match="n_critic must be a positive integer"):
+        genlab.create_model("gan", digits, n_critic=0)
+    with pytest.raises(ConfigError, match="pac must be"):
+        genlab.create_model("gan", digits, pac=0)
+
+
+def test_short_seeded_run_on_the_ring_captures_most_modes():
+    ds = genlab.load_dataset("8gaussians", n_train=4000, n_test=2500, sigma=0.05)
+    run = genlab.train("gan", ds, steps=1500, save=False, progress=False, latent_dim=2, hidden=(128, 128),
+                       batch_size=128, lr=1e-3)
+    r = evaluate(run.model, ds, metrics=["modes"], n=2500)["metrics"]
+    assert r["modes"] >= 6, r
