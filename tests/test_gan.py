@@ -86,8 +86,9 @@ def test_bad_gan_settings_are_clear(digits):
 
 
 def test_short_seeded_run_on_the_ring_captures_most_modes():
-    ds = genlab.load_dataset("8gaussians", n_train=4000, n_test=2500, sigma=0.05)
-    run = genlab.train("gan", ds, steps=1500, save=False, progress=False, latent_dim=2, hidden=(128, 128),
+    ds = genlab.load_dataset("8gaussians", n_train=4000, n_test=2500)  # PacGAN's ring, sigma 0.01
+    run = genlab.train("gan", ds, steps=2000, save=False, progress=False, latent_dim=2, hidden=(128, 128),
                        batch_size=128, lr=1e-3)
     r = evaluate(run.model, ds, metrics=["modes"], n=2500)["metrics"]
-    assert r["modes"] >= 6, r
+    # measured over seeds 0-3: 8 modes each, 59-78% of samples within 3 sigma (about 5 s)
+    assert r["modes"] >= 6 and r["high_quality"] > 0.3, r
