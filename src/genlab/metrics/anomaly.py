@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .errors import MetricError, as_tensor
 
@@ -29,11 +28,15 @@ def _labelled(scores_normal, scores_anomalous) -> tuple[np.ndarray, np.ndarray]:
 
 def auroc(scores_normal, scores_anomalous) -> float:
     """Area under the ROC curve; ties count one half (identical score sets give 0.5)."""
+    from sklearn.metrics import roc_auc_score  # imported here: sklearn.metrics takes ~0.7 s to import
+
     return float(roc_auc_score(*_labelled(scores_normal, scores_anomalous)))
 
 
 def auprc(scores_normal, scores_anomalous) -> float:
     """Area under the precision-recall curve as average precision (anomalous = positive)."""
+    from sklearn.metrics import average_precision_score
+
     return min(1.0, float(average_precision_score(*_labelled(scores_normal, scores_anomalous))))
 
 

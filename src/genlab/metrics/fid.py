@@ -104,7 +104,8 @@ def polynomial_kernel(x: torch.Tensor, y: torch.Tensor, degree: int = 3, gamma: 
                       coef0: float = 1.0) -> torch.Tensor:
     """k(x, y) = (gamma x.y + coef0)^degree for all pairs; gamma = 1/D by default."""
     gamma = 1.0 / x.shape[1] if gamma is None else gamma
-    return (gamma * (x @ y.T) + coef0) ** degree
+    c = torch.tensor(coef0, dtype=x.dtype, device=x.device)
+    return torch.addmm(c, x, y.T, alpha=gamma).pow_(degree)  # in place: one N x M buffer
 
 
 def mmd2_unbiased(k_xx: torch.Tensor, k_yy: torch.Tensor, k_xy: torch.Tensor) -> torch.Tensor:
