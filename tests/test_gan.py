@@ -92,3 +92,12 @@ def test_short_seeded_run_on_the_ring_captures_most_modes():
     r = evaluate(run.model, ds, metrics=["modes"], n=2500)["metrics"]
     # measured over seeds 0-3: 8 modes each, 59-78% of samples within 3 sigma (about 5 s)
     assert r["modes"] >= 6 and r["high_quality"] > 0.3, r
+
+
+def test_gan_saturation_experiment_shows_the_minimax_gradient_vanishing(tmp_path):
+    from genlab.experiments import run_experiment
+
+    out = run_experiment("gan-saturation", tmp_path, quick=True)
+    assert (tmp_path / "gan-saturation.png").exists() and (tmp_path / "gan-saturation.json").exists()
+    # where D rejects the fakes (D(G(z)) < 0.1), the non-saturating loss gives the larger gradient
+    assert out["low_d_ratio_non_saturating_over_minimax"] > 2

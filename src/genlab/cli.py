@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
 
+    x = sub.add_parser("experiment", help="reproduce one concept as a figure plus numbers",
+                       description="Run experiment NAME (omit NAME to list them) into --out.")
+    x.add_argument("name", nargs="?")
+    x.add_argument("--out", default=None, help="output directory (default: runs/experiments/NAME)")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--quick", action="store_true", help="a smaller, faster version")
+
     sub.add_parser("datasets", help="list data sets and where they are found")
     m = sub.add_parser("models", help="list families, their hyperparameters and defaults")
     m.add_argument("family", nargs="?", help="show one family")
@@ -186,6 +193,18 @@ def cmd_eval(a) -> None:
     print(json.dumps(result, indent=2) if a.json else format_table(result))
 
 
+def cmd_experiment(a) -> None:
+    from .experiments import list_experiments, run_experiment
+
+    if not a.name:
+        for name, desc in list_experiments().items():
+            print(f"{name:18} {desc}")
+        return
+    out = Path(a.out or Path("runs") / "experiments" / a.name)
+    result = run_experiment(a.name, out, seed=a.seed, quick=a.quick)
+    print(f"{a.name}: wrote {result.get('figure', out)} and {out / (a.name + '.json')}")
+
+
 def cmd_datasets(a) -> None:
     from .data import DATASETS
 
@@ -210,7 +229,8 @@ def cmd_models(a) -> None:
         print()
 
 
-COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "datasets": cmd_datasets,
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "experiment": cmd_experiment,
+            "datasets": cmd_datasets,
             "models": cmd_models}
 
 
