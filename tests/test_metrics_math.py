@@ -258,3 +258,14 @@ def test_class_balance():
     assert r["classes_dropped"] == K - 1 and r["kl"] > 5 and r["counts"][0] == M
     with pytest.raises(MetricError, match="sum to 1"):
         class_balance(torch.rand(5, K), freq)
+
+
+def test_prdc_exact_copies_are_at_distance_zero():
+    """Duplicated real points have k-NN radius 0; fakes that copy them lie on no open ball."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(100, 32, generator=g, dtype=torch.float64).repeat_interleave(8, 0)
+    fake = torch.cat([torch.randn(20, 32, generator=g, dtype=torch.float64).repeat_interleave(25, 0), real[:400:8]])
+    from genlab.metrics import prdc as prdc_fn
+
+    r = prdc_fn(real, fake, k=5)
+    assert r["precision"] == 0 and r["density"] == 0 and r["coverage"] == 0

@@ -30,9 +30,18 @@ from .errors import MetricError, check_features, same_dim
 BLOCK_ELEMENTS = 2 ** 23  # entries of one distance block: 64 MB in float64
 
 
+COPY_TOLERANCE = 1e-12  # relative: below this, |a|^2 + |b|^2 - 2 a.b is rounding noise of an exact copy
+
+
 def _sq_dists(a: torch.Tensor, b: torch.Tensor, a_sq: torch.Tensor, b_sq: torch.Tensor) -> torch.Tensor:
-    """||a_i - b_j||^2 = |a_i|^2 + |b_j|^2 - 2 a_i.b_j for all pairs, clamped at 0 against rounding."""
-    return torch.addmm(b_sq[None, :], a, b.T, alpha=-2).add_(a_sq[:, None]).clamp_min_(0)
+    """||a_i - b_j||^2 = |a_i|^2 + |b_j|^2 - 2 a_i.b_j for all pairs.
+
+    Values within rounding of 0 (relative to |a|^2 + |b|^2) are set to exactly 0, so exact
+    copies (a collapsed or memorising generator, duplicated data) are at distance 0 wherever
+    the pair appears and ties with zero radii are decided exactly, not by rounding."""
+    d = torch.addmm(b_sq[None, :], a, b.T, alpha=-2).add_(a_sq[:, None])
+    scale = a_sq[:, None] + b_sq[None, :]
+    return d.masked_fill_(d <= COPY_TOLERANCE * scale, 0.0)
 
 
 def _rows(n_cols: int, block: int | None) -> int:
