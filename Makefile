@@ -32,8 +32,8 @@ bench: $(VENV)/.genlab-dev
 	$(PIP) -e '.[bench]'
 	$(PY) bench/vae_mnist.py
 
-lint:
-	$(PY) -m pyflakes src tests bench 2>/dev/null || true
+lint: $(VENV)/.genlab-dev
+	$(PY) -m pip install --quiet -c constraints.txt pyflakes && $(PY) -m pyflakes src tests bench
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -12,7 +12,6 @@ against the mean D(G(z)) at that moment of training.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch

@@ -12,9 +12,9 @@ Metrics register themselves in `METRICS`, so a family's issue can add its own
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 import torch
@@ -230,9 +230,7 @@ def generate(model, n: int, seed: int, labels: Optional[torch.Tensor] = None, ba
 
 def supported_metrics(model, data: Dataset, extractor: Optional[FeatureExtractor] = None) -> dict[str, Optional[str]]:
     """{metric: None if supported else the reason it is not}."""
-    ctx = Context.__new__(Context)
-    ctx.model, ctx.data = model, data
-    ctx.extractor = extractor or extractor_for(data.spec)
+    ctx = SimpleNamespace(model=model, data=data, extractor=extractor or extractor_for(data.spec))
     return {name: m.needs(ctx) for name, m in METRICS.items()}
 
 

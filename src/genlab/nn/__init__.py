@@ -1,9 +1,8 @@
 """Building blocks shared by families: MLP, conv encoder/decoder, embeddings."""
 
-from .mlp import MLP, Flatten, activation
+from .mlp import MLP, activation
 from .conv import ConvEncoder, ConvDecoder
-from .embed import one_hot, default_labels
+from .embed import one_hot
 from .coders import Encoder, Decoder, resolve_net
 
-__all__ = ["MLP", "Flatten", "activation", "ConvEncoder", "ConvDecoder", "one_hot", "default_labels", "Encoder", "Decoder",
-           "resolve_net"]
+__all__ = ["MLP", "activation", "ConvEncoder", "ConvDecoder", "one_hot", "Encoder", "Decoder", "resolve_net"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from torch import nn
 
 from ..errors import unknown_name
@@ -36,17 +35,3 @@ class MLP(nn.Sequential):
             layers += [nn.Linear(a, b), activation(act)]
         layers.append(nn.Linear(widths[-1], out_features))
         super().__init__(*layers)
-
-
-class Flatten(nn.Module):
-    """N x ... -> N x D, and back with `unflatten`."""
-
-    def __init__(self, shape: Sequence[int]):
-        super().__init__()
-        self.shape = tuple(shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), -1)
-
-    def unflatten(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), *self.shape)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -73,13 +72,3 @@ class SampleGrids(Callback):
                 x = model.sample(self.n, generator=g)
             save_samples(x, model.spec, self.directory / f"step{trainer.step:07d}.png",
                          title=f"step {trainer.step}")
-
-
-class Timer(Callback):
-    """Wall time of training, for the report."""
-
-    def on_train_start(self, trainer):
-        self.t0 = time.perf_counter()
-
-    def on_train_end(self, trainer):
-        self.seconds = time.perf_counter() - self.t0

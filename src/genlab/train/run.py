@@ -106,9 +106,7 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     state = load_state(run_dir / CHECKPOINT)
     budget = Budget(**state["budget"])
     if any(v is not None for v in (epochs, steps, minutes)):
-        steps_per_epoch = max(len(ds.train) // min(config.batch_size, len(ds.train)), 1)
-        budget = budget.extended(state["step"], state["stream"]["epoch"] + state["stream"]["pos"] / steps_per_epoch,
-                                 state["elapsed"], Budget(epochs, steps, minutes))
+        budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
         cfg["budget"] = budget.to_dict()
         atomic_write_json(cfg_path, cfg)
     del state

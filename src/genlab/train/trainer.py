@@ -235,7 +235,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizers": [o.state_dict() for o in self.optimizers],
-            "step": self.step, "elapsed": self.elapsed, "stream": self.stream.state_dict(),
+            "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed, "stream": self.stream.state_dict(),
             "rng": rng_state(), "budget": self.budget.to_dict(),
         }
         save_state(state, self.run_dir / CHECKPOINT)
