@@ -20,15 +20,22 @@ def register_experiment(name: str, description: str):
     return wrap
 
 
-def run_experiment(name: str, out, seed: int = 0, quick: bool = False) -> dict:
-    from . import gan_saturation  # noqa: F401  (register)
+def _discover() -> None:
+    """Import every module of this package: each registers its experiments."""
+    import importlib
+    import pkgutil
 
+    for m in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{m.name}")
+
+
+def run_experiment(name: str, out, seed: int = 0, quick: bool = False) -> dict:
+    _discover()
     if name not in EXPERIMENTS:
         raise unknown_name("experiment", name, EXPERIMENTS)
     return EXPERIMENTS[name][0](out, seed=seed, quick=quick)
 
 
 def list_experiments() -> dict[str, str]:
-    from . import gan_saturation  # noqa: F401
-
+    _discover()
     return {k: d for k, (_, d) in EXPERIMENTS.items()}

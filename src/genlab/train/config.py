@@ -29,6 +29,8 @@ class TrainConfig:
     precision: str = "fp32"            # fp32 | bf16 (autocast)
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     seed: int = 0
+    clock: str = "wall"                # what a minutes budget counts: wall time | cpu (process CPU time,
+                                       # fair on a shared machine; benchmarks use it with 1 thread)
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -36,7 +38,7 @@ class TrainConfig:
             "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
             "optimizer": self.optimizer in ("adam", "adamw"),
             "schedule": self.schedule in ("constant", "cosine", "linear"),
-            "precision": self.precision in ("fp32", "bf16"),
+            "precision": self.precision in ("fp32", "bf16"), "clock": self.clock in ("wall", "cpu"),
             "warmup_steps": self.warmup_steps >= 0, "log_every": self.log_every >= 1,
             "checkpoint_every": self.checkpoint_every >= 0, "sample_every": self.sample_every >= 0,
             "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,

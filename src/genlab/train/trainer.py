@@ -131,14 +131,15 @@ class Trainer:
         self._acc: dict[str, torch.Tensor] = {}  # loss parts summed over the log window
         self._cnt: dict[str, int] = {}
         self.model.train()
-        t_last = time.perf_counter()
+        clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
+        t_last = clock()
         try:
             while not self._done():
                 self._train_step()
                 self.step += 1
                 if self.ema is not None:
                     self.ema.update(self.model, self.step)
-                now = time.perf_counter()
+                now = clock()
                 self.elapsed += now - t_last
                 t_last = now
                 at_ckpt = self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0
@@ -148,7 +149,7 @@ class Trainer:
                     self.save_checkpoint()
                 for cb in self.callbacks:
                     cb.on_step_end(self)
-                t_last += time.perf_counter() - now  # callbacks and logging are not training time
+                t_last += clock() - now  # callbacks and logging are not training time
             self.save_checkpoint()
         finally:
             for cb in self.callbacks:

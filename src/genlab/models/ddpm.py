@@ -1,0 +1,1 @@
+"""Family 'ddpm' (being written; registers itself when done)."""

@@ -1,0 +1,1 @@
+"""Family 'fm' (being written; registers itself when done)."""

@@ -1,0 +1,1 @@
+"""Family 'maf' (being written; registers itself when done)."""

@@ -1,0 +1,1 @@
+"""Family 'realnvp' (being written; registers itself when done)."""
