@@ -123,3 +123,23 @@ def test_mode_collapse_experiment_writes_its_figure_and_table(tmp_path):
     assert set(out["results"]) == {"vanilla", "minibatch-std", "pacgan-4"}
     for r in out["results"].values():
         assert 0 <= r["modes"] <= 25 and 0 <= r["high_quality"] <= 1
+
+
+def test_drs_acceptance_is_the_density_ratio_at_gamma_zero():
+    from genlab.models.gan import drs_accept
+
+    logit = torch.tensor([-3.0, -1.0, 0.0, 1.5])
+    m = torch.tensor(2.0)
+    assert torch.allclose(drs_accept(logit, m), (logit - m).exp(), atol=1e-5)
+    assert (drs_accept(logit, m, gamma=-2.0) > drs_accept(logit, m)).all()  # gamma < 0 accepts more
+
+
+def test_rejection_sampling_errors_are_clear(digits):
+    m = genlab.create_model("gan", digits, loss="hinge")
+    with pytest.raises(ConfigError, match="cross-entropy"):
+        m.sample(4, rejection=True)
+    m = genlab.create_model("gan", digits, pac=2)
+    with pytest.raises(ConfigError, match="packs"):
+        m.sample(4, rejection=True)
+    m = genlab.create_model("gan", digits, conditional=True)
+    assert m.sample(6, y=2, rejection=True, gamma=-20.0).shape == (6, 1, 8, 8)

@@ -76,6 +76,21 @@ def r1_penalty(critic, real, y=None):
     return 0.5 * grad.flatten(1).pow(2).sum(1).mean()
 
 
+def drs_accept(logit, max_logit, gamma: float = 0.0, eps: float = 1e-6):
+    """Discriminator rejection sampling (Azadi et al. 2019). An optimal cross-entropy D has
+    l(x) = log p_data(x) / p_G(x), so accepting x ~ p_G with probability exp(l(x) - M),
+    M = max l, samples p_data. DRS writes that probability as sigmoid(F) and shifts it:
+
+        F(x) = l(x) - M - log(1 - exp(l(x) - M - eps)) - gamma,    p_accept = sigmoid(F(x))
+
+    gamma = 0 is plain rejection sampling; gamma < 0 accepts more (closer to the generator).
+    M is estimated on a burn-in sample and raised whenever a larger logit appears.
+    """
+    d = logit - max_logit
+    f = d - torch.log1p(-torch.exp(d - eps)) - gamma
+    return torch.sigmoid(f)
+
+
 # -- the networks ------------------------------------------------------------------------------------
 class MinibatchStd(nn.Module):
     """Appends the mean (over features) of the per-feature std across the batch: lets D see diversity."""
@@ -239,6 +254,48 @@ class GAN(GenerativeModel):
             self.train(was)
 
     @torch.no_grad()
-    def sample(self, n, y=None, generator=None, z=None):
+    def sample(self, n, y=None, generator=None, z=None, rejection: bool = False, gamma: float = 0.0):
+        """n samples G(z, y). `rejection=True`: discriminator rejection sampling (see `drs_accept`)."""
+        if rejection:
+            if z is not None:
+                raise ConfigError("rejection sampling draws its own z; do not pass z with rejection=true")
+            return self._rejection_sample(n, self.labels_for(n, y), generator, gamma)
         z = self.draw_z(n, generator) if z is None else z
         return self.generate(z, y)
+
+    def _rejection_sample(self, n, y, generator, gamma, burn_in: int = 10_000, rounds: int = 1000):
+        if self.loss_name not in ("minimax", "non-saturating"):
+            raise ConfigError("rejection sampling needs a discriminator trained with the cross-entropy loss "
+                              f"(minimax or non-saturating), not {self.loss_name}: only then is its logit "
+                              "log p_data/p_G")
+        if self.pac > 1:
+            raise ConfigError(f"rejection sampling scores single samples; this discriminator judges packs of {self.pac}")
+        was = self.training
+        self.eval()
+        try:
+            def propose(labels, m):
+                u = self.generator(self.draw_z(m, generator), labels)
+                return u, self.discriminator(u, labels).flatten()
+
+            burn_labels = None if y is None else y[torch.randint(len(y), (burn_in,), generator=generator)]
+            max_logit = propose(burn_labels, burn_in)[1].max()
+            out = torch.empty((n, *self.spec.shape), device=self.device)
+            todo = torch.arange(n, device=self.device)  # rows still to fill
+            for _ in range(rounds):
+                if len(todo) == 0:
+                    return self.from_working(out)
+                rows = todo.repeat(4)  # 4 proposals per missing row
+                u, logit = propose(None if y is None else y[rows], len(rows))
+                max_logit = torch.maximum(max_logit, logit.max())
+                p = drs_accept(logit, max_logit, gamma)
+                ok = torch.rand(len(rows), generator=generator).to(self.device) < p
+                filled = torch.zeros(n, dtype=torch.bool, device=self.device)
+                for j in ok.nonzero().flatten().tolist():  # the first accepted proposal fills its row
+                    r = rows[j]
+                    if not filled[r]:
+                        out[r], filled[r] = u[j], True
+                todo = todo[~filled[todo]]
+            raise ConfigError(f"rejection sampling accepted too few proposals in {rounds} rounds; "
+                              "lower gamma (e.g. gamma=-3)")
+        finally:
+            self.train(was)
