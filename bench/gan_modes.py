@@ -87,7 +87,9 @@ def main() -> None:
             print(f"{name:12s} seed {seed}: " + ", ".join(
                 f"{how} {r[how]['modes']:2d} modes {100 * r[how]['high_quality']:5.1f}% HQ" for how in SAMPLING)
                 + f"; {r['steps']} steps, {r['cpu_seconds']:.0f} CPU-s, {r['wall_seconds']:.0f} s wall", flush=True)
-        summary["results"][name] = {"settings": SETTINGS[name], "runs": runs}
+            summary["results"][name] = {"settings": SETTINGS[name], "runs": runs}  # partial, kept if stopped
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).write_text(json.dumps(summary, indent=1))
         cpu = statistics.fmean(r["cpu_seconds"] for r in runs)
         target_modes, target_hq = TARGETS[name]
         for how in SAMPLING:

@@ -155,3 +155,9 @@ def test_estimator_sklearn_style():
     assert est.transform(ds.test.numpy()[:3]).shape == (3, 2)
     with pytest.raises(ConfigError, match="not fitted"):
         genlab.Estimator("vae").sample(2)
+
+
+def test_pca_default_latent_dim_fits_low_dimensional_data():
+    ds = genlab.load_dataset("25gaussians", n_train=500, n_test=100)
+    run = genlab.train("pca", ds, steps=1, save=False, progress=True)  # closed form, with a progress bar
+    assert run.model.W.shape == (2, 1) and run.model.config["latent_dim"] is None

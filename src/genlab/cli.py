@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run")
     s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    s.add_argument("--label", type=int, help="class to sample (conditional models)")
+    s.add_argument("--label", "--class", dest="label", type=int, help="class to sample (conditional models)")
+    s.add_argument("--sampler", help="iterative sampler: ddpm, ddim, euler, heun, dopri5 (diffusion / flow models)")
+    s.add_argument("--steps", type=int, help="sampler steps (network calls for ddim/euler)")
+    s.add_argument("--eta", type=float, help="DDIM stochasticity: 0 deterministic, 1 ancestral")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance scale w (conditional models; 1 = none)")
     s.add_argument("--out", required=True, help="FILE.png (grid or 2-D scatter) or FILE.npy (array)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
@@ -116,6 +120,35 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", default=None, help="output directory (default: runs/experiments/NAME)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--quick", action="store_true", help="a smaller, faster version")
+
+    c = sub.add_parser("compare", help="train every family on one data set and write the comparison page",
+                       description="Train each family (default: every registered family that models the data), "
+                                   "evaluate all under one protocol, and write DIR/report.html, DIR/results.json "
+                                   "and one run directory per family. --minutes is the TOTAL training time, split "
+                                   "across the families that train by steps (closed-form fits take none).")
+    c.add_argument("--data", default="digits", help="data set name or path (default: digits)")
+    c.add_argument("--models", help="comma-separated families (default: all that fit the data)")
+    cb = c.add_mutually_exclusive_group()
+    cb.add_argument("--minutes", type=float, help="total training minutes, split across families (default 2.5)")
+    cb.add_argument("--steps", type=int, help="optimisation steps per family instead of minutes")
+    c.add_argument("--budget", action="append", metavar="FAMILY=MINUTES", help="a family's own minutes (repeatable)")
+    c.add_argument("--set", action="append", metavar="FAMILY.KEY=VALUE", help="a family's setting (repeatable)")
+    c.add_argument("--n", type=int, help="evaluation samples (default: the test split, at most 2500)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", help="output directory (default: runs/compare-DATA-TIME)")
+    c.add_argument("--nll-seconds", type=float, help="time limit of the likelihood metric per family; past it, "
+                   "NLL is scored on a subset of the reference examples (default 20; 0: none)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    rp = sub.add_parser("report", help="the comparison page from existing runs",
+                        description="Evaluate RUNs (same data) under one protocol and write the comparison page.")
+    rp.add_argument("runs", nargs="+", metavar="RUN")
+    rp.add_argument("--out", default="report.html", help="the page (default report.html); results.json and "
+                                                        "figures/ go beside it")
+    rp.add_argument("--n", type=int, help="evaluation samples (default: the test split, at most 2500)")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--nll-seconds", type=float, help="time limit of the likelihood metric per run (default 20)")
+    rp.add_argument("--quiet", action="store_true")
 
     sub.add_parser("datasets", help="list data sets and where they are found")
     m = sub.add_parser("models", help="list families, their hyperparameters and defaults")
@@ -164,7 +197,19 @@ def cmd_sample(a) -> None:
         raise ConfigError("-n must be at least 1")
     model = load(a.run)
     g = torch.Generator(device=model.device).manual_seed(a.seed)
-    x = model.sample(a.n, y=a.label, generator=g, **parse_settings(a.set))
+    options = parse_settings(a.set)
+    for k in ("sampler", "steps", "eta", "guidance"):
+        if getattr(a, k) is not None:
+            options[k] = getattr(a, k)
+    import inspect
+
+    params = inspect.signature(model.sample).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        bad = [k for k in options if k not in params]
+        if bad:
+            raise ConfigError(f"'{model.family}' samples without option(s) {', '.join(bad)} "
+                              f"(it takes: {', '.join(k for k in params if k not in ('n', 'y', 'generator')) or 'none'})")
+    x = model.sample(a.n, y=a.label, generator=g, **options)
     if out.suffix == ".npy":
         import io
 
@@ -205,6 +250,49 @@ def cmd_experiment(a) -> None:
     print(f"{a.name}: wrote {result.get('figure', out)} and {out / (a.name + '.json')}")
 
 
+def cmd_compare(a) -> None:
+    from .report.compare import compare
+
+    budgets = {}
+    for k, v in parse_settings(a.budget).items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ConfigError(f"--budget expects FAMILY=MINUTES, got '{k}={v}'")
+        budgets[k] = float(v)
+    settings: dict = {}
+    for k, v in parse_settings(a.set).items():
+        if "." not in k:
+            raise ConfigError(f"--set for compare expects FAMILY.KEY=VALUE, got '{k}'")
+        fam, key = k.split(".", 1)
+        settings.setdefault(fam, {})[key] = v
+    models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else None
+    results = compare(a.data, models, minutes=a.minutes, budgets=budgets, steps=a.steps, seed=a.seed, out=a.out,
+                      n=a.n, progress=not a.quiet, settings=settings, **_nll_limit(a))
+    _print_comparison(results)
+
+
+def cmd_report(a) -> None:
+    from .report.compare import report
+
+    _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, **_nll_limit(a)))
+
+
+def _nll_limit(a) -> dict:
+    return {} if a.nll_seconds is None else {"nll_seconds": a.nll_seconds}
+
+
+def _print_comparison(results) -> None:
+    for e in results["families"]:
+        if e["status"] == "ok":
+            m = e["metrics"]
+            shown = ", ".join(f"{k} {m[k]:.4g}" for k in ("fid", "precision", "recall", "nll", "modes") if k in m)
+            print(f"{e['name']:12} ok      {shown}")
+        else:
+            print(f"{e['name']:12} FAILED  ({e['stage']}) {e['error'].splitlines()[0] if e['error'] else ''}")
+    base = Path(results["report"]).parent
+    print(f"results: {base / 'results.json'}")
+    print(f"report: {results['report']}")
+
+
 def cmd_datasets(a) -> None:
     from .data import DATASETS
 
@@ -230,6 +318,7 @@ def cmd_models(a) -> None:
 
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "experiment": cmd_experiment,
+            "compare": cmd_compare, "report": cmd_report,
             "datasets": cmd_datasets,
             "models": cmd_models}
 

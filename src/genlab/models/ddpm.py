@@ -1,1 +1,359 @@
-"""Family 'ddpm' (being written; registers itself when done)."""
+"""Denoising diffusion probabilistic models (Ho et al. 2020), with the cosine schedule and the
+hybrid bound's pieces of Nichol & Dhariwal (2021), v-prediction (Salimans & Ho 2022) and
+classifier-free guidance (Ho & Salimans 2022).
+
+    forward   q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)           (samplers/schedule.py)
+    reverse   p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I),  mu_theta from eps_theta
+    training  `simple_loss`: E_{t, x_0, eps} || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2
+    sampling  any sampler of `genlab.samplers` (ddpm ancestral, ddim, euler, heun, dopri5)
+    log_prob  the variational bound L_0 + sum_t L_{t-1} + L_T (`variational_bound`)
+
+Images are modelled on [-1, 1] (x -> 2x - 1) and samples are clamped and mapped back to [0, 1];
+vectors on the standardised scale of the base class. The network is a UNet for images and a
+time-conditioned MLP for vectors (nn/). With conditional=true the label is dropped to the null
+label with probability p_uncond during training, so one network gives both eps(x, t, y) and
+eps(x, t); sampling with guidance w uses
+
+    eps_hat = eps(x, t) + w (eps(x, t, y) - eps(x, t))        (w = 1: plain conditional; w = 0: unconditional)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+from ..nn import TimeMLP, UNet
+from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusion_sample
+from ..samplers.ddpm import ddpm_step
+from ..samplers.schedule import PREDICTIONS
+from .base import GenerativeModel, register_model
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def simple_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The simple objective of Ho et al. (Algorithm 1), the mean over pixels and batch of
+
+        L_simple = E_{t ~ U{1..T}, x_0, eps ~ N(0, I)} || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2
+
+    (the bound's L_{t-1} terms with their weights dropped). For prediction="x0" or "v" the
+    target is x_0 or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 instead of eps."""
+    return F.mse_loss(pred, target)
+
+
+def min_snr_loss(pred, target, alpha_bar, prediction: str, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weighting (Hang et al. 2023): the x_0-space error weighted by min(SNR_t, gamma),
+    SNR_t = abar_t / (1 - abar_t). Since ||eps - eps_hat||^2 = SNR ||x_0 - x0_hat||^2 and the v error
+    is (SNR + 1) times the x_0 error, the weight on the chosen target's squared error is
+
+        eps: min(SNR, gamma) / SNR,     v: min(SNR, gamma) / (SNR + 1),     x0: min(SNR, gamma)
+
+    It stops the many low-noise steps from dominating the gradient; the simple loss is the
+    unweighted eps case."""
+    snr = alpha_bar / (1 - alpha_bar)
+    w = snr.clamp(max=gamma)
+    w = w / snr if prediction == "eps" else w / (snr + 1) if prediction == "v" else w
+    per = (pred - target).pow(2)
+    return (w * per).mean()
+
+
+def gaussian_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
+    """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)) per element
+    = 1/2 (logvar2 - logvar1 + e^(logvar1 - logvar2) + (mean1 - mean2)^2 e^-logvar2 - 1)."""
+    return 0.5 * (logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2).pow(2) * torch.exp(-logvar2) - 1)
+
+
+def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor,
+                                        levels: int) -> torch.Tensor:
+    """log P(x) per element for x on the grid of `levels` values in [-1, 1] under a Gaussian
+    discretised into bins of half-width 1 / (levels - 1), the end bins extended to -inf / +inf
+    (Ho et al.'s decoder L_0):
+
+        P(x) = Phi((x + h - mean) / std) - Phi((x - h - mean) / std),   h = 1 / (levels - 1)
+    """
+    h = 1.0 / (levels - 1)
+    inv = torch.exp(-log_std)
+    upper = torch.special.ndtr((x + h - mean) * inv)
+    lower = torch.special.ndtr((x - h - mean) * inv)
+    upper = torch.where(x > 1 - 1e-3, torch.ones_like(upper), upper)
+    lower = torch.where(x < -1 + 1e-3, torch.zeros_like(lower), lower)
+    # log of a difference of CDFs, with the log-density at the bin centre times its width as
+    # a floor where the difference underflows in float32
+    centre = -0.5 * ((x - mean) * inv).pow(2) - log_std - 0.5 * LOG_2PI + math.log(2 * h)
+    return torch.where(upper - lower > 1e-12, torch.log((upper - lower).clamp_min(1e-12)), centre)
+
+
+def repaint_path(K: int, jump: int = 1, resample: int = 1) -> list[int]:
+    """RePaint's schedule over positions 0..K of K visited steps (0 = noisiest, K = x_0): go down
+    one position at a time; after every `jump` positions go back up `jump`, `resample - 1`
+    times per position, then continue. resample=1 is the plain chain 0, 1, ..., K."""
+    path, i, done = [0], 0, {}
+    while i < K:
+        i += 1
+        path.append(i)
+        if resample > 1 and i < K and i % jump == 0 and done.get(i, 0) < resample - 1:
+            done[i] = done.get(i, 0) + 1
+            for _ in range(min(jump, i)):
+                i -= 1
+                path.append(i)
+    return path
+
+
+@register_model("ddpm")
+class DDPM(GenerativeModel):
+    description = "denoising diffusion: linear/cosine schedule, eps/x0/v targets, DDPM/DDIM/ODE samplers, CFG"
+    likelihood_kind = "bound"
+    train_defaults = {"lr": 2e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100, "grad_clip": 1.0}
+    samplers = DIFFUSION_SAMPLERS
+
+    def __init__(self, spec, schedule: str = "linear", timesteps: int = 1000, prediction: str = "eps",
+                 net: str = "auto", base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1,
+                 attention: bool = True, dropout: float = 0.0, hidden: tuple = (256, 256, 256), time_dim: int = 64,
+                 conditional: bool = False, p_uncond: float = 0.1, clip: bool = True, min_snr: float = 0.0):
+        super().__init__(spec)
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, not {prediction!r}")
+        if not 0 <= p_uncond < 1:
+            raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
+        if net == "auto":
+            net = "unet" if spec.kind == "image" else "mlp"
+        if net not in ("unet", "mlp"):
+            raise ValueError(f"net must be auto, unet or mlp, not {net!r}")
+        if net == "unet" and spec.kind != "image":
+            raise ValueError("net='unet' needs image data")
+        self.schedule = NoiseSchedule(schedule, timesteps)
+        if min_snr < 0:
+            raise ValueError(f"min_snr must be >= 0 (0: the simple loss), got {min_snr}")
+        self.prediction, self.p_uncond, self.net_kind, self.min_snr = prediction, p_uncond, net, min_snr
+        self.clip = 1.0 if (clip and spec.kind == "image") else None
+        k = spec.num_classes if conditional else 0
+        self.num_labels = k
+        if net == "unet":
+            c, h, w = spec.shape
+            self.net = UNet(c, max(h, w), base, tuple(mults), num_res_blocks, attention, k, dropout)
+        else:
+            self.net = TimeMLP(spec.dim, tuple(hidden), time_dim, k)
+
+    # -- scales -----------------------------------------------------------------------------------
+    def to_model_scale(self, x):
+        """Data -> the space diffusion runs in: images 2x - 1 in [-1, 1], vectors standardised."""
+        return 2 * x - 1 if self.spec.kind == "image" else self.to_working(x)
+
+    def from_model_scale(self, u):
+        return ((u + 1) / 2).clamp(0, 1) if self.spec.kind == "image" else self.from_working(u)
+
+    # -- the network as eps / x0 / v ---------------------------------------------------------------
+    def _net(self, x, t, y):
+        if self.net_kind == "mlp":
+            return self.net(x.flatten(1), t, y).reshape(x.shape)
+        return self.net(x, t, y)
+
+    def _null(self, n):
+        return torch.full((n,), self.num_labels, dtype=torch.long, device=self.device) if self.num_labels else None
+
+    def eps(self, x, t, y=None, guidance: float = 1.0):
+        """eps_theta(x_t, t, y) on the model scale, with classifier-free guidance when w != 1:
+        eps_hat = eps(x, t, null) + w (eps(x, t, y) - eps(x, t, null)). y=None is the null label."""
+        if self.num_labels and y is not None and guidance != 1.0:
+            n = len(x)
+            out = self._net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, self._null(n)]))
+            e = self.schedule.to_eps(self.prediction, out, torch.cat([x, x]), torch.cat([t, t]))
+            e_c, e_u = e[:n], e[n:]
+            return e_u + guidance * (e_c - e_u)
+        out = self._net(x, t, y if self.num_labels else None)
+        return self.schedule.to_eps(self.prediction, out, x, t)
+
+    # -- the contract -----------------------------------------------------------------------------
+    def loss(self, x, y=None):
+        """Algorithm 1: t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x_0, t, eps), and
+        `simple_loss` between the network output and its target (eps, x0 or v).
+        Conditional models replace the label by the null label with probability p_uncond."""
+        x0 = self.to_model_scale(x)
+        n = len(x0)
+        t = torch.randint(0, self.schedule.T, (n,), device=x0.device)
+        noise = torch.randn_like(x0)
+        xt = self.schedule.q_sample(x0, t, noise)
+        yy = None
+        if self.num_labels:
+            if y is None:
+                raise ConfigError("this DDPM is conditional: pass the labels y")
+            drop = torch.rand(n, device=x0.device) < self.p_uncond
+            yy = torch.where(drop, torch.full_like(y, self.num_labels), y.long())
+        pred = self._net(xt, t.float(), yy)
+        target = self.schedule.target(self.prediction, x0, t, noise)
+        if self.min_snr:
+            return {"loss": min_snr_loss(pred, target, self.schedule.at(self.schedule.alpha_bar, t, x0),
+                                         self.prediction, self.min_snr)}
+        return {"loss": simple_loss(pred, target)}
+
+    def _check_options(self, sampler, guidance):
+        check_sampler(sampler, self.samplers)
+        if not math.isfinite(guidance):
+            raise ConfigError(f"guidance must be a finite number, got {guidance}")
+        if guidance != 1.0 and not self.conditional:
+            raise ConfigError("guidance needs a model trained with conditional=true")
+
+    @torch.no_grad()
+    def sample(self, n, y=None, generator=None, sampler: str = "ddim", steps: Optional[int] = 50, eta: float = 0.0,
+               guidance: float = 1.0, variance: str = "small", spacing: str = "linspace", rtol: float = 1e-4,
+               atol: float = 1e-4, progress: bool = False):
+        """n samples in data space. `sampler`: ddpm | ddim | euler | heun | dopri5 (genlab.samplers);
+        `steps`: visited timesteps (None, or more than T: all T); `eta` for ddim; `variance` small|large for ddpm;
+        `guidance` w for classifier-free guidance (conditional models; y: labels, an int, or a
+        class cycle when None)."""
+        self._check_options(sampler, guidance)
+        y = self.labels_for(n, y)
+        x = torch.randn(n, *self.spec.shape, generator=generator, device=self.device)
+        u = self.denoise_from(x, None, y, generator, sampler, steps, eta, guidance, variance, spacing, rtol, atol,
+                              progress)
+        return self.from_model_scale(u)
+
+    def denoise_from(self, xt, t_start, y=None, generator=None, sampler="ddim", steps=50, eta=0.0, guidance=1.0,
+                     variance="small", spacing="linspace", rtol=1e-4, atol=1e-4, progress=False):
+        """Run a sampler from x_{t_start} (model scale; t_start=None: T-1, pure noise) to x_0 (model scale)."""
+        if steps is not None:  # more steps than there are timesteps: all of them
+            steps = min(int(steps), (self.schedule.T if t_start is None else int(t_start) + 1)) if int(steps) >= 1 else steps
+        return diffusion_sample(sampler, lambda x, t: self.eps(x, t, y, guidance), self.schedule, xt, steps=steps,
+                                eta=eta, variance=variance, spacing=spacing, t_start=t_start, generator=generator,
+                                clip=self.clip, rtol=rtol, atol=atol, progress=progress)
+
+    # -- applications -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def denoise(self, x, t_star: int, y=None, generator=None, sampler: str = "ddim", steps: Optional[int] = 50,
+                **options):
+        """SDEdit-style denoising: noise x (data space) to step t_star with q(x_t | x_0), then run
+        the sampler from t_star back to 0. Returns (noisy x in data space, denoised x)."""
+        if not 0 <= int(t_star) < self.schedule.T:
+            raise ConfigError(f"t must be in 0..{self.schedule.T - 1}, got {t_star}")
+        self._check_options(sampler, options.get("guidance", 1.0))
+        y = self.labels_for(len(x), y) if (y is not None or self.conditional) else None
+        x0 = self.to_model_scale(x.to(self.device))
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        xt = self.schedule.q_sample(x0, torch.full((len(x0),), int(t_star), device=x0.device), noise)
+        out = self.denoise_from(xt, int(t_star), y, generator, sampler, steps, **options)
+        return self.from_model_scale(xt), self.from_model_scale(out)
+
+    @torch.no_grad()
+    def inpaint(self, x, mask, y=None, generator=None, steps: Optional[int] = None, jump: int = 1,
+                resample: int = 1, variance: str = "small", guidance: float = 1.0, progress: bool = False):
+        """RePaint (Lugmayr et al. 2022): fill the region where mask == 0, keep x where mask == 1.
+
+        At every ancestral step the known region of x_{t-1} is replaced by a fresh draw from
+        q(x_{t-1} | x_0) and the unknown region by the model's step:
+            x_{t-1} = m * q_sample(x_0, t-1) + (1 - m) * p_theta-step(x_t)
+        With resample r > 1, every `jump` steps the chain goes forward again `jump` steps with
+        q(x_t | x_{t-1}) and repeats, r times in all, so the generated part harmonises with the
+        known part. `steps` < T respaces the chain as in samplers/ddpm.py. Returns data space."""
+        self._check_options("ddpm", guidance)
+        if jump < 1 or resample < 1:
+            raise ConfigError("jump and resample must be >= 1")
+        y = self.labels_for(len(x), y) if (y is not None or self.conditional) else None
+        x0 = self.to_model_scale(x.to(self.device))
+        m = mask.to(self.device, x0.dtype).expand_as(x0)
+        ts = self.schedule.timesteps(steps)
+        ab = [float(self.schedule.alpha_bar[t]) for t in ts] + [1.0]
+
+        def eps_fn(xx, tt):
+            return self.eps(xx, tt, y, guidance)
+
+        def noise():
+            return torch.randn(x0.shape, generator=generator, device=x0.device)
+
+        def known(i):  # q(x_{ts[i]} | x_0); i = len(ts) means x_0 itself
+            return x0 if i == len(ts) else math.sqrt(ab[i]) * x0 + math.sqrt(1 - ab[i]) * noise()
+
+        path = repaint_path(len(ts), jump, resample)
+        pairs = list(zip(path[:-1], path[1:]))
+        if progress:
+            from tqdm.auto import tqdm
+
+            pairs = tqdm(pairs, desc="repaint")
+        xt = noise()
+        for i, j in pairs:
+            if j > i:  # a reverse step: model for the unknown part, q(x_{t'} | x_0) for the known part
+                t_prev = ts[j] if j < len(ts) else -1
+                xt = ddpm_step(eps_fn, self.schedule, xt, ts[i], t_prev, variance, generator, self.clip)
+                xt = m * known(j) + (1 - m) * xt
+            else:  # a forward step back up: q(x_a | x_b) = N(sqrt(abar_a / abar_b) x_b, (1 - abar_a / abar_b) I)
+                r = ab[j] / ab[i]
+                xt = math.sqrt(r) * xt + math.sqrt(1 - r) * noise()
+        return self.from_model_scale(m * x0 + (1 - m) * xt)
+
+    # -- the variational bound --------------------------------------------------------------------
+    def _p_mean_logvar(self, xt, t, y, variance):
+        """Mean and log-variance of p_theta(x_{t-1} | x_t) for integer steps t [N]."""
+        s = self.schedule
+        tf = t.float()
+        eps = self.eps(xt, tf, y)
+        x0 = s.x0_from_eps(xt, t, eps)
+        if self.clip:
+            x0 = x0.clamp(-self.clip, self.clip)
+        mean, _, post_logvar = s.q_posterior(x0, xt, t)
+        if variance == "small":
+            return mean, post_logvar
+        # "large": beta_t, except at t = 0 where Ho et al. use betatilde_1 (beta_0 is tiny)
+        large = torch.log(torch.cat([s.posterior_variance[1:2], s.betas[1:]]))
+        return mean, s.at(large, t, xt)
+
+    @torch.no_grad()
+    def variational_bound(self, x, y=None, variance: str = "large", batch_t: int = 100):
+        """Per example, in nats, on the model scale, the terms of (Ho et al. eq. 5)
+
+            L = L_T + sum_{t>1} L_{t-1} + L_0
+            L_T     = KL(q(x_T | x_0) || N(0, I))
+            L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)),   x_t ~ q(x_t | x_0) (one draw each)
+            L_0     = -log p_theta(x_0 | x_1)   (discretised Gaussian over the data's levels for images,
+                                                 a Gaussian density for vectors)
+
+        -L <= log p(x_0) in expectation over the x_t draws. Returns a dict of [N] tensors
+        ("total", "prior", "terms", "decoder")."""
+        s = self.schedule
+        x0 = self.to_model_scale(x.to(self.device))
+        n, T = len(x0), s.T
+        dims = tuple(range(1, x0.dim()))
+        y = None if (y is None or not self.num_labels) else y.to(self.device).long()
+        ab_last = s.at(s.alpha_bar, torch.full((n,), T - 1), x0)
+        prior = gaussian_kl(ab_last.sqrt() * x0, torch.log(1 - ab_last), torch.zeros_like(x0),
+                            torch.zeros_like(x0)).sum(dims)
+        terms = torch.zeros(n, device=x0.device)
+        decoder = None
+        for t0 in range(0, T, batch_t):  # batch_t steps at a time, all examples
+            tb = torch.arange(t0, min(T, t0 + batch_t), device=x0.device)
+            k = len(tb)
+            xr = x0.repeat(k, *([1] * (x0.dim() - 1)))
+            tt = tb.repeat_interleave(n)
+            yr = None if y is None else y.repeat(k)
+            xt = s.q_sample(xr, tt)
+            mean, logvar = self._p_mean_logvar(xt, tt, yr, variance)
+            true_mean, _, true_logvar = s.q_posterior(xr, xt, tt)
+            kl = gaussian_kl(true_mean, true_logvar, mean, logvar).sum(dims).reshape(k, n)
+            if t0 == 0:  # step 0 is the decoder term instead of a KL
+                m0, lv0 = mean[:n], logvar[:n]
+                if self.spec.kind == "image":
+                    ll = discretized_gaussian_log_likelihood(x0, m0, 0.5 * lv0, self.spec.levels or 256)
+                else:
+                    ll = -0.5 * ((x0 - m0).pow(2) * torch.exp(-lv0) + lv0 + LOG_2PI)
+                decoder = -ll.sum(dims)
+                kl = kl[1:]
+            terms = terms + kl.sum(0)
+        return {"total": prior + terms + decoder, "prior": prior, "terms": terms, "decoder": decoder}
+
+    @torch.no_grad()
+    def log_prob(self, x, y=None, variance: str = "large", batch_t: int = 100):
+        """A lower bound on log p(x) in nats (the negative variational bound, `variational_bound`),
+        one draw of x_t per step; all T network evaluations per example.
+
+        Images: the bound is on the probability P(x) of the quantised image (levels of
+        spec.levels). It is returned as the log-density of the piecewise-constant density on
+        [0, 1]^D that spreads P(x) over its bin, log P(x) + D log(levels), so that genlab's
+        bits/dim, (-log_prob + D log levels) / (D log 2), equals -log2 P(x) / D: the discrete
+        code length of Ho et al.'s Table 2. Vectors: a bound on the density in data space.
+        Conditional models: log p(x | y) with y, and the null-label (unconditional) model without."""
+        vb = self.variational_bound(x, y, variance, batch_t)["total"]
+        if self.spec.kind == "image":
+            return -vb + self.spec.dim * math.log(self.spec.levels or 256)
+        return -vb + self.working_log_det()

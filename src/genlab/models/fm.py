@@ -1,1 +1,337 @@
-"""Family 'fm' (being written; registers itself when done)."""
+"""Conditional flow matching (Lipman et al. 2023; Tong et al. 2024) with the linear path of
+rectified flow (Liu et al. 2023), minibatch optimal-transport coupling, and classifier-free
+guidance (Ho & Salimans 2022).
+
+    x0 ~ N(0, I) (noise),  x1 ~ data (working scale),  t ~ U[0, 1],  eps ~ N(0, I)
+    x_t = (1 - t) x0 + t x1 + sigma eps,          u_t(x_t | x0, x1) = x1 - x0
+    L_CFM(theta) = E_{t, x0, x1, eps} || v_theta(t, x_t) - (x1 - x0) ||^2
+
+The minimiser is the marginal velocity v(t, x) = E[x1 - x0 | x_t = x], whose ODE
+dx/dt = v(t, x) carries N(0, I) at t = 0 to the data at t = 1 (sigma = 0: rectified flow).
+With ot=true the pairs (x0, x1) of each minibatch are coupled by exact optimal transport
+(squared Euclidean cost, POT's `ot.emd`) instead of independently, which straightens the paths.
+
+Sampling integrates the ODE from t = 0 to 1 (samplers/ode.py: euler, heun, dopri5). `log_prob`
+uses the instantaneous change of variables, integrated from the data (t = 1) back to noise:
+
+    log p_1(x1) = log N(x(0); 0, I) - int_0^1 div v(t, x(t)) dt
+
+with the exact divergence (autograd, D backward passes) for data of dimension <= exact_max and
+Hutchinson's estimator E[eps^T (dv/dx) eps] otherwise. Images are modelled on [-1, 1] with
+uniform dequantisation over `spec.levels` (y = (k + u) / levels), so log_prob is the density of
+y on [0, 1)^D and bits/dim follows metrics/likelihood.py.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from ..errors import ConfigError, unknown_name
+from ..nn.timemlp import TimeMLP
+from ..nn.unet import UNet
+from ..samplers import check_sampler
+from ..samplers.ode import (ODE_METHODS, integrate, integrate_with_divergence, make_probes, time_grid)
+from .base import GenerativeModel, register_model
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma: float = 0.0,
+                eps: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The linear probability path:  x_t = (1 - t) x0 + t x1 + sigma eps  (t broadcast per example)."""
+    t = t.reshape(-1, *[1] * (x1.dim() - 1))
+    xt = (1 - t) * x0 + t * x1
+    if sigma > 0:
+        xt = xt + sigma * (torch.randn_like(x1) if eps is None else eps)
+    return xt
+
+
+def cfm_loss(v_pred: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """Conditional flow-matching loss per example, mean over dimensions:
+
+        L_CFM = || v_theta(t, x_t) - (x1 - x0) ||^2 / D
+
+    (the target x1 - x0 is the velocity of the straight path from x0 to x1)."""
+    return (v_pred - (x1 - x0)).pow(2).flatten(1).mean(1)
+
+
+def ot_coupling(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """Minibatch optimal transport between the noise batch x0 and the data batch x1:
+
+        pi* = argmin_{pi in Pi(1/n, 1/n)} sum_ij pi_ij ||x0_i - x1_j||^2   (exact, POT's ot.emd)
+
+    For equal uniform weights pi* is a permutation matrix (Birkhoff); returns the index
+    `perm` such that (x0[perm[j]], x1[j]) are the coupled pairs."""
+    import numpy as np
+    import ot
+
+    a, b = x0.flatten(1).double(), x1.flatten(1).double()
+    cost = torch.cdist(b, a).pow(2).cpu().numpy()  # rows: data j, columns: noise i
+    n = len(b)
+    plan = ot.emd(np.full(n, 1.0 / n), np.full(len(a), 1.0 / len(a)), cost)
+    return torch.from_numpy(plan.argmax(1)).to(x0.device)
+
+
+def _has_pot() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ot") is not None
+
+
+@register_model("fm")
+class FlowMatching(GenerativeModel):
+    description = ("flow matching / rectified flow: linear path (+ sigma), minibatch OT coupling, "
+                   "guidance, ODE sampling (euler, heun, dopri5), log_prob by the change of variables")
+    train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
+
+    def __init__(self, spec, sigma: float = 0.0, ot: bool = False, net: str = "auto",
+                 base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1, attention: bool = True,
+                 dropout: float = 0.0, hidden: tuple = (256, 256, 256), time_dim: int = 64,
+                 conditional: bool = False, p_uncond: float = 0.1, time_scale: float = 1000.0,
+                 dequantize: bool = True, exact_max: int = 16, sampler: str = "heun", sample_steps: int = 25):
+        super().__init__(spec)
+        if sigma < 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}")
+        if not 0 <= p_uncond < 1:
+            raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
+        if ot and not _has_pot():
+            raise ConfigError("ot=true needs the POT package for exact minibatch optimal transport: pip install pot")
+        check_sampler(sampler, ODE_METHODS)
+        if sample_steps < 1:
+            raise ValueError(f"sample_steps must be >= 1, got {sample_steps}")
+        if net == "auto":
+            net = "unet" if spec.kind == "image" else "mlp"
+        if net not in ("unet", "mlp"):
+            raise unknown_name("net for 'fm'", net, ("auto", "unet", "mlp"))
+        if net == "unet" and spec.kind != "image":
+            raise ValueError("net='unet' needs image data")
+        self.sigma, self.ot, self.p_uncond, self.time_scale = float(sigma), bool(ot), float(p_uncond), float(time_scale)
+        self.dequantize, self.exact_max = bool(dequantize), int(exact_max)
+        self.default_sampler, self.default_steps = sampler, int(sample_steps)
+        k = spec.num_classes if conditional else 0
+        self.num_labels = k
+        if net == "unet":
+            c, h, _ = spec.shape
+            self.net = UNet(c, h, base=base, mults=tuple(mults), num_res_blocks=num_res_blocks,
+                            attention=attention, num_classes=k, dropout=dropout)
+        else:
+            self.net = TimeMLP(spec.dim, hidden=tuple(hidden), time_dim=time_dim, num_classes=k)
+
+    # -- scales ---------------------------------------------------------------------------------
+    @property
+    def likelihood_kind(self) -> str:
+        """"exact" where log_prob has no stochastic term (vectors of dimension <= exact_max: exact
+        divergence; accurate to the ODE solver's tolerance), else "estimate" (Hutchinson's
+        divergence and/or dequantisation noise: unbiased for the log-density of the dequantised
+        data, whose expectation bounds the discrete log-likelihood from below)."""
+        return "exact" if self.spec.kind == "vector" and self.spec.dim <= self.exact_max else "estimate"
+
+    @property
+    def _levels(self) -> Optional[int]:
+        return self.spec.levels if self.spec.kind == "image" and self.spec.levels and self.dequantize else None
+
+    def working(self, x: torch.Tensor, u: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Data -> working scale. Images: y = (k + u) / levels (u = 1/2 when not given; no
+        dequantisation for continuous images), v = 2 y - 1 in [-1, 1]. Vectors: standardised."""
+        if self.spec.kind != "image":
+            return self.to_working(x)
+        L = self._levels
+        if L is None:
+            return 2 * x - 1
+        k = torch.round(x * (L - 1))
+        y = (k + (0.5 if u is None else u)) / L
+        return 2 * y - 1
+
+    def from_working_scale(self, v: torch.Tensor) -> torch.Tensor:
+        """Inverse of `working` with u = 1/2, clamped to [0, 1] for images."""
+        if self.spec.kind != "image":
+            return self.from_working(v)
+        y = (v + 1) / 2
+        L = self._levels
+        x = y if L is None else (L * y - 0.5) / (L - 1)
+        return x.clamp(0, 1)
+
+    def _y_train(self, y: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
+        """Labels for the network: the null label K where unconditional or dropped (prob p_uncond)."""
+        if not self.num_labels:
+            return None
+        if y is None:
+            return torch.full((n,), self.num_labels, dtype=torch.long, device=self.device)
+        y = y.long()
+        if self.training and self.p_uncond > 0:
+            drop = torch.rand(n, device=y.device) < self.p_uncond
+            y = torch.where(drop, torch.full_like(y, self.num_labels), y)
+        return y
+
+    def velocity(self, t: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+                 guidance: float = 1.0) -> torch.Tensor:
+        """v_theta(t, x | y) on the working scale; t a scalar or [N] in [0, 1]. With guidance w != 1
+        (conditional models): v_null + w (v_y - v_null), both in one batched call."""
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        t = t.expand(len(x)) if t.dim() == 0 else t
+        if not self.num_labels:
+            return self.net(x, t * self.time_scale)
+        null = torch.full((len(x),), self.num_labels, dtype=torch.long, device=x.device)
+        y = null if y is None else y
+        if guidance == 1.0 or (y == null).all():
+            return self.net(x, t * self.time_scale, y)
+        v = self.net(torch.cat([x, x]), torch.cat([t, t]) * self.time_scale, torch.cat([y, null]))
+        v_y, v_null = v.chunk(2)
+        return v_null + guidance * (v_y - v_null)
+
+    # -- the contract -------------------------------------------------------------------------
+    def loss(self, x, y=None):
+        """The CFM objective  E || v_theta(t, x_t) - (x1 - x0) ||^2  (mean over dimensions) with
+        x1 the (dequantised) data, x0 ~ N(0, I) (OT-coupled to x1 when ot=true), t ~ U[0, 1]."""
+        n = len(x)
+        u = torch.rand_like(x) if self._levels is not None else None
+        x1 = self.working(x, u)
+        x0 = torch.randn_like(x1)
+        if self.ot:
+            x0 = x0[ot_coupling(x0, x1)]
+        t = torch.rand(n, device=x1.device, dtype=x1.dtype)
+        xt = interpolate(x0, x1, t, self.sigma)
+        v = self.net(xt, t * self.time_scale, self._y_train(y, n))
+        return {"loss": cfm_loss(v, x0, x1).mean()}
+
+    def _check_sampler(self, sampler, steps):
+        sampler = check_sampler(sampler or self.default_sampler, ODE_METHODS)
+        steps = self.default_steps if steps is None else int(steps)
+        if steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {steps}")
+        return sampler, steps
+
+    def _labels(self, n, y):
+        if self.num_labels:
+            return self.labels_for(n, y)
+        if y is not None:
+            raise ConfigError("'fm' was trained without conditional=true, so it cannot sample a label")
+        return None
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, y=None, sampler: Optional[str] = None, steps: Optional[int] = None,
+               guidance: float = 1.0, rtol: float = 1e-5, atol: float = 1e-5, progress: bool = False,
+               stats: Optional[dict] = None) -> torch.Tensor:
+        """Integrate dx/dt = v(t, x) from noise z at t = 0 to t = 1; data space and scale."""
+        sampler, steps = self._check_sampler(sampler, steps)
+        y = self._labels(len(z), y)
+        z = z.to(self.device)
+        x1 = integrate(lambda t, x: self.velocity(t, x, y, guidance), z, 0.0, 1.0, method=sampler, steps=steps,
+                       rtol=rtol, atol=atol, progress=progress, stats=stats)
+        return self.from_working_scale(x1)
+
+    @torch.no_grad()
+    def sample(self, n, y=None, generator=None, sampler: Optional[str] = None, steps: Optional[int] = None,
+               guidance: float = 1.0, rtol: float = 1e-5, atol: float = 1e-5, progress: bool = False):
+        """x0 ~ N(0, I), then the ODE from t = 0 to 1 with `sampler` (euler, heun, dopri5; default
+        the model's `sampler` / `sample_steps` hyperparameters). Conditional models: labels y (default: a
+        class cycle) with classifier-free guidance scale `guidance` (1 = plain conditional)."""
+        z = torch.randn(n, *self.spec.shape, generator=generator, device=self.device)
+        return self.decode(z, y, sampler, steps, guidance, rtol, atol, progress)
+
+    @torch.no_grad()
+    def encode(self, x, y=None, sampler: Optional[str] = None, steps: Optional[int] = None,
+               rtol: float = 1e-5, atol: float = 1e-5) -> torch.Tensor:
+        """The ODE run backwards, from data (t = 1) to noise (t = 0): the latent z with decode(z) ~ x.
+        Images use the centre of each dequantisation bin."""
+        sampler, steps = self._check_sampler(sampler, steps)
+        y = self._labels(len(x), y) if y is not None else None
+        v1 = self.working(x.to(self.device))
+        return integrate(lambda t, u: self.velocity(t, u, y), v1, 1.0, 0.0, method=sampler, steps=steps,
+                         rtol=rtol, atol=atol)
+
+    @torch.no_grad()
+    def log_prob(self, x, y=None, exact: Optional[bool] = None, hutchinson_samples: int = 1,
+                 probe: str = "rademacher", sampler: str = "dopri5", steps: int = 100, rtol: float = 1e-5,
+                 atol: float = 1e-5, generator: Optional[torch.Generator] = None, stats: Optional[dict] = None):
+        """log p(x | y) in nats by the instantaneous change of variables (see module docstring),
+        integrated from t = 1 to 0 with `sampler` (dopri5 by default; rtol, atol).
+
+        exact=None uses the exact divergence for dimension <= exact_max, Hutchinson's estimator
+        with `hutchinson_samples` probes (rademacher or gaussian, fixed for the whole solve)
+        otherwise. Vectors: density of the data (standardisation's log-det included). Images:
+        density of y = (k + u) / levels on [0, 1)^D with one uniform draw u per image (an
+        unbiased estimate of E_u log p(y), which lower-bounds the discrete log P(k) after
+        the D log(levels) shift of bits_per_dim). A conditional model given no labels scores
+        with the null label, i.e. its unconditional model of p(x) (trained by label dropout).
+        """
+        sampler, steps = self._check_sampler(sampler, steps)
+        if hutchinson_samples < 1:
+            raise ConfigError(f"hutchinson_samples must be >= 1, got {hutchinson_samples}")
+        x = x.to(self.device)
+        D = self.spec.dim
+        exact = D <= self.exact_max if exact is None else bool(exact)
+        if self._levels is not None:
+            u = torch.rand(x.shape, generator=generator, device=self.device)
+            v1, log_det = self.working(x, u), D * math.log(2.0)
+        elif self.spec.kind == "image":
+            v1, log_det = self.working(x), D * math.log(2.0)
+        else:
+            v1, log_det = self.working(x), self.working_log_det()
+        yy = None
+        if self.num_labels:
+            yy = None if y is None else self.labels_for(len(x), y)
+        elif y is not None:
+            raise ConfigError("'fm' was trained without conditional=true, so it cannot score a label")
+        probes = None if exact else make_probes(v1.shape, hutchinson_samples, probe, generator, self.device, v1.dtype)
+        z, l0 = integrate_with_divergence(lambda t, u: self.velocity(t, u, yy), v1, 1.0, 0.0, method=sampler,
+                                          steps=steps, rtol=rtol, atol=atol, probes=probes, stats=stats)
+        # l0 = int_1^0 div v dt = -int_0^1 div v dt, so log p_1(v1) = log N(z) + l0
+        log_pz = -0.5 * (z.pow(2) + LOG_2PI).flatten(1).sum(1)
+        return log_pz + l0 + log_det
+
+    def anomaly_score(self, x):
+        """-log p(x) (Hutchinson with one probe above exact_max dimensions)."""
+        return -self.log_prob(x)
+
+    @torch.no_grad()
+    def denoise(self, x, t_star: float, y=None, generator=None, sampler: Optional[str] = None,
+                steps: Optional[int] = None, guidance: float = 1.0):
+        """SDEdit for flow matching: go a fraction t_star in (0, 1] of the way back to noise along the
+        path, x_s = (1 - s) z + s x1 with s = 1 - t_star and z ~ N(0, I), then integrate the ODE from s
+        to 1 (with int(steps * t_star) steps, at least 1). Returns (noisy, clean) in data space;
+        t_star = 1 is plain sampling. (ddpm's t_star is a step index; here it is a time in [0, 1].)"""
+        sampler, steps = self._check_sampler(sampler, steps)
+        t_star = float(t_star)
+        if not 0 < t_star <= 1:
+            raise ConfigError(f"t_star for 'fm' is a time in (0, 1], got {t_star}")
+        x = x.to(self.device)
+        yy = self._labels(len(x), y)
+        s = 1.0 - t_star
+        z = torch.randn(x.shape, generator=generator, device=self.device)
+        xs = interpolate(z, self.working(x), torch.full((len(x),), s, device=self.device))
+        out = integrate(lambda t, u: self.velocity(t, u, yy, guidance), xs, s, 1.0, method=sampler,
+                        steps=max(1, round(steps * t_star)))
+        return self.from_working_scale(xs), self.from_working_scale(out)
+
+    # -- inpainting ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def inpaint(self, x, mask, y=None, generator=None, sampler: Optional[str] = None, steps: Optional[int] = None,
+                guidance: float = 1.0):
+        """Fill the unknown region (mask == 0) of x given the known one (mask == 1), data space.
+
+        Guided by replacement along the conditional path: draw x0 ~ N(0, I) once; at every grid
+        time t_k the known region of the state is set to its interpolant (1 - t_k) x0 + t_k x1
+        (the point the straight path from that same x0 to the known pixels passes through), then
+        one Euler or Heun step advances the whole state; at t = 1 the known pixels are exact.
+        """
+        sampler, steps = self._check_sampler(sampler, steps)
+        if sampler == "dopri5":
+            raise ConfigError("inpaint steps on a fixed grid: use sampler='euler' or 'heun'")
+        x = x.to(self.device)
+        mask = torch.as_tensor(mask, dtype=x.dtype, device=self.device).expand_as(x)
+        yy = self._labels(len(x), y)
+        x1 = self.working(x)
+        x0 = torch.randn(x.shape, generator=generator, device=self.device)
+        state = x0.clone()
+        ts = time_grid(0.0, 1.0, steps, self.device, x1.dtype)
+        for i in range(steps):
+            t = ts[i]
+            state = mask * ((1 - t) * x0 + t * x1) + (1 - mask) * state
+            state = integrate(lambda s, u: self.velocity(s, u, yy, guidance), state, method=sampler,
+                              grid=ts[i:i + 2])
+        state = mask * x1 + (1 - mask) * state
+        return self.from_working_scale(state)

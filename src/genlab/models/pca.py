@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Optional
+
 import torch
 
 from ..data.spec import Dataset
@@ -21,8 +23,10 @@ class PCA(GenerativeModel):
     description = "probabilistic PCA: linear-Gaussian baseline, closed-form fit, exact log-likelihood"
     likelihood_kind = "exact"
 
-    def __init__(self, spec, latent_dim: int = 16, min_variance: float = 1e-6):
+    def __init__(self, spec, latent_dim: Optional[int] = None, min_variance: float = 1e-6):
         super().__init__(spec)
+        if latent_dim is None:  # auto: 16 components, fewer for low-dimensional data
+            latent_dim = min(16, spec.dim - 1)
         if not 1 <= latent_dim < spec.dim:
             raise ValueError(f"latent_dim must be in 1..{spec.dim - 1}")
         self.min_variance = min_variance

@@ -49,6 +49,8 @@ class ProgressBar(Callback):
             self.bar.update(min(target, self.bar.total) - self.bar.n)
 
     def on_log(self, trainer, record):
+        if self.bar is None:  # a closed-form fit logs once without a training loop
+            return
         shown = {k: f"{v:.4g}" for k, v in record.items() if k not in ("step", "epoch", "time", "lr")}
         self.bar.set_postfix(shown, refresh=False)
 

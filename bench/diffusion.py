@@ -1,0 +1,284 @@
+"""genlab `ddpm` vs diffusers' UNet2DModel + DDPMScheduler on 8x8 digits: similar parameter count,
+the same CPU-time budget, batch, optimiser, EMA and sampler budget, scored by the same Fréchet
+distance. With --pair all|fm it also runs bench/diffusion_fm.py's genlab `fm` vs torchcfm pair.
+
+Protocol
+  networks  genlab: the family's default UNet (nn/unet.py: base 32, mults 1-2-2, one ResBlock per
+            level, attention at 2x2 and in the middle). diffusers: UNet2DModel with
+            block_out_channels (32, 64, 64), layers_per_block 1, DownBlock2D, DownBlock2D,
+            AttnDownBlock2D (and the mirrored up blocks), 8 GroupNorm groups: the same widths and
+            the same place for attention, and within 0.2% of genlab's parameter count.
+  training  data on [-1, 1]; batch 128, Adam lr 2e-3 with 100 warm-up steps, grad-norm clip 1.0, EMA
+            0.999 (genlab's EMA class, for both), the linear schedule with T = 1000, eps-prediction,
+            simple loss. Each side trains for `--minutes` of process CPU time with
+            torch.set_num_threads(1) (genlab: `genlab.train(..., clock="cpu")`; diffusers: a plain loop
+            in its training example's style, DDPMScheduler.add_noise + MSE, timed with
+            time.process_time()). `--parallel` (default) trains the two in two processes at once
+            (CPU-time budgets, so each gets the same compute whatever the machine's load).
+  sampling  EMA weights. DDIM with 50 steps for both (genlab's sampler; diffusers' DDIMScheduler
+            from the DDPM scheduler's config, its defaults), and genlab's 1000-step ancestral DDPM.
+            CPU seconds to draw the 360 images. (Ancestral-1000 is scored on one sample seed, the
+            first of the three DDIM seeds, because it costs 20x more.)
+  metric    Fréchet distance of the shipped digits classifier's features (genlab.metrics) between
+            360 samples and the 360 test images, the mean over 3 sample seeds. It is biased by the
+            sample size, so beside it stands its real-data floor: the same distance for 360 training
+            images vs test (mean over 3 draws), and the excess = FD - floor.
+Targets (issue #6): genlab's excess <= 0.5 x diffusers' at equal time, throughput >= diffusers',
+and DDIM-50's excess within 10% of the 1000-step ancestral excess.
+
+Run from the project root (needs diffusers: pip install -c constraints.txt diffusers):
+    .venv/bin/python bench/diffusion.py                    # ddpm pair, 10 CPU-minutes per model
+    .venv/bin/python bench/diffusion.py --quick            # smoke test (~20 CPU-seconds each)
+    .venv/bin/python bench/diffusion.py --pair all         # also the fm vs torchcfm pair
+Options: --minutes, --seed, --sequential, --json (default bench/results/diffusion.json; --quick
+writes none unless given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import math
+import multiprocessing as mp
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import genlab
+from genlab.metrics import frechet_distance, gaussian_stats
+from genlab.metrics.features import extractor_for
+from genlab.train.ema import EMA
+
+BATCH, LR, WARMUP, CLIP, EMA_DECAY, T = 128, 2e-3, 100, 1.0, 0.999, 1000
+N_EVAL, FD_SEEDS, DDIM_STEPS = 360, 3, 50
+DIFFUSERS_NET = dict(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64),
+                     layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                     up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), norm_num_groups=8)
+
+
+def _data():
+    return genlab.load_dataset("digits")
+
+
+def _params(net) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# -- the two training runs -------------------------------------------------------------------------
+def train_genlab(minutes: float, seed: int) -> dict:
+    torch.set_num_threads(1)
+    run = genlab.train("ddpm", _data(), minutes=minutes, clock="cpu", seed=seed, save=False, progress=False,
+                       batch_size=BATCH, lr=LR, warmup_steps=WARMUP, grad_clip=CLIP, ema_decay=EMA_DECAY)
+    last = run.history[-1]
+    return {"state": {k: v.clone() for k, v in run.model.state_dict().items()}, "config": run.model.config,
+            "steps": last["step"], "cpu_seconds": last["time"], "final_loss": last["loss"],
+            "params": _params(run.model.net)}
+
+
+def train_diffusers(minutes: float, seed: int) -> dict:
+    """UNet2DModel + DDPMScheduler in the loop of diffusers' unconditional training example."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    data = _data()
+    net = UNet2DModel(**DIFFUSERS_NET)
+    sched = DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / WARMUP))
+    ema = EMA(net, EMA_DECAY)
+    x_all = data.train * 2 - 1
+    g = torch.Generator().manual_seed(seed)
+    perm, pos, step, losses = torch.randperm(len(x_all), generator=g), 0, 0, []
+    budget, elapsed = minutes * 60, 0.0
+    net.train()
+    t_last = time.process_time()
+    while elapsed < budget:
+        if pos + BATCH > len(perm):  # reshuffle each epoch, drop the ragged last batch
+            perm, pos = torch.randperm(len(x_all), generator=g), 0
+        x0 = x_all[perm[pos:pos + BATCH]]
+        pos += BATCH
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, T, (len(x0),))
+        xt = sched.add_noise(x0, noise, t)
+        loss = torch.nn.functional.mse_loss(net(xt, t).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
+        opt.step()
+        warm.step()
+        step += 1
+        ema.update(net, step)
+        losses.append(loss.detach())
+        now = time.process_time()
+        elapsed += now - t_last
+        t_last = now
+    ema.copy_to(net)
+    return {"state": {k: v.clone() for k, v in net.state_dict().items()}, "steps": step, "cpu_seconds": elapsed,
+            "final_loss": float(torch.stack(losses[-25:]).mean()), "params": _params(net)}
+
+
+def _worker(args):
+    name, minutes, seed = args
+    return (train_genlab if name == "genlab" else train_diffusers)(minutes, seed)
+
+
+# -- sampling and scoring --------------------------------------------------------------------------
+def genlab_sampler(result: dict, sampler: str, steps):
+    from genlab.models import create_model
+
+    model = create_model("ddpm", _data(), **result["config"])
+    model.load_state_dict(result["state"])
+    model.eval()
+
+    def draw(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        return model.sample(n, generator=g, sampler=sampler, steps=steps)
+
+    return draw
+
+
+def diffusers_sampler(result: dict, steps: int = DDIM_STEPS):
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+    net = UNet2DModel(**DIFFUSERS_NET)
+    net.load_state_dict(result["state"])
+    net.eval()
+    ddim = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4,
+                                                   beta_end=0.02).config)
+
+    @torch.no_grad()
+    def draw(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, 1, 8, 8, generator=g)
+        ddim.set_timesteps(steps)
+        for t in ddim.timesteps:
+            eps = net(x, t).sample
+            x = ddim.step(eps, t, x, eta=0.0, generator=g).prev_sample
+        return ((x + 1) / 2).clamp(0, 1)
+
+    return draw
+
+
+def score(draw, ext, test_stats, seeds: int = FD_SEEDS) -> dict:
+    fds, secs = [], []
+    for s in range(seeds):
+        t0 = time.process_time()
+        x = draw(N_EVAL, 1000 + s)
+        secs.append(time.process_time() - t0)
+        fds.append(frechet_distance(*gaussian_stats(ext.features(x)), *test_stats))
+    return {"fd": sum(fds) / len(fds), "fd_runs": fds, "sampling_cpu_seconds": sum(secs) / len(secs)}
+
+
+def real_floor(data, ext, test_stats, seed: int) -> float:
+    out = []
+    for s in range(FD_SEEDS):
+        idx = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed + 100 + s))[:N_EVAL]
+        out.append(frechet_distance(*gaussian_stats(ext.features(data.train[idx])), *test_stats))
+    return sum(out) / len(out)
+
+
+def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False, parallel: bool = True) -> dict:
+    torch.set_num_threads(1)
+    if quick:
+        budget_minutes = min(budget_minutes, 0.3)
+    jobs = [("genlab", budget_minutes, seed), ("diffusers", budget_minutes, seed)]
+    t0 = time.time()
+    if parallel:
+        with mp.get_context("spawn").Pool(2) as pool:
+            res = dict(zip(["genlab", "diffusers"], pool.map(_worker, jobs)))
+    else:
+        res = {name: _worker((name, m, s)) for name, m, s in jobs}
+    wall = time.time() - t0
+    data = _data()
+    ext = extractor_for(data.spec)
+    test_stats = gaussian_stats(ext.features(data.test))
+    floor = real_floor(data, ext, test_stats, seed)
+    rows = {}
+    g_ddim = score(genlab_sampler(res["genlab"], "ddim", DDIM_STEPS), ext, test_stats)
+    # 1000 network calls per image: one sample seed (the first of the DDIM seeds) to bound the cost
+    g_anc = score(genlab_sampler(res["genlab"], "ddpm", None), ext, test_stats, seeds=1) if not quick else None
+    d_ddim = score(diffusers_sampler(res["diffusers"]), ext, test_stats)
+    for name, r, sc in (("genlab ddpm, ddim-50", res["genlab"], g_ddim),
+                        ("genlab ddpm, ancestral-1000", res["genlab"], g_anc),
+                        ("diffusers, ddim-50", res["diffusers"], d_ddim)):
+        if sc is None:
+            continue
+        rows[name] = {"params": r["params"], "steps": r["steps"], "cpu_seconds": round(r["cpu_seconds"], 1),
+                      "fd_first_seed": sc["fd_runs"][0],
+                      "steps_per_s": r["steps"] / r["cpu_seconds"], "final_loss": r["final_loss"],
+                      "fd": sc["fd"], "fd_runs": sc["fd_runs"], "excess": sc["fd"] - floor,
+                      "sampling_cpu_seconds": sc["sampling_cpu_seconds"]}
+    g, d = rows["genlab ddpm, ddim-50"], rows["diffusers, ddim-50"]
+    ratios = {"excess_genlab_over_diffusers": g["excess"] / d["excess"] if d["excess"] > 0 else math.nan,
+              "throughput_genlab_over_diffusers": g["steps_per_s"] / d["steps_per_s"],
+              "sampling_time_genlab_over_diffusers": g["sampling_cpu_seconds"] / d["sampling_cpu_seconds"]}
+    if g_anc is not None:
+        a = rows["genlab ddpm, ancestral-1000"]
+        ratios["ddim50_excess_over_ancestral1000_excess"] = g["excess"] / a["excess"] if a["excess"] > 0 else math.nan
+        same = g["fd_first_seed"] - floor  # the same sample seed as the ancestral run
+        ratios["ddim50_over_ancestral1000_excess_same_seed"] = same / a["excess"] if a["excess"] > 0 else math.nan
+    return {"pair": "ddpm vs diffusers", "budget_cpu_minutes": budget_minutes, "seed": seed, "n_eval": N_EVAL,
+            "fd_seeds": FD_SEEDS, "floor": floor, "rows": rows, "ratios": ratios, "wall_seconds": round(wall, 1),
+            "parallel": parallel}
+
+
+def print_pair(result: dict) -> None:
+    print(f"\n{result['pair']}: {result['budget_cpu_minutes']} CPU-minutes each, 1 thread; FD on the digits "
+          f"classifier's features, {result['n_eval']} samples vs test, mean of {result['fd_seeds']} seeds")
+    print(f"real-data floor (360 train vs test): {result['floor']:.3f}")
+    print(f"{'':30} {'params':>9} {'steps':>7} {'steps/s':>8} {'FD':>8} {'excess':>8} {'sample s':>9}")
+    for name, r in result["rows"].items():
+        print(f"{name:30} {r['params']:>9} {r['steps']:>7} {r['steps_per_s']:>8.2f} {r['fd']:>8.3f} "
+              f"{r['excess']:>8.3f} {r['sampling_cpu_seconds']:>9.2f}")
+    for k, v in result["ratios"].items():
+        print(f"  {k}: {v:.3f}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, default=10.0, help="CPU-minutes of training per model (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="smoke test: 0.3 CPU-minutes each, no ancestral-1000")
+    p.add_argument("--pair", choices=["ddpm", "fm", "all"], default="ddpm")
+    p.add_argument("--sequential", action="store_true", help="train the two models one after the other")
+    p.add_argument("--json", help="output JSON (default bench/results/diffusion.json; none with --quick)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    out = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "platform": platform.platform(),
+           "python": sys.version.split()[0], "torch": torch.__version__, "genlab": genlab.__version__}
+    try:
+        out["diffusers"] = importlib.metadata.version("diffusers")
+    except importlib.metadata.PackageNotFoundError:
+        out["diffusers"] = None
+    if a.pair in ("ddpm", "all"):
+        if out["diffusers"] is None:
+            print("diffusers is not installed: pip install -c constraints.txt diffusers", file=sys.stderr)
+            return 1
+        out["ddpm"] = run_ddpm_pair(a.minutes, a.seed, a.quick, parallel=not a.sequential)
+        print_pair(out["ddpm"])
+    if a.pair in ("fm", "all"):
+        sys.path.insert(0, str(Path(__file__).parent))
+        try:
+            from diffusion_fm import run_fm_pair
+        except ImportError as e:
+            print(f"bench/diffusion_fm.py is missing or broken ({e}); skipping the fm pair", file=sys.stderr)
+        else:
+            out["fm"] = run_fm_pair(a.minutes, a.seed, a.quick)
+            print(json.dumps({k: v for k, v in out["fm"].items() if k != "rows"}, indent=1, default=str))
+            print(json.dumps(out["fm"].get("rows"), indent=1, default=str))
+    path = a.json or (None if a.quick else "bench/results/diffusion.json")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=1, default=str))
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

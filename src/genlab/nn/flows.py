@@ -1,0 +1,630 @@
+"""Normalizing-flow building blocks shared by the `realnvp` and `maf` families.
+
+Convention: every layer maps data towards noise,
+
+    forward(x, context) -> (z, log|det dz/dx|)      log|det| is [N], one value per example
+    inverse(z, context) -> x
+
+so that a stack f = f_K o ... o f_1 with base density p(z) gives, by the change of variables,
+
+    log p(x) = log p(f(x)) + sum_k log|det J_{f_k}(x_{k-1})|.
+
+Pieces: affine coupling with a bounded (soft-clamped) scale and vector / checkerboard / channel
+masks (Dinh et al. 2017), ActNorm with data-dependent init and the invertible 1x1 convolution
+with an LU-parameterised weight (Kingma & Dhariwal 2018), fixed permutations, squeeze, MADE
+(Germain et al. 2015) and the masked autoregressive layer (Papamakarios et al. 2017), the
+rational-quadratic spline (Durkan et al. 2019), and the image preprocessing (uniform
+dequantization, logit transform) with its log-determinant.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .mlp import MLP, activation
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def sum_except_batch(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(len(t), -1).sum(1)
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over all but the batch dimension."""
+    return sum_except_batch(-0.5 * (z.pow(2) + LOG_2PI))
+
+
+def soft_clamp(s: torch.Tensor, bound: float) -> torch.Tensor:
+    """bound * tanh(s / bound): ~s near 0, never beyond +-bound (keeps exp(s) finite)."""
+    return bound * torch.tanh(s / bound) if bound else s
+
+
+# -- image preprocessing ---------------------------------------------------------------------
+def dequantize(x: torch.Tensor, levels: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """y = (k + u) / levels, u ~ U[0, 1)^D, for x = k / (levels - 1): a point of level k's bin in [0, 1)^D.
+
+    The bin has volume levels^-D, so -log P(k) <= E_u[-log p(y)] + D log levels (see
+    metrics/likelihood.py)."""
+    k = torch.round(x * (levels - 1)).clamp_(0, levels - 1)
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (k + u) / levels
+
+
+def logit_transform(y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """v = logit(alpha + (1 - 2 alpha) y) and log|det dv/dy| = sum log(1 - 2 alpha) - log p - log(1 - p)."""
+    p = alpha + (1 - 2 * alpha) * y
+    v = torch.log(p) - torch.log1p(-p)
+    log_det = sum_except_batch(math.log(1 - 2 * alpha) - torch.log(p) - torch.log1p(-p))
+    return v, log_det
+
+
+def inverse_logit_transform(v: torch.Tensor, alpha: float) -> torch.Tensor:
+    """y = (sigmoid(v) - alpha) / (1 - 2 alpha)."""
+    return (torch.sigmoid(v) - alpha) / (1 - 2 * alpha)
+
+
+# -- layers ----------------------------------------------------------------------------------
+class FlowSequence(nn.Module):
+    """Layers applied in order (forward) and in reverse order (inverse); log-dets add up."""
+
+    def __init__(self, layers: Sequence[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x, context=None):
+        total = x.new_zeros(len(x))
+        for layer in self.layers:
+            x, ld = layer(x, context)
+            total = total + ld
+        return x, total
+
+    def inverse(self, z, context=None):
+        for layer in reversed(self.layers):
+            z = layer.inverse(z, context)
+        return z
+
+    @torch.no_grad()
+    def data_init(self, x, context=None):
+        """Data-dependent initialisation (ActNorm) layer by layer on a batch; returns the output."""
+        for layer in self.layers:
+            if hasattr(layer, "data_init"):
+                layer.data_init(x, context)
+            x, _ = layer(x, context)
+        return x
+
+
+class ActNorm(nn.Module):
+    """z = (x + b) * exp(s) per feature (vectors) or per channel (images; log-det times H*W).
+
+    `data_init` sets b, s so that the first batch comes out with zero mean and unit variance."""
+
+    def __init__(self, features: int, image: bool = False):
+        super().__init__()
+        self.image = image
+        self.loc = nn.Parameter(torch.zeros(features))
+        self.log_scale = nn.Parameter(torch.zeros(features))
+
+    def _view(self, t):
+        return t.view(1, -1, 1, 1) if self.image else t.view(1, -1)
+
+    @torch.no_grad()
+    def data_init(self, x, context=None):
+        dims = (0, 2, 3) if self.image else (0,)
+        self.loc.copy_(-x.mean(dims))
+        self.log_scale.copy_(-torch.log(x.std(dims) + 1e-6))
+
+    def forward(self, x, context=None):
+        z = (x + self._view(self.loc)) * self._view(self.log_scale.exp())
+        pixels = x.shape[2] * x.shape[3] if self.image else 1
+        return z, (self.log_scale.sum() * pixels).expand(len(x))
+
+    def inverse(self, z, context=None):
+        return z * self._view((-self.log_scale).exp()) - self._view(self.loc)
+
+
+class InvertibleLinearLU(nn.Module):
+    """z = W x per position (the invertible 1x1 convolution for images, a linear map for vectors),
+
+        W = P L (U + diag(sign(s) exp(log|s|)))          log|det W| = sum log|s|
+
+    with P a fixed permutation, L unit lower- and U strictly upper-triangular (Glow's LU form);
+    initialised at a random rotation."""
+
+    def __init__(self, features: int, image: bool = False):
+        super().__init__()
+        self.image = image
+        w = torch.linalg.qr(torch.randn(features, features))[0]
+        p, lower, upper = torch.linalg.lu(w)
+        s = torch.diagonal(upper)
+        self.register_buffer("perm", p)
+        self.register_buffer("sign_s", torch.sign(s))
+        self.register_buffer("lower_mask", torch.tril(torch.ones(features, features), -1))
+        self.lower = nn.Parameter(lower * self.lower_mask)
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_s = nn.Parameter(torch.log(s.abs()))
+
+    def weight(self) -> torch.Tensor:
+        eye = torch.eye(len(self.log_s), device=self.log_s.device, dtype=self.log_s.dtype)
+        lower = self.lower * self.lower_mask + eye
+        upper = torch.triu(self.upper, 1) + torch.diag(self.sign_s * self.log_s.exp())
+        return self.perm @ lower @ upper
+
+    def _apply_w(self, x, w):
+        if self.image:
+            return F.conv2d(x, w[:, :, None, None])
+        return x @ w.T
+
+    def forward(self, x, context=None):
+        pixels = x.shape[2] * x.shape[3] if self.image else 1
+        return self._apply_w(x, self.weight()), (self.log_s.sum() * pixels).expand(len(x))
+
+    def inverse(self, z, context=None):
+        return self._apply_w(z, torch.linalg.inv(self.weight()))
+
+
+class Permutation(nn.Module):
+    """A fixed permutation of features (vectors) or channels (images): "reverse" or "random"."""
+
+    def __init__(self, features: int, kind: str = "reverse", image: bool = False):
+        super().__init__()
+        perm = torch.arange(features - 1, -1, -1) if kind == "reverse" else torch.randperm(features)
+        self.register_buffer("perm", perm)
+        self.register_buffer("inv_perm", torch.argsort(perm))
+
+    def forward(self, x, context=None):
+        return x[:, self.perm], x.new_zeros(len(x))
+
+    def inverse(self, z, context=None):
+        return z[:, self.inv_perm]
+
+
+def squeeze(x: torch.Tensor) -> torch.Tensor:
+    """C x H x W -> 4C x H/2 x W/2 (each 2x2 block of pixels becomes 4 channels); volume-preserving."""
+    n, c, h, w = x.shape
+    x = x.view(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(n, 4 * c, h // 2, w // 2)
+
+
+def unsqueeze(x: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    x = x.view(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(n, c // 4, 2 * h, 2 * w)
+
+
+class Squeeze(nn.Module):
+    def forward(self, x, context=None):
+        return squeeze(x), x.new_zeros(len(x))
+
+    def inverse(self, z, context=None):
+        return unsqueeze(z)
+
+
+# -- coupling ------------------------------------------------------------------------------------
+def alternating_mask(features: int, parity: int) -> torch.Tensor:
+    """1 on features i with i % 2 == parity (vectors; for D = 2 this keeps one coordinate)."""
+    return ((torch.arange(features) % 2) == parity).float()
+
+
+def checkerboard_mask(channels: int, height: int, width: int, parity: int) -> torch.Tensor:
+    """1 on pixels (i, j) with (i + j) % 2 == parity, for every channel: 1 x C x H x W."""
+    ij = torch.arange(height)[:, None] + torch.arange(width)[None, :]
+    return ((ij % 2) == parity).float().expand(channels, height, width).unsqueeze(0).clone()
+
+
+def channel_mask(channels: int, parity: int) -> torch.Tensor:
+    """1 on the first (parity 0) or second half of the channels: 1 x C x 1 x 1."""
+    m = (torch.arange(channels) < channels // 2).float()
+    return (m if parity == 0 else 1 - m).view(1, -1, 1, 1)
+
+
+class MLPConditioner(nn.Module):
+    """[x, context] -> MLP -> out (the last layer starts at zero: the coupling starts as the identity)."""
+
+    def __init__(self, features: int, out_features: int, hidden: Sequence[int], act: str, context_dim: int = 0):
+        super().__init__()
+        self.net = MLP(features + context_dim, out_features, hidden, act)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x, context=None):
+        return self.net(x if context is None else torch.cat([x, context], 1))
+
+
+class ConvConditioner(nn.Module):
+    """conv3x3 -> act -> conv1x1 -> act -> conv3x3 (zero init), a label embedding added after the
+    first convolution when `context_dim` > 0."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int, act: str, context_dim: int = 0):
+        super().__init__()
+        self.inp = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.mid = nn.Conv2d(hidden, hidden, 1)
+        self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
+        self.act = activation(act)
+        self.embed = nn.Linear(context_dim, hidden) if context_dim else None
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x, context=None):
+        h = self.inp(x)
+        if self.embed is not None and context is not None:
+            h = h + self.embed(context)[:, :, None, None]
+        return self.out(self.act(self.mid(self.act(h))))
+
+
+class AffineCoupling(nn.Module):
+    """Affine coupling (RealNVP). With a binary mask m, (s, t) = net(m * x, context) and
+
+        z = m * x + (1 - m) * (x * exp(s) + t),      log|det dz/dx| = sum (1 - m) * s
+
+    s = bound * tanh(s_raw / bound) keeps the scale bounded. Inverse: x = m*z + (1-m)*(z - t) exp(-s)."""
+
+    def __init__(self, mask: torch.Tensor, net: nn.Module, scale_bound: float = 3.0):
+        super().__init__()
+        self.register_buffer("mask", mask)
+        self.net = net
+        self.scale_bound = scale_bound
+
+    def _params(self, xa, context):
+        s, t = self.net(xa, context).chunk(2, 1)
+        free = 1 - self.mask
+        return soft_clamp(s, self.scale_bound) * free, t * free
+
+    def forward(self, x, context=None):
+        s, t = self._params(x * self.mask, context)
+        return x * s.exp() + t, sum_except_batch(s)
+
+    def inverse(self, z, context=None):
+        s, t = self._params(z * self.mask, context)
+        return (z - t) * (-s).exp()
+
+
+# -- MADE and autoregressive layers --------------------------------------------------------------
+class MaskedLinear(nn.Linear):
+    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor):
+        super().__init__(in_features, out_features)
+        self.register_buffer("mask", mask.float())
+
+    def forward(self, x):
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """Masked autoencoder for distribution estimation (Germain et al. 2015).
+
+    Input i has degree i (1..D); hidden units get degrees cycling through 1..D-1 and connect to
+    units of degree <= theirs; output d (with `params` values each) connects to hidden units of
+    degree < d. So output d depends only on x_<d: the Jacobian of params w.r.t. x is strictly
+    triangular. `context` (labels) feeds every first-layer hidden unit without a mask.
+    Returns [N, D, params]; the output layer starts at zero.
+    """
+
+    def __init__(self, features: int, params: int, hidden: Sequence[int] = (256, 256), act: str = "relu",
+                 context_dim: int = 0):
+        super().__init__()
+        self.features, self.params = features, params
+        deg_prev = torch.arange(1, features + 1)
+        layers = []
+        for h in hidden:
+            deg = torch.arange(h) % max(1, features - 1) + 1
+            layers.append(MaskedLinear(len(deg_prev), h, deg[:, None] >= deg_prev[None, :]))
+            deg_prev = deg
+        self.hidden = nn.ModuleList(layers)
+        deg_out = torch.arange(1, features + 1).repeat(params)  # output p * D + d has degree d + 1
+        self.out = MaskedLinear(len(deg_prev), params * features, deg_out[:, None] > deg_prev[None, :])
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.context = nn.Linear(context_dim, hidden[0]) if context_dim and hidden else None
+        self.act = activation(act)
+
+    def forward(self, x, context=None):
+        h = x
+        for i, layer in enumerate(self.hidden):
+            h = layer(h)
+            if i == 0 and self.context is not None and context is not None:
+                h = h + self.context(context)
+            h = self.act(h)
+        return self.out(h).view(len(x), self.params, self.features).transpose(1, 2)
+
+
+class MaskedAffineAutoregressive(nn.Module):
+    """MAF layer: (mu_i, alpha_i) = MADE(x_<i), z_i = (x_i - mu_i) exp(-alpha_i),
+
+        log|det dz/dx| = -sum_i alpha_i
+
+    one MADE pass for the density; the inverse x_i = z_i exp(alpha_i) + mu_i takes D passes.
+    alpha is soft-clamped to +-scale_bound."""
+
+    def __init__(self, features: int, hidden=(256, 256), act: str = "relu", context_dim: int = 0,
+                 scale_bound: float = 3.0):
+        super().__init__()
+        self.made = MADE(features, 2, hidden, act, context_dim)
+        self.scale_bound = scale_bound
+
+    def _params(self, x, context):
+        p = self.made(x, context)
+        return p[..., 0], soft_clamp(p[..., 1], self.scale_bound)
+
+    def forward(self, x, context=None):
+        mu, alpha = self._params(x, context)
+        return (x - mu) * (-alpha).exp(), -alpha.sum(1)
+
+    def inverse(self, z, context=None):
+        x = torch.zeros_like(z)
+        for i in range(z.shape[1]):
+            mu, alpha = self._params(x, context)
+            x = x.clone()
+            x[:, i] = z[:, i] * alpha[:, i].exp() + mu[:, i]
+        return x
+
+
+def rational_quadratic_spline(x, widths, heights, derivatives, bound: float = 4.0, inverse: bool = False,
+                              min_width: float = 1e-3, min_height: float = 1e-3, min_derivative: float = 1e-3):
+    """Monotone rational-quadratic spline on [-B, B], identity outside (Durkan et al. 2019).
+
+    K bins with knots (x^k, y^k) and derivatives d^k (d = 1 at +-B); inside bin k, with
+    theta = (x - x^k) / w_k and s_k = h_k / w_k,
+
+        g(x) = y^k + h_k [s_k theta^2 + d^k theta (1 - theta)] / [s_k + (d^{k+1} + d^k - 2 s_k) theta (1 - theta)]
+
+    `widths`, `heights` [..., K] and `derivatives` [..., K - 1] are unconstrained; zeros give
+    equal bins and unit derivatives (the identity). Returns (g(x) or g^{-1}(x), log|g'| at the input).
+    """
+    k = widths.shape[-1]
+    inside = (x >= -bound) & (x <= bound)
+    xc = x.clamp(-bound, bound)
+
+    def knots(u, min_size):
+        u = min_size + (1 - min_size * k) * F.softmax(u, -1)
+        cum = F.pad(torch.cumsum(u, -1), (1, 0))
+        cum = 2 * bound * cum - bound
+        cum = torch.cat([torch.full_like(cum[..., :1], -bound), cum[..., 1:-1], torch.full_like(cum[..., :1], bound)], -1)
+        return cum, cum[..., 1:] - cum[..., :-1]
+
+    cumw, w = knots(widths, min_width)
+    cumh, h = knots(heights, min_height)
+    one = math.log(math.expm1(1 - min_derivative))  # softplus(one) + min_derivative = 1
+    d = min_derivative + F.softplus(F.pad(derivatives + one, (1, 1), value=one))
+    edges = cumh if inverse else cumw
+    idx = (xc[..., None] >= edges[..., 1:k]).sum(-1, keepdim=True)
+
+    def at(t, j=idx):
+        return t.gather(-1, j).squeeze(-1)
+
+    xk, wk, yk, hk = at(cumw), at(w), at(cumh), at(h)
+    dk, dk1 = at(d), at(d, idx + 1)
+    sk = hk / wk
+    if inverse:
+        dy = xc - yk
+        a = hk * (sk - dk) + dy * (dk1 + dk - 2 * sk)
+        b = hk * dk - dy * (dk1 + dk - 2 * sk)
+        c = -sk * dy
+        disc = (b.pow(2) - 4 * a * c).clamp_min(0)
+        theta = (2 * c) / (-b - disc.sqrt())
+        out = theta * wk + xk
+    else:
+        theta = (xc - xk) / wk
+    tt = theta * (1 - theta)
+    den = sk + (dk1 + dk - 2 * sk) * tt
+    if not inverse:
+        out = yk + hk * (sk * theta.pow(2) + dk * tt) / den
+    dnum = sk.pow(2) * (dk1 * theta.pow(2) + 2 * sk * tt + dk * (1 - theta).pow(2))
+    log_grad = torch.log(dnum) - 2 * torch.log(den)
+    if inverse:
+        log_grad = -log_grad
+    return torch.where(inside, out, x), torch.where(inside, log_grad, torch.zeros_like(log_grad))
+
+
+class MaskedSplineAutoregressive(nn.Module):
+    """Neural spline flow layer (autoregressive): z_i = g_i(x_i), g_i a rational-quadratic spline with
+    K bins whose 3K - 1 parameters come from MADE(x_<i); log|det| = sum_i log g_i'(x_i)."""
+
+    def __init__(self, features: int, hidden=(256, 256), act: str = "relu", context_dim: int = 0,
+                 bins: int = 8, bound: float = 4.0):
+        super().__init__()
+        self.bins, self.bound = bins, bound
+        self.made = MADE(features, 3 * bins - 1, hidden, act, context_dim)
+
+    def _spline(self, x, params, inverse):
+        k = self.bins
+        return rational_quadratic_spline(x, params[..., :k], params[..., k:2 * k], params[..., 2 * k:],
+                                         self.bound, inverse)
+
+    def forward(self, x, context=None):
+        z, lg = self._spline(x, self.made(x, context), False)
+        return z, lg.sum(1)
+
+    def inverse(self, z, context=None):
+        x = torch.zeros_like(z)
+        for i in range(z.shape[1]):
+            xi, _ = self._spline(z[:, i], self.made(x, context)[:, i], True)
+            x = x.clone()
+            x[:, i] = xi
+        return x
+
+
+class Flatten(nn.Module):
+    """Images [N, C, H, W] <-> vectors [N, C*H*W] (log-det 0)."""
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x, context=None):
+        return x.reshape(len(x), -1), x.new_zeros(len(x))
+
+    def inverse(self, z, context=None):
+        return z.reshape(len(z), *self.shape)
+
+
+class MultiScale(nn.Module):
+    """Multi-scale architecture (RealNVP, Glow): blocks[i] runs at scale i, then half of its output
+    channels are factored out as latent variables and the rest go on to the next scale.
+
+    forward(x) -> (z, log|det|) with z the factored-out parts and the last block's output,
+    flattened and concatenated ([N, D]); inverse(z) rebuilds x from that flat vector."""
+
+    def __init__(self, shape: Sequence[int], blocks: Sequence[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        with torch.no_grad():  # the shapes of the factored-out parts, from a dummy pass
+            _, self.shapes = self._run(torch.zeros(1, *shape), None, init=False, shapes=True)
+
+    def _run(self, x, context, init: bool, shapes: bool = False):
+        zs, total = [], x.new_zeros(len(x))
+        for i, block in enumerate(self.blocks):
+            if init:
+                block.data_init(x, context)
+            x, ld = block(x, context)
+            total = total + ld
+            if i < len(self.blocks) - 1:
+                c = x.shape[1] // 2
+                zs.append(x[:, :c])
+                x = x[:, c:]
+        zs.append(x)
+        if shapes:
+            return None, [tuple(z.shape[1:]) for z in zs]
+        return torch.cat([z.reshape(len(z), -1) for z in zs], 1), total
+
+    def forward(self, x, context=None):
+        return self._run(x, context, init=False)
+
+    @torch.no_grad()
+    def data_init(self, x, context=None):
+        return self._run(x, context, init=True)[0]
+
+    def inverse(self, z, context=None):
+        sizes = [math.prod(s) for s in self.shapes]
+        parts = [p.reshape(len(z), *s) for p, s in zip(z.split(sizes, 1), self.shapes)]
+        x = parts[-1]
+        for i in range(len(self.blocks) - 1, -1, -1):
+            if i < len(self.blocks) - 1:
+                x = torch.cat([parts[i], x], 1)
+            x = self.blocks[i].inverse(x, context)
+        return x
+
+
+class FlowModel:
+    """What the flow families share (a mixin placed before GenerativeModel).
+
+    The family sets `self.flow`, a module with forward(v, context) -> (z [N, D], log|det|),
+    inverse(z, context) -> v and data_init(v, context), and `self.alpha` for images. The flow
+    runs on v:
+
+      vectors  v = (x - shift) / scale               (the base class's standardisation)
+      images   y = (k + u) / L,  u ~ U[0, 1)^D        (dequantization; x = k / (L - 1), L = spec.levels)
+               v = logit(alpha + (1 - 2 alpha) y)
+
+    and every step's log-determinant is added, so `log_prob` is in nats of the density of x
+    (vectors) or of the dequantised image y on [0, 1)^D (images):
+
+        log p(x) = log N(f(v); 0, I) + log|det df/dv| + log|det dv/dx|.
+    """
+
+    alpha: float = 0.05
+
+    # -- the scale the flow runs on -----------------------------------------------------------
+    def _levels(self) -> int:
+        return self.spec.levels or 256
+
+    def to_flow_input(self, x, generator=None, centre: bool = False):
+        """(v, log|det dv/dx|) for data x; images are dequantised (u = 1/2 with centre=True)."""
+        if self.spec.kind == "vector":
+            return self.to_working(x), self.working_log_det().expand(len(x))
+        if centre:
+            levels = self._levels()
+            y = (torch.round(x * (levels - 1)).clamp(0, levels - 1) + 0.5) / levels
+        else:
+            y = dequantize(x, self._levels(), generator)
+        return logit_transform(y, self.alpha)
+
+    def from_flow_input(self, v):
+        """Data from v: vectors unstandardised; images mapped back to [0, 1) and quantised to the
+        data's levels (the sample of the discrete model the dequantised density defines)."""
+        if self.spec.kind == "vector":
+            return self.from_working(v)
+        levels = self._levels()
+        y = inverse_logit_transform(v, self.alpha)
+        return torch.floor(y * levels).clamp(0, levels - 1) / (levels - 1)
+
+    def _context(self, y, n):
+        if not self.conditional:
+            return None
+        if y is None:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"this {self.family} model is conditional: pass the labels y")
+        from .embed import one_hot
+
+        return one_hot(torch.as_tensor(y, device=self.device), self.spec.num_classes, n)
+
+    # -- the contract ------------------------------------------------------------------------
+    def log_prob(self, x, y=None, generator=None):
+        """log p(x | y) in nats by the change of variables (see the class docstring).
+
+        Images: the density of the dequantised y = (k + u)/L with a fresh u ~ U[0,1)^D (seed it
+        with `generator`). The discrete model P(k) = int_bin(k) p(y) dy satisfies (Jensen)
+        log P(k) >= E_u[log p((k + u)/L)] - D log L, so the bits/dim computed from it by
+        `metrics.likelihood.bits_per_dim(nll, D, n_levels=L)` bounds the discrete code length from above. A conditional model given no labels returns
+        log p(x) = logsumexp_y log p(x | y) - log K (uniform class prior).
+        """
+        v, ld0 = self.to_flow_input(x, generator)
+        if self.conditional and y is None:
+            k = self.spec.num_classes
+            per_class = []
+            for c in range(k):
+                z, ld = self.flow(v, self._context(torch.full((len(x),), c, device=x.device), len(x)))
+                per_class.append(standard_normal_log_prob(z) + ld)
+            return torch.logsumexp(torch.stack(per_class), 0) - math.log(k) + ld0
+        z, ld = self.flow(v, self._context(y, len(x)))
+        return standard_normal_log_prob(z) + ld + ld0
+
+    def loss(self, x, y=None):
+        """Negative log-likelihood, nats per example (plus bits/dim for images)."""
+        nll = -self.log_prob(x, y if self.conditional else None).mean()
+        out = {"loss": nll}
+        if self.spec.kind == "image":
+            from ..metrics.likelihood import bits_per_dim
+
+            out["bpd"] = bits_per_dim(nll.detach(), self.spec.dim, n_levels=self._levels())
+        return out
+
+    def anomaly_score(self, x, y=None):
+        """-log p(x): low density = anomalous."""
+        with torch.no_grad():
+            return -self.log_prob(x, y)
+
+    @torch.no_grad()
+    def encode(self, x, y=None):
+        """z = f(v), the flow's latent code (images: dequantised at the bin centres), [N, D]; a
+        conditional model needs the labels y."""
+        v, _ = self.to_flow_input(x, centre=True)
+        return self.flow(v, self._context(y, len(x)))[0]
+
+    @torch.no_grad()
+    def decode(self, z, y=None):
+        """x = f^-1(z) in data space."""
+        return self.from_flow_input(self.flow.inverse(z, self._context(self.labels_for(len(z), y), len(z))))
+
+    @torch.no_grad()
+    def sample(self, n, y=None, generator=None, temperature: float = 1.0):
+        """z ~ N(0, temperature^2 I), x = f^-1(z) (labels cycle through the classes if conditional)."""
+        labels = self.labels_for(n, y)
+        dtype = next(self.parameters()).dtype
+        z = temperature * torch.randn(n, self.spec.dim, generator=generator, device=self.device, dtype=dtype)
+        return self.from_flow_input(self.flow.inverse(z, self._context(labels, n)))
+
+    def prepare(self, data) -> None:
+        """Standardisation (vectors), then ActNorm's data-dependent init on up to 512 training examples."""
+        super().prepare(data)
+        g = torch.Generator().manual_seed(0)
+        idx = torch.randperm(len(data.train), generator=g)[:512]
+        x = data.train[idx].to(self.device, next(self.parameters()).dtype)
+        labels = None if data.train_labels is None else data.train_labels[idx].to(self.device)
+        v, _ = self.to_flow_input(x, generator=torch.Generator(device=self.device).manual_seed(0))
+        self.flow.data_init(v, self._context(labels, len(x)) if self.conditional else None)

@@ -1,0 +1,352 @@
+"""The comparison page: one self-contained HTML file (PNG figures embedded as base64), no
+scripts, no external resources, semantic tables, alt text on every image, print styles.
+
+Built from the results of `compare` / `report` (see report/compare.py); every family on it
+comes from those results, so a family added to the registry appears without changes here.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from html import escape
+from pathlib import Path
+from typing import Optional
+
+from ..train.checkpoint import atomic_write_bytes
+
+# direction of "better" for the metrics we know; others are shown without an arrow
+LOWER = {"fid", "kid", "balance_kl", "classes_dropped", "nll", "bpd", "kl", "mmd", "swd", "mode_kl"}
+HIGHER = {"precision", "recall", "coverage", "class_accuracy", "modes", "high_quality"}
+LABELS = {"fid": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precision", "recall": "recall",
+          "density": "density", "coverage": "coverage", "balance_kl": "class KL", "classes_dropped": "classes dropped",
+          "confidence": "classifier confidence", "class_accuracy": "class accuracy", "nll": "NLL (nats)",
+          "bpd": "bits/dim", "kl": "KL(data‖model)", "true_entropy": "true entropy", "mmd": "MMD²", "swd": "SWD",
+          "modes": "modes", "high_quality": "high quality", "mode_kl": "mode KL"}
+SUBSET = {"nll", "bpd", "kl"}  # the likelihood metric's outputs (scored on a subset under a time limit)
+HIDDEN = {"kid_std", "true_entropy"}  # shown in the notes / reference, not as their own column
+
+CSS = """
+:root { color-scheme: light; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #111;
+       background: #fff; margin: 0 auto; max-width: 1240px; padding: 0 20px 40px; }
+h1 { font-size: 1.7em; margin: 0.8em 0 0.2em; } h2 { font-size: 1.3em; margin-top: 1.8em;
+     border-bottom: 2px solid #333; padding-bottom: 0.15em; } h3 { font-size: 1.05em; margin: 1em 0 0.3em; }
+a { color: #0b4ea2; } .muted { color: #444; } code { font-size: 0.92em; background: #f3f3f3; padding: 0 3px; }
+nav ul { list-style: none; padding: 0; margin: 0.5em 0; display: flex; flex-wrap: wrap; gap: 0.4em 1.2em; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.6em 0; font-variant-numeric: tabular-nums; font-size: 0.9em; }
+caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.45em; text-align: right; vertical-align: top; }
+th[scope=row], td.text { text-align: left; } thead th { background: #e8e8e8; text-align: center; }
+tbody th[scope=row] { background: #f6f6f6; white-space: nowrap; } tr.reference th { white-space: normal; }
+tr.reference th, tr.reference td { background: #eef3fa; font-style: italic; }
+tr.failed th, tr.failed td { background: #fdeeee; color: #7a0000; }
+td.best { font-weight: 700; text-decoration: underline; }
+.stamp { background: #f6f6f6; border-left: 4px solid #555; padding: 0.5em 0.9em; margin: 0.8em 0; }
+.stamp dt { font-weight: 600; float: left; clear: left; width: 11em; } .stamp dd { margin: 0 0 0.15em 11.5em; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 14px; }
+.grid.wide { grid-template-columns: repeat(auto-fill, minmax(330px, 1fr)); }
+figure { margin: 0; border: 1px solid #ccc; padding: 6px; background: #fff; break-inside: avoid; }
+figure img { width: 100%; height: auto; display: block; }
+figure.pixels img { image-rendering: pixelated; }
+figcaption { font-size: 0.88em; color: #222; margin-top: 4px; }
+.pair { display: grid; grid-template-columns: 7em 1fr 1fr; gap: 12px; align-items: start; margin: 10px 0;
+        break-inside: avoid; }
+.error { color: #7a0000; font-weight: 600; } pre { white-space: pre-wrap; font-size: 0.82em; background: #f6f6f6;
+       padding: 0.6em; border: 1px solid #ddd; }
+@media print {
+  body { max-width: none; font-size: 10.5pt; padding: 0; } nav { display: none; }
+  .scroll { overflow: visible; } table { font-size: 8.5pt; } h2 { break-after: avoid; }
+  section { break-inside: auto; } figure, .pair, tr { break-inside: avoid; }
+  .grid { grid-template-columns: repeat(4, 1fr); } .grid.wide { grid-template-columns: repeat(3, 1fr); }
+  a { color: #000; text-decoration: none; } details > pre { display: block; }
+}
+@page { margin: 14mm; }
+"""
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return {"inf": "∞", "-inf": "−∞", "nan": "NaN"}.get(v, escape(v))
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "NaN" if math.isnan(v) else ("∞" if v > 0 else "−∞")
+        if v == 0:
+            return "0"
+        return f"{v:.3e}" if abs(v) < 1e-3 or abs(v) >= 1e5 else f"{v:.4g}"
+    return escape(str(v))
+
+
+def _num(v) -> Optional[float]:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(v) else None
+    return None
+
+
+def _seconds(s) -> str:
+    if s is None:
+        return "—"
+    s = float(s)
+    return f"{s:.2f} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+class _Images:
+    """Reads PNGs below `base` and returns <img> tags with the bytes embedded."""
+
+    def __init__(self, base: Path):
+        self.base = Path(base)
+
+    def tag(self, rel: Optional[str], alt: str) -> Optional[str]:
+        if not rel:
+            return None
+        p = Path(rel) if Path(rel).is_absolute() else self.base / rel
+        if not p.exists() or p.suffix != ".png":
+            return None
+        data = base64.b64encode(p.read_bytes()).decode("ascii")
+        return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+
+    def figure(self, rel, alt: str, caption: str, pixels: bool = False) -> str:
+        img = self.tag(rel, alt)
+        if img is None:
+            return ""
+        cls = ' class="pixels"' if pixels else ""
+        return f"<figure{cls}>{img}<figcaption>{caption}</figcaption></figure>"
+
+
+def _metric_columns(families: list[dict]) -> list[str]:
+    cols: list[str] = []
+    for e in families:
+        for k in e.get("metrics", {}):
+            if k not in cols and k not in HIDDEN:
+                cols.append(k)
+    return cols
+
+
+def _best(families: list[dict], col: str) -> Optional[float]:
+    vals = [_num(e["metrics"].get(col)) for e in families if e["status"] == "ok"]
+    vals = [v for v in vals if v is not None]
+    if len(vals) < 2 or col not in LOWER | HIGHER:
+        return None
+    return min(vals) if col in LOWER else max(vals)
+
+
+def metrics_table(results: dict) -> str:
+    fams = results["families"]
+    cols = _metric_columns(fams)
+    ref = results.get("reference") or {}
+    head = "".join(
+        f'<th scope="col">{escape(LABELS.get(c, c))}'
+        f'{" ↓" if c in LOWER else " ↑" if c in HIGHER else ""}</th>' for c in cols)
+    rows = []
+    if ref:
+        cells = "".join(f"<td>{_fmt(ref.get(c))}</td>" for c in cols)
+        rows.append(f'<tr class="reference"><th scope="row">real data (train vs test)</th>{cells}</tr>')
+    best = {c: _best(fams, c) for c in cols}
+    subset = [e for e in fams if e["status"] == "ok" and e.get("nll_examples")]
+    for e in fams:
+        name = escape(e["name"])
+        if e["status"] != "ok":
+            msg = escape(e.get("error", "").splitlines()[0] if e.get("error") else "unknown error")
+            rows.append(f'<tr class="failed"><th scope="row">{name}</th><td class="text" colspan="{max(1, len(cols))}">'
+                        f'failed during {escape(e.get("stage", "?"))}: {msg}</td></tr>')
+            continue
+        cells = []
+        for c in cols:
+            v = e["metrics"].get(c)
+            is_best = best[c] is not None and _num(v) is not None and _num(v) == best[c]
+            mark = "&nbsp;†" if c in SUBSET and e.get("nll_examples") and v is not None else ""
+            cells.append(f'<td{" class=best" if is_best else ""}>{_fmt(v)}{mark}</td>')
+        rows.append(f'<tr><th scope="row">{name}</th>{"".join(cells)}</tr>')
+    caption = (f"Metrics on {escape(results['data'])}: each family's samples against the test split; "
+               "the first row is real training data against the same test split")
+    return (f'<div class="scroll"><table id="metrics"><caption>{caption}</caption>'
+            f'<thead><tr><th scope="col">family</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+            '<p class="muted">↓ lower is better, ↑ higher is better; the best family in a column is '
+            '<span style="font-weight:700;text-decoration:underline">bold and underlined</span>; — : '
+            'does not apply. NLL is exact, a bound or an estimate as the families table says.'
+            + (f' †: on {", ".join(str(e["nll_examples"]) + " (" + escape(e["name"]) + ")" for e in subset)} of the '
+               f'{results.get("n")} reference examples, to keep within {results.get("nll_seconds", 0):g} s per family '
+               '(an unbiased estimate of the same mean, with a larger standard error).' if subset else '')
+            + '</p>')
+
+
+def protocol_stamp(results: dict) -> str:
+    p = results.get("protocol")
+    if not p:
+        return '<p class="error">No family finished its evaluation, so there is no protocol to show.</p>'
+    fe = p.get("feature_extractor", {})
+    items = [
+        ("data", f"{escape(str(p['data']))}, reference = {escape(p['reference_split'])} split"),
+        ("samples", f"{p['n_generated']} generated vs {p['n_reference']} reference examples"),
+        ("real-data row", f"{escape(p['real_baseline'])} ({p['n_real_baseline']} examples)"),
+        ("seed", str(p["seed"])),
+        ("features", f"{escape(str(fe.get('name')))} (dim {fe.get('dim')}, sha256 "
+                     f"<code>{escape(str(fe.get('weights_sha256', ''))[:16])}</code>)"),
+        ("neighbours", f"precision/recall k={p['precision_recall_k']}, density/coverage k={p['density_coverage_k']}"),
+        ("genlab", escape(str(p.get("genlab_version")))),
+    ]
+    body = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)
+    return f'<dl class="stamp" aria-label="evaluation protocol">{body}</dl>'
+
+
+def families_table(results: dict) -> str:
+    rows = []
+    for e in results["families"]:
+        caps = ", ".join(e.get("capabilities", [])) or "—"
+        lk = e.get("likelihood_kind") or "—"
+        status = "ok" if e["status"] == "ok" else f'<span class="error">failed ({escape(e.get("stage", ""))})</span>'
+        rows.append(f'<tr><th scope="row">{escape(e["name"])}</th><td class="text">{escape(e.get("description", ""))}'
+                    f'</td><td class="text">{escape(lk)}</td><td class="text">{escape(caps)}</td>'
+                    f'<td class="text">{status}</td></tr>')
+    return ('<div class="scroll"><table id="families"><caption>Families on this page</caption><thead><tr>'
+            '<th scope="col">family</th><th scope="col">what</th><th scope="col">log p(x)</th>'
+            '<th scope="col">capabilities</th><th scope="col">status</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def timing_table(results: dict) -> str:
+    from .compare import _budget_text
+
+    n = results.get("n")
+    rows = []
+    for e in results["families"]:
+        t = e.get("train") or {}
+        b = e.get("budget") or t.get("budget") or {}
+        closed = t.get("closed_form")
+        rows.append(
+            f'<tr><th scope="row">{escape(e["name"])}</th>'
+            f'<td>{"closed form" if closed else escape(_budget_text(b)) if b else "—"}</td>'
+            f'<td>{_fmt(t.get("steps")) if t else "—"}</td><td>{_fmt(t.get("epochs")) if t else "—"}</td>'
+            f'<td>{"—" if closed or not t else _seconds(t.get("seconds"))}</td>'
+            f'<td>{_seconds(e.get("sampling_seconds"))}</td><td>{_seconds(e.get("evaluate_seconds"))}</td></tr>')
+    return ('<div class="scroll"><table id="timing"><caption>Training and sampling time</caption><thead><tr>'
+            '<th scope="col">family</th><th scope="col">budget</th><th scope="col">steps</th>'
+            '<th scope="col">epochs</th><th scope="col">training</th>'
+            f'<th scope="col">sampling {n} examples</th><th scope="col">evaluation (all metrics)</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def build_html(results: dict, base) -> str:
+    """The page as a string; figure paths in `results` are relative to `base`."""
+    im = _Images(Path(base))
+    data = escape(results["data"])
+    spec = results.get("data_spec", {})
+    image = spec.get("kind") == "image"
+    two_d = spec.get("kind") == "vector" and list(spec.get("shape", [])) == [2]
+    ok = [e for e in results["families"] if e["status"] == "ok"]
+    failed = [e for e in results["families"] if e["status"] != "ok"]
+    dfig = results.get("data_figures", {})
+
+    def fig(e, key, alt, caption, pixels=False):
+        f = e.get("figures", {}).get(key)
+        return im.figure(f["path"], alt, caption, pixels) if f else ""
+
+    sections, nav = [], []
+
+    def section(sid, title, body):
+        if body:
+            nav.append(f'<li><a href="#{sid}">{title}</a></li>')
+            sections.append(f'<section id="{sid}" aria-labelledby="{sid}-h"><h2 id="{sid}-h">{title}</h2>'
+                            f'{body}</section>')
+
+    section("metrics", "Metrics", metrics_table(results) + protocol_stamp(results) + _notes(ok))
+
+    # samples: the data, then each family
+    what = "64 samples" if image else "samples (blue) over test points (grey)" if two_d else "samples"
+    cards = [im.figure(dfig.get("samples", {}).get("path"), f"{results['data']} test examples",
+                       f"<strong>data</strong>: {escape(dfig.get('samples', {}).get('how', ''))}", image)]
+    cards += [fig(e, "samples", f"{what} from {e['name']} trained on {results['data']}",
+                  f"<strong>{escape(e['name'])}</strong>", image) for e in ok]
+    if any(cards) and not two_d:  # 2-D data: the scatter and density section below shows samples
+        section("samples", "Samples", f'<p class="muted">{escape(what.capitalize())} from each family, seed '
+                f'{results["seed"]}.</p><div class="grid">{"".join(cards)}</div>')
+
+    rec = [fig(e, "reconstructions", f"test examples and their {e['name']} reconstructions, row under row",
+               f"<strong>{escape(e['name'])}</strong>: originals (odd rows), reconstructions (even rows)", True)
+           for e in ok]
+    if any(rec):
+        section("reconstructions", "Reconstructions", f'<div class="grid wide">{"".join(rec)}</div>')
+
+    lat = [fig(e, "latent", f"{e['name']} latent codes of test examples, "
+               f"{e['figures']['latent'].get('how', '')}, coloured by class",
+               f"<strong>{escape(e['name'])}</strong>: {escape(e['figures']['latent'].get('how', ''))}")
+           for e in ok if "latent" in e.get("figures", {})]
+    if lat:
+        section("latent", "Latent codes", '<p class="muted">Codes of test examples from each family that '
+                f'encodes, coloured by class.</p><div class="grid wide">{"".join(lat)}</div>')
+
+    if two_d:
+        dd = dfig.get("density", {})
+        rows = [_pair("data", im.figure(dfig.get("samples", {}).get("path"), "scatter of test points",
+                                        escape(dfig.get("samples", {}).get("how", ""))),
+                      im.figure(dd.get("path"), f"data density: {dd.get('how', '')}", escape(dd.get("how", ""))))]
+        for e in ok:
+            d, sc = e.get("figures", {}).get("density", {}), e.get("figures", {}).get("scatter", {})
+            rows.append(_pair(e["name"], fig(e, "scatter", f"scatter of {e['name']} samples over test points",
+                                             escape(sc.get("how", ""))),
+                              fig(e, "density", f"{e['name']} density: {d.get('how', '')}", escape(d.get("how", "")))))
+        section("density", "Scatter and density", '<p class="muted">Each family beside the data: its samples, '
+                'and its density on the same window (exp log p where the family has a likelihood, else a histogram '
+                'of its samples); colour scale: square root.</p>' + "".join(rows))
+
+    curves = [fig(e, "loss", f"training loss curves of {e['name']}", f"<strong>{escape(e['name'])}</strong>")
+              for e in ok]
+    section("training", "Training", timing_table(results)
+            + (f'<div class="grid wide">{"".join(curves)}</div>' if any(curves) else "")
+            + families_table(results))
+
+    if failed:
+        body = "".join(
+            f'<h3>{escape(e["name"])}</h3><p class="error">failed during {escape(e.get("stage", "?"))}: '
+            f'{escape(e.get("error", ""))}</p>'
+            + (f'<p>Run directory: <code>{escape(e["run"])}</code></p>' if e.get("run") else "")
+            + (f'<details><summary>traceback</summary><pre>{escape(e["traceback"])}</pre></details>'
+               if e.get("traceback") else "") for e in failed)
+        section("failures", "Failures", body)
+
+    summary = (f'{len(results["families"])} families on <strong>{data}</strong> '
+               f'({escape(spec.get("kind", ""))} {escape("×".join(str(s) for s in spec.get("shape", [])))}), '
+               f'seed {results["seed"]}; budget: {escape(results.get("budget_scheme", ""))}. '
+               f'{len(ok)} finished' + (f', <span class="error">{len(failed)} failed</span>' if failed else "")
+               + f'. Made by genlab {escape(results["genlab_version"])} on {escape(results["created"])} '
+               f'in {_seconds(results.get("seconds"))}.')
+    runs = ", ".join(f'<code>{escape(e["run"])}</code>' for e in results["families"] if e.get("run"))
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f'<title>genlab compare: {data}</title><style>{CSS}</style></head><body>'
+        f'<header><h1>genlab compare: {data}</h1><p>{summary}</p>'
+        f'<nav aria-label="sections"><ul>{"".join(nav)}</ul></nav></header>'
+        f'<main>{"".join(sections)}</main>'
+        f'<footer><p class="muted">Run directories (resume, sample or evaluate any of them): {runs}. '
+        'Rebuild this page with <code>genlab report RUN [RUN ...] --out report.html</code>.</p></footer>'
+        '</body></html>\n')
+
+
+def _pair(label: str, left: str, right: str) -> str:
+    return f'<div class="pair"><h3>{escape(label)}</h3>{left or "<p>—</p>"}{right or "<p>—</p>"}</div>'
+
+
+def _notes(ok: list[dict]) -> str:
+    items = []
+    for e in ok:
+        for k, note in (e.get("notes") or {}).items():
+            items.append(f"<li><strong>{escape(e['name'])}</strong>, {escape(k)}: {escape(str(note))}</li>")
+    if not items:
+        return ""
+    return f'<details><summary>Notes on individual metrics</summary><ul>{"".join(items)}</ul></details>'
+
+
+def write_html(results: dict, base, path) -> Path:
+    """Write the page to `path` (atomically); figure paths in `results` are relative to `base`."""
+    return atomic_write_bytes(path, build_html(results, base).encode("utf-8"))
