@@ -31,8 +31,15 @@ demo: $(VENV)/.genlab
 test: $(VENV)/.genlab-dev
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
+# Side-by-side benchmarks (long: see docs/benchmarks.md for each one's budget and results).
+# torchcfm goes in with --no-deps: its dependency torchdyn would pull torchvision.
 bench: $(VENV)/.genlab-dev
 	$(PIP) -e '.[bench]'
+	$(PIP) --no-deps 'torchcfm>=1.0'
+	$(PY) bench/metrics.py
+	$(PY) bench/gan_modes.py
+	$(PY) bench/flows.py
+	$(PY) bench/diffusion.py --pair all
 	$(PY) bench/vae_mnist.py
 
 lint: $(VENV)/.genlab-dev

@@ -69,6 +69,7 @@ def mean_se(values) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--resume", action="store_true", help="keep the runs already in --out, do the missing seeds")
     ap.add_argument("--minutes", type=float, default=2.0, help="CPU minutes of training per run")
     ap.add_argument("--data", default="8gaussians,25gaussians")
     ap.add_argument("--quick", action="store_true", help="2 seeds, 10 CPU-seconds each")
@@ -81,7 +82,9 @@ def main() -> None:
     rows = []
     for name in a.data.split(","):
         runs = []
-        for seed in range(seeds):
+        if a.resume and Path(a.out).exists():
+            runs = json.loads(Path(a.out).read_text())["results"].get(name, {}).get("runs", [])
+        for seed in range(len(runs), seeds):
             r = one_run(name, seed, minutes, SETTINGS[name])
             runs.append(r)
             print(f"{name:12s} seed {seed}: " + ", ".join(
