@@ -119,7 +119,7 @@ def test_mode_collapse_experiment_writes_its_figure_and_table(tmp_path):
     from genlab.experiments import run_experiment
 
     out = run_experiment("mode-collapse", tmp_path, quick=True)
-    assert (tmp_path / "mode_collapse.png").exists() and (tmp_path / "mode_collapse.json").exists()
+    assert (tmp_path / "mode-collapse.png").exists() and (tmp_path / "mode-collapse.json").exists()
     assert set(out["results"]) == {"vanilla", "minibatch-std", "pacgan-4"}
     for r in out["results"].values():
         assert 0 <= r["modes"] <= 25 and 0 <= r["high_quality"] <= 1

@@ -28,7 +28,8 @@ VARIANTS = {
     "minibatch-std": {"minibatch_std": True},
     "pacgan-4": {"pac": 4},
 }
-COMMON = {"latent_dim": 2, "hidden": (256, 256, 256), "lr": 1e-3, "batch_size": 256, "ema_decay": 0.999}
+# the gan family's defaults (MLP 256-256, Adam 2e-4 / betas 0.5, 0.999, batch 64, generator EMA 0.999)
+COMMON = {"latent_dim": 2}
 
 
 @register_experiment("mode-collapse", "25-Gaussian grid: vanilla GAN vs minibatch std vs PacGAN, samples over training")
@@ -43,7 +44,7 @@ def mode_collapse(out, seed: int = 0, quick: bool = False) -> dict:
     out = Path(out)
     data = genlab.load_dataset("25gaussians")
     centers, sigma = mode_centers("25gaussians"), data.spec.source["options"]["sigma"]
-    steps = 60 if quick else 4000
+    steps = 60 if quick else 15000
     moments = [steps // 8, steps // 4, steps // 2, steps]
 
     class Snapshots(Callback):
@@ -88,8 +89,8 @@ def mode_collapse(out, seed: int = 0, quick: bool = False) -> dict:
                 ax.set_ylabel(f"{name}\n{r['modes']}/25 modes, {100 * r['high_quality']:.0f}% HQ", fontsize=9)
     fig.suptitle("25-Gaussian grid: generated (blue) vs data (grey)")
     fig.tight_layout()
-    save_figure(fig, out / "mode_collapse.png")
-    summary = {"steps": steps, "seed": seed, "common": {k: list(v) if isinstance(v, tuple) else v
-                                                        for k, v in COMMON.items()}, "results": results}
-    atomic_write_json(out / "mode_collapse.json", summary)
+    save_figure(fig, out / "mode-collapse.png")
+    summary = {"steps": steps, "seed": seed, "common": COMMON, "results": results,
+               "figure": str(out / "mode-collapse.png")}
+    atomic_write_json(out / "mode-collapse.json", summary)
     return summary
