@@ -2,6 +2,8 @@
 
 from .spec import DataSpec, Dataset
 from .registry import DATASETS, load_dataset, register_dataset, dataset_from_spec
-from . import images, idx, toy2d  # noqa: F401  (register the named sets)
+from . import images, idx, toy2d
+
+REGISTERING_MODULES = (images, idx, toy2d)  # importing them registers the named sets
 
 __all__ = ["DataSpec", "Dataset", "DATASETS", "load_dataset", "register_dataset", "dataset_from_spec"]
