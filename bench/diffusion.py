@@ -52,7 +52,7 @@ import torch
 import genlab
 from genlab.metrics import frechet_distance, gaussian_stats
 from genlab.metrics.features import extractor_for
-from genlab.train.ema import EMA
+from peer_loop import train_peer
 
 BATCH, LR, WARMUP, CLIP, EMA_DECAY, T = 128, 2e-3, 100, 1.0, 0.999, 1000
 N_EVAL, FD_SEEDS, DDIM_STEPS = 360, 3, 50
@@ -89,38 +89,14 @@ def train_diffusers(minutes: float, seed: int) -> dict:
     data = _data()
     net = UNet2DModel(**DIFFUSERS_NET)
     sched = DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / WARMUP))
-    ema = EMA(net, EMA_DECAY)
-    x_all = data.train * 2 - 1
-    g = torch.Generator().manual_seed(seed)
-    perm, pos, step, losses = torch.randperm(len(x_all), generator=g), 0, 0, []
-    budget, elapsed = minutes * 60, 0.0
-    net.train()
-    t_last = time.process_time()
-    while elapsed < budget:
-        if pos + BATCH > len(perm):  # reshuffle each epoch, drop the ragged last batch
-            perm, pos = torch.randperm(len(x_all), generator=g), 0
-        x0 = x_all[perm[pos:pos + BATCH]]
-        pos += BATCH
+
+    def loss_fn(net, x0):  # the simple loss, as in diffusers' training examples
         noise = torch.randn_like(x0)
         t = torch.randint(0, T, (len(x0),))
-        xt = sched.add_noise(x0, noise, t)
-        loss = torch.nn.functional.mse_loss(net(xt, t).sample, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
-        opt.step()
-        warm.step()
-        step += 1
-        ema.update(net, step)
-        losses.append(loss.detach())
-        now = time.process_time()
-        elapsed += now - t_last
-        t_last = now
-    ema.copy_to(net)
-    return {"state": {k: v.clone() for k, v in net.state_dict().items()}, "steps": step, "cpu_seconds": elapsed,
-            "final_loss": float(torch.stack(losses[-25:]).mean()), "params": _params(net)}
+        return torch.nn.functional.mse_loss(net(sched.add_noise(x0, noise, t), t).sample, noise)
+
+    out = train_peer(net, loss_fn, data.train * 2 - 1, minutes, seed, LR, BATCH, CLIP, EMA_DECAY, WARMUP)
+    return {**out, "params": _params(net)}
 
 
 def _worker(args):

@@ -52,7 +52,7 @@ from genlab.metrics.features import extractor_for
 from genlab.nn.unet import UNet
 from genlab.samplers.ode import integrate
 from genlab.train.checkpoint import seed_everything
-from genlab.train.ema import EMA
+from peer_loop import train_peer
 
 NET = dict(base=32, mults=(1, 2, 2), num_res_blocks=1, attention=True)
 BATCH, LR, CLIP, EMA_DECAY, TIME_SCALE = 128, 1e-3, 1.0, 0.999, 1000.0
@@ -91,36 +91,12 @@ def train_torchcfm(minutes: float, seed: int) -> dict:
     net.load_state_dict(initial_weights(seed))
     torch.manual_seed(seed)
     fm = ConditionalFlowMatcher(sigma=0.0)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    ema = EMA(net, EMA_DECAY)
-    x_all = data.train * 2 - 1
-    g = torch.Generator().manual_seed(seed)
-    perm, pos, step, losses = torch.randperm(len(x_all), generator=g), 0, 0, []
-    budget, elapsed = minutes * 60, 0.0
-    net.train()
-    t_last = time.process_time()
-    while elapsed < budget:
-        if pos + BATCH > len(perm):  # reshuffle each epoch, drop the ragged last batch
-            perm, pos = torch.randperm(len(x_all), generator=g), 0
-        x1 = x_all[perm[pos:pos + BATCH]]
-        pos += BATCH
-        x0 = torch.randn_like(x1)
-        t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
-        vt = net(xt, t * TIME_SCALE)
-        loss = torch.mean((vt - ut) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
-        opt.step()
-        step += 1
-        ema.update(net, step)
-        losses.append(loss.detach())
-        now = time.process_time()
-        elapsed += now - t_last
-        t_last = now
-    ema.copy_to(net)
-    return {"state": {k: v.clone() for k, v in net.state_dict().items()}, "steps": step, "cpu_seconds": elapsed,
-            "final_loss": float(torch.stack(losses[-25:]).mean())}
+
+    def loss_fn(net, x1):  # the loop of torchcfm's examples
+        t, xt, ut = fm.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
+        return torch.mean((net(xt, t * TIME_SCALE) - ut) ** 2)
+
+    return train_peer(net, loss_fn, data.train * 2 - 1, minutes, seed, LR, BATCH, CLIP, EMA_DECAY)
 
 
 def _worker(args):

@@ -288,13 +288,12 @@ class GAN(GenerativeModel):
                 u, logit = propose(None if y is None else y[rows], len(rows))
                 max_logit = torch.maximum(max_logit, logit.max())
                 p = drs_accept(logit, max_logit, gamma)
-                ok = torch.rand(len(rows), generator=generator).to(self.device) < p
-                filled = torch.zeros(n, dtype=torch.bool, device=self.device)
-                for j in ok.nonzero().flatten().tolist():  # the first accepted proposal fills its row
-                    r = rows[j]
-                    if not filled[r]:
-                        out[r], filled[r] = u[j], True
-                todo = todo[~filled[todo]]
+                ok = (torch.rand(len(rows), generator=generator).to(self.device) < p).view(4, len(todo))
+                hit = ok.any(0)
+                first = ok.int().argmax(0)  # the first accepted proposal fills its row
+                cols = hit.nonzero().flatten()
+                out[todo[cols]] = u.view(4, len(todo), *u.shape[1:])[first[cols], cols]
+                todo = todo[~hit]
             raise ConfigError(f"rejection sampling accepted too few proposals in {rounds} rounds; "
                               "lower gamma (e.g. gamma=-3)")
         finally:

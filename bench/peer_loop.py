@@ -1,0 +1,46 @@
+"""The training loop both diffusion benchmarks give their peer library (diffusers, torchcfm).
+
+Written the way those libraries' own examples train: Adam, optional linear warm-up, gradient clipping,
+EMA, shuffled batches (ragged last batch dropped), until `minutes` of process CPU time have been spent.
+`loss_fn(net, x)` is the peer's objective on a batch x in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from genlab.train.ema import EMA
+
+
+def train_peer(net, loss_fn, x_all, minutes: float, seed: int, lr: float, batch: int, clip: float,
+               ema_decay: float, warmup: int = 0) -> dict:
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)) if warmup else None
+    ema = EMA(net, ema_decay)
+    g = torch.Generator().manual_seed(seed)
+    perm, pos, step, losses = torch.randperm(len(x_all), generator=g), 0, 0, []
+    budget, elapsed = minutes * 60, 0.0
+    net.train()
+    t_last = time.process_time()
+    while elapsed < budget:
+        if pos + batch > len(perm):  # reshuffle each epoch, drop the ragged last batch
+            perm, pos = torch.randperm(len(x_all), generator=g), 0
+        loss = loss_fn(net, x_all[perm[pos:pos + batch]])
+        pos += batch
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        opt.step()
+        if warm is not None:
+            warm.step()
+        step += 1
+        ema.update(net, step)
+        losses.append(loss.detach())
+        now = time.process_time()
+        elapsed += now - t_last
+        t_last = now
+    ema.copy_to(net)
+    return {"state": {k: v.clone() for k, v in net.state_dict().items()}, "steps": step, "cpu_seconds": elapsed,
+            "final_loss": float(torch.stack(losses[-25:]).mean())}
