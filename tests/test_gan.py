@@ -92,6 +92,25 @@ def test_short_seeded_run_on_the_ring_captures_most_modes():
     # measured over seeds 0-3: 8 modes each, 59-78% of samples within 3 sigma (about 5 s)
     assert r["modes"] >= 6 and r["high_quality"] > 0.3, r
 
+    # discriminator-driven refinement of z lowers the energy ||z||^2/2 - d(G(z)) of every step's
+    # batch and moves samples into the modes (seed 0: 58.6% -> 97.0% within 3 sigma)
+    from genlab.data.toy2d import mode_centers
+    from genlab.metrics.modes import mode_coverage
+
+    m, g = run.model, torch.Generator().manual_seed(1)
+    z = m.draw_z(2500, g)
+
+    def energy(z):
+        with torch.no_grad():
+            return 0.5 * z.pow(2).sum(1) - m.discriminator(m.generator(z, None), None).flatten()
+
+    z_ref = m.refine_latent(z, steps=20, step_size=0.01)
+    assert energy(z_ref).mean() < energy(z).mean()
+    before = mode_coverage(m.generate(z), mode_centers("8gaussians"), 0.01)["high_quality"]
+    after = mode_coverage(m.sample(2500, generator=torch.Generator().manual_seed(1), refine=20),
+                          mode_centers("8gaussians"), 0.01)["high_quality"]
+    assert after > before + 0.05, (before, after)
+
 
 def test_gan_saturation_experiment_shows_the_minimax_gradient_vanishing(tmp_path):
     from genlab.experiments import run_experiment
@@ -141,5 +160,10 @@ def test_rejection_sampling_errors_are_clear(digits):
     m = genlab.create_model("gan", digits, pac=2)
     with pytest.raises(ConfigError, match="packs"):
         m.sample(4, rejection=True)
+    with pytest.raises(ConfigError, match="packs"):
+        m.sample(4, refine=5)
     m = genlab.create_model("gan", digits, conditional=True)
     assert m.sample(6, y=2, rejection=True, gamma=-20.0).shape == (6, 1, 8, 8)
+    assert m.sample(6, y=2, refine=3).shape == (6, 1, 8, 8)
+    with pytest.raises(ConfigError, match="steps >= 1"):
+        m.sample(4, refine=2, refine_step=-1.0)
