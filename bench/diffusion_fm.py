@@ -27,7 +27,8 @@ scipy and pot):
     .venv/bin/python -m pip install -c constraints.txt --no-deps torchcfm pot
     .venv/bin/python bench/diffusion_fm.py                        # 10 CPU-minutes per model
     .venv/bin/python bench/diffusion_fm.py --quick                # smoke test (~20 CPU-seconds each)
-Options: --minutes, --seed, --sampler, --steps, --sequential, --json (default
+Options: --minutes, --seed, --sampler, --steps, --sequential, --fd-seeds, --genlab-set KEY=VALUE
+(genlab's recipe, e.g. time_sampling=logit-normal), --json (default
 bench/results/diffusion_fm.json; --quick writes none unless given).
 """
 
@@ -71,11 +72,12 @@ def initial_weights(seed: int) -> dict:
 
 
 # -- the two training runs -------------------------------------------------------------------------
-def train_genlab(minutes: float, seed: int) -> dict:
+def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
+    """genlab's `fm` with its defaults, or with `recipe` (fm settings such as ot, time_sampling)."""
     torch.set_num_threads(1)
     data = _data()
     run = genlab.train("fm", data, minutes=minutes, clock="cpu", seed=seed, save=False, progress=False,
-                       batch_size=BATCH, lr=LR, grad_clip=CLIP, ema_decay=EMA_DECAY, **NET)
+                       batch_size=BATCH, lr=LR, grad_clip=CLIP, ema_decay=EMA_DECAY, **NET, **(recipe or {}))
     last = run.history[-1]
     return {"state": {k: v.clone() for k, v in run.model.net.state_dict().items()},
             "steps": last["step"], "cpu_seconds": last["time"], "final_loss": last["loss"]}
@@ -100,8 +102,8 @@ def train_torchcfm(minutes: float, seed: int) -> dict:
 
 
 def _worker(args):
-    name, minutes, seed = args
-    return (train_genlab if name == "genlab" else train_torchcfm)(minutes, seed)
+    name, minutes, seed, recipe = args
+    return train_genlab(minutes, seed, recipe) if name == "genlab" else train_torchcfm(minutes, seed)
 
 
 # -- sampling and scoring --------------------------------------------------------------------------
@@ -123,14 +125,15 @@ def fd_to_test(x: torch.Tensor, ext, test_stats) -> float:
 
 
 def run_fm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False, sampler: str = "heun",
-                steps: int = 25, parallel: bool = True) -> dict:
+                steps: int = 25, parallel: bool = True, recipe: dict | None = None,
+                fd_seeds: int = FD_SEEDS) -> dict:
     """Train genlab `fm` and torchcfm for `budget_minutes` CPU-minutes each; score both. Returns a dict
     with one row per library and the genlab / torchcfm ratios (see the module docstring)."""
     torch.set_num_threads(1)
     if quick:
         budget_minutes, steps = min(budget_minutes, 0.3), min(steps, 10)
     data = _data()
-    jobs = [("genlab", budget_minutes, seed), ("torchcfm", budget_minutes, seed)]
+    jobs = [("genlab", budget_minutes, seed, recipe), ("torchcfm", budget_minutes, seed, None)]
     if parallel:
         with mp.get_context("spawn").Pool(2) as pool:
             trained = dict(zip(("genlab", "torchcfm"), pool.map(_worker, jobs)))
@@ -141,7 +144,7 @@ def run_fm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False
     test_stats = gaussian_stats(ext.features(data.test))
     n = min(N_EVAL, len(data.test))
     floors = []
-    for i in range(FD_SEEDS):  # the real-data floor: n training images vs the test set
+    for i in range(fd_seeds):  # the real-data floor: n training images vs the test set
         idx = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed + 1 + i))[:n]
         floors.append(fd_to_test(data.train[idx], ext, test_stats))
     floor = sum(floors) / len(floors)
@@ -153,7 +156,7 @@ def run_fm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False
         net = UNet(1, 8, **NET)
         net.load_state_dict(tr["state"])
         fds, secs = [], []
-        for i in range(FD_SEEDS):
+        for i in range(fd_seeds):
             x, s = sample_images(net, n, seed + 100 + i, sampler, steps, to_data[name])
             fds.append(fd_to_test(x, ext, test_stats))
             secs.append(s)
@@ -173,9 +176,9 @@ def run_fm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False
             "quick": quick, "network": {"UNet": NET, "params": sum(v.numel() for v in trained["genlab"]["state"].values())},
             "training": {"batch_size": BATCH, "lr": LR, "grad_clip": CLIP, "ema_decay": EMA_DECAY, "threads": 1,
                          "parallel_processes": parallel},
-            "sampling": {"sampler": sampler, "steps": steps, "n": n},
-            "fd_protocol": f"digits classifier features, {n} samples vs {n} test images, mean of {FD_SEEDS} seeds; "
-                           f"floor = {n} train images vs test (mean of {FD_SEEDS} draws)",
+            "genlab_recipe": recipe or {}, "sampling": {"sampler": sampler, "steps": steps, "n": n},
+            "fd_protocol": f"digits classifier features, {n} samples vs {n} test images, mean of {fd_seeds} seeds; "
+                           f"floor = {n} train images vs test (mean of {fd_seeds} draws)",
             "rows": rows, "ratios": ratios, "targets": targets}
 
 
@@ -202,9 +205,16 @@ def main(argv=None) -> dict:
     p.add_argument("--quick", action="store_true", help="smoke test: 0.3 CPU-minutes each, 10 solver steps")
     p.add_argument("--sequential", action="store_true", help="train one after the other (default: two processes)")
     p.add_argument("--json", default=None)
+    p.add_argument("--fd-seeds", type=int, default=FD_SEEDS, help="sample seeds (and floor draws) averaged")
+    p.add_argument("--genlab-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a genlab fm setting (repeatable), e.g. time_sampling=logit-normal, ot=true")
     args = p.parse_args(argv)
+    from genlab.cli import parse_settings
+
+    recipe = parse_settings(args.genlab_set)
     t0 = time.perf_counter()
-    rep = run_fm_pair(args.minutes, args.seed, args.quick, args.sampler, args.steps, not args.sequential)
+    rep = run_fm_pair(args.minutes, args.seed, args.quick, args.sampler, args.steps, not args.sequential, recipe,
+                      args.fd_seeds)
     rep["wall_seconds"] = round(time.perf_counter() - t0, 1)
     rep["date"] = datetime.date.today().isoformat()
     rep["environment"] = {"python": platform.python_version(), "torch": torch.__version__,

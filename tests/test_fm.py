@@ -216,6 +216,21 @@ def test_interpolant_and_loss_formulas():
     assert torch.allclose(cfm_loss(torch.zeros(2, 3), x0, x1), torch.ones(2))
 
 
+def test_time_sampling_distributions():
+    from genlab.models.fm import sample_time
+
+    torch.manual_seed(0)
+    u = sample_time(200_000)
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    t = sample_time(200_000, "logit-normal", mean=0.5, std=0.8)
+    n = torch.logit(t.double())  # logit(t) ~ N(m, s)
+    assert abs(n.mean() - 0.5) < 0.01 and abs(n.std() - 0.8) < 0.01
+    m = genlab.create_model("fm", DataSpec("vector", (2,)), time_sampling="logit-normal")
+    assert torch.isfinite(m.loss(torch.randn(16, 2))["loss"])
+    with pytest.raises(ConfigError, match="time_sampling"):
+        genlab.create_model("fm", DataSpec("vector", (2,)), time_sampling="beta")
+
+
 def test_digits_contract_guidance_inpaint_and_roundtrip(digits, tmp_path):
     hp = dict(base=8, mults=(1, 2), attention=False, conditional=True, sample_steps=3)
     run = genlab.train("fm", digits, steps=4, out=tmp_path / "run", progress=False, **hp)

@@ -58,6 +58,21 @@ def cfm_loss(v_pred: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor) -> torch.
     return (v_pred - (x1 - x0)).pow(2).flatten(1).mean(1)
 
 
+TIME_SAMPLINGS = ("uniform", "logit-normal")
+
+
+def sample_time(n: int, kind: str = "uniform", mean: float = 0.0, std: float = 1.0, device=None,
+                dtype=None) -> torch.Tensor:
+    """Training times on the path. "uniform": t ~ U[0, 1]. "logit-normal" (Esser et al. 2024, SD3):
+
+        t = sigmoid(m + s n),   n ~ N(0, 1),
+
+    which weights the middle of the path, where the velocity is hardest to predict, over its ends."""
+    if kind == "uniform":
+        return torch.rand(n, device=device, dtype=dtype)
+    return torch.sigmoid(mean + std * torch.randn(n, device=device, dtype=dtype))
+
+
 def ot_coupling(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     """Minibatch optimal transport between the noise batch x0 and the data batch x1:
 
@@ -91,8 +106,14 @@ class FlowMatching(GenerativeModel):
                  base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1, attention: bool = True,
                  dropout: float = 0.0, hidden: tuple = (256, 256, 256), time_dim: int = 64,
                  conditional: bool = False, p_uncond: float = 0.1, time_scale: float = 1000.0,
-                 dequantize: bool = True, exact_max: int = 16, sampler: str = "heun", sample_steps: int = 25):
+                 dequantize: bool = True, exact_max: int = 16, sampler: str = "heun", sample_steps: int = 25,
+                 time_sampling: str = "uniform", t_mean: float = 0.0, t_std: float = 1.0):
         super().__init__(spec)
+        if time_sampling not in TIME_SAMPLINGS:
+            raise unknown_name("time_sampling", time_sampling, TIME_SAMPLINGS)
+        if t_std <= 0:
+            raise ValueError(f"t_std must be positive, got {t_std}")
+        self.time_sampling, self.t_mean, self.t_std = time_sampling, float(t_mean), float(t_std)
         if sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         if not 0 <= p_uncond < 1:
@@ -185,14 +206,15 @@ class FlowMatching(GenerativeModel):
     # -- the contract -------------------------------------------------------------------------
     def loss(self, x, y=None):
         """The CFM objective  E || v_theta(t, x_t) - (x1 - x0) ||^2  (mean over dimensions) with
-        x1 the (dequantised) data, x0 ~ N(0, I) (OT-coupled to x1 when ot=true), t ~ U[0, 1]."""
+        x1 the (dequantised) data, x0 ~ N(0, I) (OT-coupled to x1 when ot=true), t ~ U[0, 1] or
+        logit-normal (`time_sampling`, see `sample_time`)."""
         n = len(x)
         u = torch.rand_like(x) if self._levels is not None else None
         x1 = self.working(x, u)
         x0 = torch.randn_like(x1)
         if self.ot:
             x0 = x0[ot_coupling(x0, x1)]
-        t = torch.rand(n, device=x1.device, dtype=x1.dtype)
+        t = sample_time(n, self.time_sampling, self.t_mean, self.t_std, x1.device, x1.dtype)
         xt = interpolate(x0, x1, t, self.sigma)
         v = self.net(xt, t * self.time_scale, self._y_train(y, n))
         return {"loss": cfm_loss(v, x0, x1).mean()}
