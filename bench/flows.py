@@ -3,6 +3,7 @@
     python bench/flows.py --quick            # ~1 CPU-minute: 8gaussians + digits, 3 CPU-seconds per model
     python bench/flows.py                    # 2 toys + digits, 15 CPU-seconds per model (~5 CPU-minutes)
     python bench/flows.py --mnist 40         # genlab realnvp on MNIST, 40 CPU-minutes, test bits/dim
+    python bench/flows.py --mnist 60 --threads 2   # the same on both cores for 60 wall-clock minutes
 
 Protocol: one thread (torch.set_num_threads(1)); every model gets the same budget of process
 CPU time (genlab: train(..., minutes=..., clock="cpu"); peers: our own loop timed with
@@ -200,19 +201,23 @@ MNIST_HP = {"channels": 64, "n_checkerboard": 2, "steps_per_scale": 4, "n_scales
 MNIST_TRAIN = {"lr": 1e-3, "warmup_steps": 200, "schedule": "cosine", "min_lr_ratio": 0.02, "ema_decay": 0.999}
 
 
-def mnist(minutes, batch_size=64, out=None, **hp):
+def mnist(minutes, batch_size=64, out=None, threads=1, **hp):
+    """Train the MNIST flow for `minutes`: process CPU time on one thread, or wall time on `threads` > 1
+    (the whole machine, which is how "within 60 minutes on this CPU" reads); then test bits/dim."""
     hp = {**MNIST_HP, **hp}
+    torch.set_num_threads(threads)
+    clock = "cpu" if threads == 1 else "wall"
     from genlab.train import Callback
 
     ds = genlab.load_dataset("mnist")
 
     class Log(Callback):
         def on_log(self, trainer, record):
-            print(f"step {record['step']:6d}  cpu {record['time']:8.1f}s  epoch {record['epoch']:.3f}  "
+            print(f"step {record['step']:6d}  {clock} {record['time']:8.1f}s  epoch {record['epoch']:.3f}  "
                   f"train bpd {record['bpd']:.4f}", flush=True)
 
     t0 = time.time()
-    run = genlab.train("realnvp", ds, out=out, minutes=minutes, clock="cpu", seed=0, save=out is not None,
+    run = genlab.train("realnvp", ds, out=out, minutes=minutes, clock=clock, seed=0, save=out is not None,
                        progress=False, batch_size=batch_size, log_every=100, **MNIST_TRAIN,
                        checkpoint_every=250 if out else 0, callbacks=[Log()], **hp)
     model = run.model.eval()
@@ -222,9 +227,9 @@ def mnist(minutes, batch_size=64, out=None, **hp):
     nll = float(-lp.mean())
     bpd = bits_per_dim(nll, ds.spec.dim, n_levels=256)
     res = {"data": "mnist", "model": "genlab realnvp", "hparams": model.config, "batch_size": batch_size,
-           "train": MNIST_TRAIN, "cpu_minutes": minutes, "steps": run.history[-1]["step"], "epochs": run.history[-1]["epoch"],
+           "train": MNIST_TRAIN, f"{clock}_minutes": minutes, "steps": run.history[-1]["step"], "epochs": run.history[-1]["epoch"],
            "params": sum(p.numel() for p in model.parameters()), "test_nll_nats": round(nll, 3),
-           "test_bpd": round(bpd, 4), "wall_seconds": round(time.time() - t0, 1), "threads": 1}
+           "test_bpd": round(bpd, 4), "wall_seconds": round(time.time() - t0, 1), "threads": threads}
     print(json.dumps(res), flush=True)
     return res
 
@@ -260,6 +265,8 @@ def main(argv=None):
     p.add_argument("--mnist", type=float, default=None, metavar="MINUTES", help="MNIST bits/dim run instead")
     p.add_argument("--data", nargs="*", default=None)
     p.add_argument("--out", default=None, help="MNIST: keep a run directory (checkpoints) here")
+    p.add_argument("--threads", type=int, default=1,
+                   help="MNIST: torch threads; above 1 the budget is wall-clock minutes on the whole machine")
     p.add_argument("--mnist-checkpoint", default=None, metavar="RUN_DIR", help="test bits/dim of a run's checkpoint")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -271,7 +278,7 @@ def main(argv=None):
                                                                          **res}, indent=1))
         return
     if args.mnist:
-        res = mnist(args.mnist, out=args.out)
+        res = mnist(args.mnist, out=args.out, threads=args.threads)
         (RESULTS / "flows-mnist.json").write_text(json.dumps({"date": stamp, "command": " ".join(sys.argv),
                                                               **res}, indent=1))
         return
