@@ -2,6 +2,7 @@
 
     python bench/flows.py --quick            # ~1 CPU-minute: 8gaussians + digits, 3 CPU-seconds per model
     python bench/flows.py                    # 2 toys + digits, 15 CPU-seconds per model (~5 CPU-minutes)
+    python bench/flows.py --seeds 3          # the same from seeds 0, 1, 2; rows are means (+ sd)
     python bench/flows.py --mnist 40         # genlab realnvp on MNIST, 40 CPU-minutes, test bits/dim
     python bench/flows.py --mnist 60 --threads 2   # the same on both cores for 60 wall-clock minutes
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -106,9 +109,9 @@ def peer_nll(model, v, ld):
 
 
 # -- genlab ----------------------------------------------------------------------------------
-def train_genlab(family, ds, seconds, **hp):
+def train_genlab(family, ds, seconds, seed=0, **hp):
     t0 = time.process_time()
-    run = genlab.train(family, ds, minutes=seconds / 60, clock="cpu", seed=0, save=False, progress=False,
+    run = genlab.train(family, ds, minutes=seconds / 60, clock="cpu", seed=seed, save=False, progress=False,
                        batch_size=BATCH, lr=LR, log_every=10_000, checkpoint_every=0, **hp)
     steps = run.history[-1]["step"]
     return run.model, steps, run.history[-1]["time"], time.process_time() - t0
@@ -145,26 +148,37 @@ PAIRS = [("genlab realnvp", "normflows RealNVP"), ("genlab maf", "zuko MAF"), ("
          ("genlab realnvp", "zuko NSF")]
 
 
-def bench(datasets, seconds):
+def train_and_score(lib, what, ds, work, v_test, ld_test, seconds, seed):
+    """One model trained for `seconds` of CPU time from `seed`: (params, steps, cpu seconds, test NLL)."""
+    torch.manual_seed(seed)
+    if lib == "genlab":
+        model, steps, cpu, _ = train_genlab(what[0], ds, seconds, seed=seed, **what[1])
+        model.eval()
+        nll = genlab_nll(model, ds)
+    else:
+        model = ZukoWrap(zuko_flow(what, v_test.shape[1])) if lib == "zuko" else normflows_realnvp(v_test.shape[1])
+        steps, cpu = train_peer(model, ds, work, seconds)
+        nll = peer_nll(model, v_test, ld_test)
+    return sum(p.numel() for p in model.parameters()), steps, cpu, nll
+
+
+def bench(datasets, seconds, seeds=1):
+    """Every model on every data set, trained from seeds 0..seeds-1; a row holds the mean over seeds
+    (test NLL of each seed in `test_nll_seeds`)."""
     rows = []
     for name in datasets:
         ds = genlab.load_dataset(name)
         work, v_test, ld_test = prepared(ds)
         true_h = float(-ds.log_density(ds.test).mean()) if ds.log_density is not None else None
         for label, lib, what in MODELS:
-            torch.manual_seed(0)
-            if lib == "genlab":
-                model, steps, cpu, _ = train_genlab(what[0], ds, seconds, **what[1])
-                model.eval()
-                nll = genlab_nll(model, ds)
-                params = sum(p.numel() for p in model.parameters())
-            else:
-                model = ZukoWrap(zuko_flow(what, v_test.shape[1])) if lib == "zuko" else normflows_realnvp(v_test.shape[1])
-                params = sum(p.numel() for p in model.parameters())
-                steps, cpu = train_peer(model, ds, work, seconds)
-                nll = peer_nll(model, v_test, ld_test)
+            runs = [train_and_score(lib, what, ds, work, v_test, ld_test, seconds, s) for s in range(seeds)]
+            params = runs[0][0]
+            steps, cpu = sum(r[1] for r in runs) / seeds, sum(r[2] for r in runs) / seeds
+            nlls = [r[3] for r in runs]
+            nll = sum(nlls) / seeds
             row = {"data": name, "model": label, "params": params, "steps": steps, "cpu_seconds": round(cpu, 2),
-                   "steps_per_s": round(steps / cpu, 2), "test_nll": round(nll, 4)}
+                   "steps_per_s": round(steps / cpu, 2), "test_nll": round(nll, 4),
+                   "test_nll_seeds": [round(v, 4) for v in nlls]}
             if ds.spec.kind == "image":
                 row["bpd"] = round(bits_per_dim(nll, ds.spec.dim, n_levels=ds.spec.levels), 4)
             if true_h is not None:
@@ -176,12 +190,15 @@ def bench(datasets, seconds):
 
 
 def table(rows):
-    lines = [f"{'data':12} {'model':20} {'params':>8} {'steps/s':>8} {'test NLL':>9} {'bpd':>6} {'NLL-H':>7}"]
+    lines = [f"{'data':12} {'model':20} {'params':>8} {'steps/s':>8} {'test NLL':>9} {'(sd)':>7} {'median':>8} {'bpd':>6} {'NLL-H':>7}"]
     for r in rows:
         bpd = f"{r['bpd']:.3f}" if "bpd" in r else "—"
         kl = f"{r['kl']:.3f}" if "kl" in r else "—"
+        per_seed = [v for v in r.get("test_nll_seeds", []) if math.isfinite(v)]  # a diverged seed gives NaN
+        sd = f"{statistics.stdev(per_seed):.3f}" if len(per_seed) > 1 else "—"
+        med = f"{statistics.median(per_seed):.3f}" if len(per_seed) > 1 else "—"
         lines.append(f"{r['data']:12} {r['model']:20} {r['params']:8d} {r['steps_per_s']:8.1f} "
-                     f"{r['test_nll']:9.3f} {bpd:>6} {kl:>7}")
+                     f"{r['test_nll']:9.3f} {sd:>7} {med:>8} {bpd:>6} {kl:>7}")
     lines.append("")
     lines.append("ratios (genlab / peer): steps/s, and test NLL difference (genlab - peer; < 0 = genlab better)")
     by = {(r["data"], r["model"]): r for r in rows}
@@ -264,6 +281,8 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=None, help="CPU seconds per model")
     p.add_argument("--mnist", type=float, default=None, metavar="MINUTES", help="MNIST bits/dim run instead")
     p.add_argument("--data", nargs="*", default=None)
+    p.add_argument("--seeds", type=int, default=1, help="train every model from seeds 0..N-1; rows are means")
+    p.add_argument("--json", default=None, help="where to write the results (default bench/results/flows.json)")
     p.add_argument("--out", default=None, help="MNIST: keep a run directory (checkpoints) here")
     p.add_argument("--threads", type=int, default=1,
                    help="MNIST: torch threads; above 1 the budget is wall-clock minutes on the whole machine")
@@ -284,11 +303,11 @@ def main(argv=None):
         return
     datasets = args.data or (["8gaussians", "digits"] if args.quick else ["8gaussians", "checkerboard", "digits"])
     seconds = args.seconds or (3.0 if args.quick else 15.0)
-    rows = bench(datasets, seconds)
+    rows = bench(datasets, seconds, args.seeds)
     text = table(rows)
     print(text)
-    out = RESULTS / ("flows-quick.json" if args.quick else "flows.json")
-    out.write_text(json.dumps({"date": stamp, "command": " ".join(sys.argv), "cpu_seconds_per_model": seconds,
+    out = Path(args.json) if args.json else RESULTS / ("flows-quick.json" if args.quick else "flows.json")
+    out.write_text(json.dumps({"date": stamp, "command": " ".join(sys.argv), "cpu_seconds_per_model": seconds, "seeds": args.seeds,
                                "threads": 1, "batch_size": BATCH, "lr": LR, "rows": rows, "table": text}, indent=1))
     print(f"wrote {out}")
 

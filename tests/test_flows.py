@@ -103,6 +103,22 @@ def test_made_is_autoregressive():
         assert (torch.tril(j, -1).abs().sum() > 0)
 
 
+def test_maf_defaults_by_data_kind_and_initialisation():
+    """ReLU MADEs for vectors, ELU for images; the affine MADE starts from a random (not zero) output layer,
+    so an affine MAF is not the identity at initialisation, while a spline MAF is."""
+    torch.manual_seed(0)
+    vec, img = genlab.create_model("maf", VEC3), genlab.create_model("maf", IMG, n_layers=2, hidden=(32,))
+    acts = lambda m: {type(mod.act) for mod in m.modules() if isinstance(mod, F.MADE)}  # noqa: E731
+    assert acts(vec) == {torch.nn.ReLU} and acts(img) == {torch.nn.ELU}
+    assert acts(genlab.create_model("maf", VEC3, activation="elu")) == {torch.nn.ELU}
+    x = torch.randn(16, 3)
+    z, _ = vec.flow(x)
+    assert not torch.allclose(z, x)
+    spline = genlab.create_model("maf", VEC3, transform="spline")
+    z, ld = spline.flow(x)
+    assert torch.allclose(z, x, atol=1e-5) and torch.allclose(ld, torch.zeros(16), atol=1e-5)
+
+
 def test_logit_preprocessing_log_det_and_bits_per_dim_convention(digits):
     y = torch.rand(6, 10, dtype=torch.float64) * 0.98 + 0.01
     v, ld = F.logit_transform(y, 0.05)

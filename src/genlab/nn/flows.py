@@ -301,11 +301,12 @@ class MADE(nn.Module):
     units of degree <= theirs; output d (with `params` values each) connects to hidden units of
     degree < d. So output d depends only on x_<d: the Jacobian of params w.r.t. x is strictly
     triangular. `context` (labels) feeds every first-layer hidden unit without a mask.
-    Returns [N, D, params]; the output layer starts at zero.
+    Returns [N, D, params]. With `zero_init` the output layer starts at zero (the transform starts
+    as the identity); otherwise it keeps PyTorch's default initialisation.
     """
 
     def __init__(self, features: int, params: int, hidden: Sequence[int] = (256, 256), act: str = "relu",
-                 context_dim: int = 0):
+                 context_dim: int = 0, zero_init: bool = True):
         super().__init__()
         self.features, self.params = features, params
         deg_prev = torch.arange(1, features + 1)
@@ -317,8 +318,9 @@ class MADE(nn.Module):
         self.hidden = nn.ModuleList(layers)
         deg_out = torch.arange(1, features + 1).repeat(params)  # output p * D + d has degree d + 1
         self.out = MaskedLinear(len(deg_prev), params * features, deg_out[:, None] > deg_prev[None, :])
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        if zero_init:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
         self.context = nn.Linear(context_dim, hidden[0]) if context_dim and hidden else None
         self.act = activation(act)
 
@@ -338,12 +340,14 @@ class MaskedAffineAutoregressive(nn.Module):
         log|det dz/dx| = -sum_i alpha_i
 
     one MADE pass for the density; the inverse x_i = z_i exp(alpha_i) + mu_i takes D passes.
-    alpha is soft-clamped to +-scale_bound."""
+    alpha is soft-clamped to +-scale_bound. The MADE starts from PyTorch's default initialisation,
+    not from the identity: started at zero, affine MAFs diverged on sharp 2-D toys (one seed in
+    three on 8gaussians with scale_bound 6.9; bench/flows.py, docs/benchmarks.md)."""
 
     def __init__(self, features: int, hidden=(256, 256), act: str = "relu", context_dim: int = 0,
                  scale_bound: float = 3.0):
         super().__init__()
-        self.made = MADE(features, 2, hidden, act, context_dim)
+        self.made = MADE(features, 2, hidden, act, context_dim, zero_init=False)
         self.scale_bound = scale_bound
 
     def _params(self, x, context):
