@@ -160,6 +160,7 @@ def test_bad_settings_and_existing_run(digits, tmp_path):
         genlab.train("pca", digits, tmp_path / "p", progress=False)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the test writes a hostile pickle on purpose
 def test_checkpoint_loading_never_unpickles_code(tmp_path):
     import pickle
 
