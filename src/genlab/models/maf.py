@@ -15,7 +15,7 @@ one network pass for the density (exact); sampling inverts the layers one dimens
 (D passes per layer). MADE's activation defaults by data kind: ReLU for vectors, ELU for
 images — over three seeds at equal CPU time ELU was 9 nats better on digits and 0.3 nats worse
 on the checkerboard toy (bench/flows.py, docs/benchmarks.md). alpha is soft-clamped to
-+-scale_bound = log 1000, zuko's bound. Images are flattened after dequantisation and the logit transform
++-scale_bound = 6.9 (about log 1000, zuko's bound). Images are flattened after dequantisation and the logit transform
 (see `genlab.nn.flows.FlowModel`); "exact" refers, as for `realnvp`, to the density of the
 dequantised image, whose bits/dim bounds the discrete code length from above.
 """
