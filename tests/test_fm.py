@@ -260,3 +260,23 @@ def test_digits_contract_guidance_inpaint_and_roundtrip(digits, tmp_path):
     assert torch.allclose(loaded.decode(z, y=1), m.decode(z, y=1), atol=1e-6)
     with pytest.raises(ConfigError):
         genlab.create_model("fm", digits, hidden=(8,)).sample(2, y=1)
+
+
+def test_x_prediction_turns_the_network_output_into_a_velocity():
+    m = genlab.create_model("fm", DataSpec("vector", (3,)), prediction="x", hidden=(8,))
+    clean = torch.tensor([1.0, -2.0, 0.5])
+
+    class Constant(nn.Module):  # a network that always predicts the same x1
+        def forward(self, x, t, y=None):
+            return clean.expand(len(x), 3)
+
+    m.net = Constant()
+    v = m.velocity(torch.tensor([0.5, 0.99]), torch.zeros(2, 3))
+    assert torch.allclose(v[0], clean / 0.5)  # (x1 - x_t) / (1 - t)
+    assert torch.allclose(v[1], clean / 0.05)  # 1 - t clamped at 0.05
+    # the field moves x_t along the straight line to x1: x(t) = x1 + (x(s) - x1) (1 - t) / (1 - s)
+    x_half = torch.randn(4, 3)
+    end = integrate(lambda t, x: m.velocity(t, x), x_half, 0.5, 0.9, method="euler", steps=50)
+    assert torch.allclose(end, clean + (x_half - clean) * 0.2, atol=1e-5)
+    with pytest.raises(ConfigError, match="prediction"):
+        genlab.create_model("fm", DataSpec("vector", (3,)), prediction="eps")

@@ -10,6 +10,8 @@ The minimiser is the marginal velocity v(t, x) = E[x1 - x0 | x_t = x], whose ODE
 dx/dt = v(t, x) carries N(0, I) at t = 0 to the data at t = 1 (sigma = 0: rectified flow).
 With ot=true the pairs (x0, x1) of each minibatch are coupled by exact optimal transport
 (squared Euclidean cost, POT's `ot.emd`) instead of independently, which straightens the paths.
+With prediction="x" the network outputs the clean x1 and v_theta = (x1_theta - x_t) / (1 - t)
+(1 - t clamped at 0.05; Li & He 2025), trained by the same loss on v.
 
 Sampling integrates the ODE from t = 0 to 1 (samplers/ode.py: euler, heun, dopri5). `log_prob`
 uses the instantaneous change of variables, integrated from the data (t = 1) back to noise:
@@ -59,6 +61,8 @@ def cfm_loss(v_pred: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor) -> torch.
 
 
 TIME_SAMPLINGS = ("uniform", "logit-normal")
+PREDICTIONS = ("v", "x")
+X_PRED_MIN_GAP = 0.05  # 1 - t is clamped at this when x-prediction is turned into a velocity (JiT)
 
 
 def sample_time(n: int, kind: str = "uniform", mean: float = 0.0, std: float = 1.0, device=None,
@@ -107,8 +111,12 @@ class FlowMatching(GenerativeModel):
                  dropout: float = 0.0, hidden: tuple = (256, 256, 256), time_dim: int = 64,
                  conditional: bool = False, p_uncond: float = 0.1, time_scale: float = 1000.0,
                  dequantize: bool = True, exact_max: int = 16, sampler: str = "heun", sample_steps: int = 25,
-                 time_sampling: str = "uniform", t_mean: float = 0.0, t_std: float = 1.0):
+                 time_sampling: str = "uniform", t_mean: float = 0.0, t_std: float = 1.0,
+                 prediction: str = "v"):
         super().__init__(spec)
+        if prediction not in PREDICTIONS:
+            raise unknown_name("prediction", prediction, PREDICTIONS)
+        self.prediction = prediction
         if time_sampling not in TIME_SAMPLINGS:
             raise unknown_name("time_sampling", time_sampling, TIME_SAMPLINGS)
         if t_std <= 0:
@@ -194,14 +202,23 @@ class FlowMatching(GenerativeModel):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         t = t.expand(len(x)) if t.dim() == 0 else t
         if not self.num_labels:
-            return self.net(x, t * self.time_scale)
+            return self._net_velocity(x, t)
         null = torch.full((len(x),), self.num_labels, dtype=torch.long, device=x.device)
         y = null if y is None else y
         if guidance == 1.0 or (y == null).all():
-            return self.net(x, t * self.time_scale, y)
-        v = self.net(torch.cat([x, x]), torch.cat([t, t]) * self.time_scale, torch.cat([y, null]))
+            return self._net_velocity(x, t, y)
+        v = self._net_velocity(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
         v_y, v_null = v.chunk(2)
         return v_null + guidance * (v_y - v_null)
+
+    def _net_velocity(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The network's output as a velocity. prediction="v": the output is v. prediction="x" (Li & He
+        2025, JiT): the output is the clean x1, and v = (x1_hat - x_t) / max(1 - t, 0.05)."""
+        out = self.net(x, t * self.time_scale, y)
+        if self.prediction == "v":
+            return out
+        gap = (1 - t).clamp_min(X_PRED_MIN_GAP).reshape(-1, *[1] * (x.dim() - 1))
+        return (out - x) / gap
 
     # -- the contract -------------------------------------------------------------------------
     def loss(self, x, y=None):
@@ -216,7 +233,7 @@ class FlowMatching(GenerativeModel):
             x0 = x0[ot_coupling(x0, x1)]
         t = sample_time(n, self.time_sampling, self.t_mean, self.t_std, x1.device, x1.dtype)
         xt = interpolate(x0, x1, t, self.sigma)
-        v = self.net(xt, t * self.time_scale, self._y_train(y, n))
+        v = self._net_velocity(xt, t, self._y_train(y, n))
         return {"loss": cfm_loss(v, x0, x1).mean()}
 
     def _check_sampler(self, sampler, steps):
