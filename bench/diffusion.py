@@ -72,18 +72,21 @@ def _params(net) -> int:
 
 
 # -- the two training runs -------------------------------------------------------------------------
-def train_genlab(minutes: float, seed: int) -> dict:
+def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
+    """genlab's `ddpm` with its defaults, or with `recipe` (ddpm / Trainer settings, e.g. precision=bf16)."""
     torch.set_num_threads(1)
     run = genlab.train("ddpm", _data(), minutes=minutes, clock="cpu", seed=seed, save=False, progress=False,
-                       batch_size=BATCH, lr=LR, warmup_steps=WARMUP, grad_clip=CLIP, ema_decay=EMA_DECAY)
+                       batch_size=BATCH, lr=LR, warmup_steps=WARMUP, grad_clip=CLIP, ema_decay=EMA_DECAY,
+                       **(recipe or {}))
     last = run.history[-1]
     return {"state": {k: v.clone() for k, v in run.model.state_dict().items()}, "config": run.model.config,
             "steps": last["step"], "cpu_seconds": last["time"], "final_loss": last["loss"],
             "params": _params(run.model.net)}
 
 
-def train_diffusers(minutes: float, seed: int) -> dict:
-    """UNet2DModel + DDPMScheduler in the loop of diffusers' unconditional training example."""
+def train_diffusers(minutes: float, seed: int, bf16: bool = False) -> dict:
+    """UNet2DModel + DDPMScheduler in the loop of diffusers' unconditional training example; bf16=True
+    wraps the network in torch.autocast(bfloat16), as its example does with mixed_precision="bf16"."""
     from diffusers import DDPMScheduler, UNet2DModel
 
     torch.set_num_threads(1)
@@ -95,15 +98,17 @@ def train_diffusers(minutes: float, seed: int) -> dict:
     def loss_fn(net, x0):  # the simple loss, as in diffusers' training examples
         noise = torch.randn_like(x0)
         t = torch.randint(0, T, (len(x0),))
-        return torch.nn.functional.mse_loss(net(sched.add_noise(x0, noise, t), t).sample, noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = net(sched.add_noise(x0, noise, t), t).sample
+        return torch.nn.functional.mse_loss(pred.float(), noise)
 
     out = train_peer(net, loss_fn, data.train * 2 - 1, minutes, seed, LR, BATCH, CLIP, EMA_DECAY, WARMUP)
     return {**out, "params": _params(net)}
 
 
 def _worker(args):
-    name, minutes, seed = args
-    return (train_genlab if name == "genlab" else train_diffusers)(minutes, seed)
+    name, minutes, seed, options = args
+    return (train_genlab if name == "genlab" else train_diffusers)(minutes, seed, **options)
 
 
 # -- sampling and scoring --------------------------------------------------------------------------
@@ -158,18 +163,28 @@ def real_floor(data, ext, test_stats) -> float:
     return frechet_distance(*gaussian_stats(ext.features(data.train)), *test_stats)
 
 
-def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False, parallel: bool = True) -> dict:
+def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False, parallel: bool = True,
+                  recipe: dict | None = None, peer: bool = True, peer_bf16: bool = False, ancestral: bool = True,
+                  save: str | None = None) -> dict:
+    """Train genlab `ddpm` (with `recipe`) and diffusers for `budget_minutes` CPU-minutes each and score
+    both; peer=False: genlab alone (a recipe pilot, no ratios). `save`: torch.save the trained states
+    and configs there (for sampler studies on the same models)."""
     torch.set_num_threads(1)
     if quick:
-        budget_minutes = min(budget_minutes, 0.3)
-    jobs = [("genlab", budget_minutes, seed), ("diffusers", budget_minutes, seed)]
+        budget_minutes, ancestral = min(budget_minutes, 0.3), False
+    jobs = [("genlab", budget_minutes, seed, {"recipe": recipe}),
+            ("diffusers", budget_minutes, seed, {"bf16": peer_bf16})][:2 if peer else 1]
+    names = [j[0] for j in jobs]
     t0 = time.time()
-    if parallel:
+    if parallel and peer:
         with mp.get_context("spawn").Pool(2) as pool:
-            res = dict(zip(["genlab", "diffusers"], pool.map(_worker, jobs)))
+            res = dict(zip(names, pool.map(_worker, jobs)))
     else:
-        res = {name: _worker((name, m, s)) for name, m, s in jobs}
+        res = {j[0]: _worker(j) for j in jobs}
     wall = time.time() - t0
+    if save:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(res, save)
     data = _data()
     ext = extractor_for(data.spec)
     test_stats = gaussian_stats(ext.features(data.test))
@@ -177,11 +192,11 @@ def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = Fal
     rows = {}
     g_ddim = score(genlab_sampler(res["genlab"], "ddim", DDIM_STEPS), ext, test_stats, n)
     # 1000 network calls per image: one sample seed (the first of the DDIM seeds) to bound the cost
-    g_anc = score(genlab_sampler(res["genlab"], "ddpm", None), ext, test_stats, n, seeds=1) if not quick else None
-    d_ddim = score(diffusers_sampler(res["diffusers"]), ext, test_stats, n)
+    g_anc = score(genlab_sampler(res["genlab"], "ddpm", None), ext, test_stats, n, seeds=1) if ancestral else None
+    d_ddim = score(diffusers_sampler(res["diffusers"]), ext, test_stats, n) if peer else None
     for name, r, sc in (("genlab ddpm, ddim-50", res["genlab"], g_ddim),
                         ("genlab ddpm, ancestral-1000", res["genlab"], g_anc),
-                        ("diffusers, ddim-50", res["diffusers"], d_ddim)):
+                        ("diffusers, ddim-50", res.get("diffusers"), d_ddim)):
         if sc is None:
             continue
         rows[name] = {"params": r["params"], "steps": r["steps"], "cpu_seconds": round(r["cpu_seconds"], 1),
@@ -189,18 +204,21 @@ def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = Fal
                       "steps_per_s": r["steps"] / r["cpu_seconds"], "final_loss": r["final_loss"],
                       "fd": sc["fd"], "fd_runs": sc["fd_runs"], "excess": sc["fd"] - floor,
                       "sampling_cpu_seconds": sc["sampling_cpu_seconds"]}
-    g, d = rows["genlab ddpm, ddim-50"], rows["diffusers, ddim-50"]
-    ratios = {"excess_genlab_over_diffusers": g["excess"] / d["excess"] if d["excess"] > 0 else math.nan,
-              "throughput_genlab_over_diffusers": g["steps_per_s"] / d["steps_per_s"],
-              "sampling_time_genlab_over_diffusers": g["sampling_cpu_seconds"] / d["sampling_cpu_seconds"]}
+    g, ratios = rows["genlab ddpm, ddim-50"], {}
+    if peer:
+        d = rows["diffusers, ddim-50"]
+        ratios = {"excess_genlab_over_diffusers": g["excess"] / d["excess"] if d["excess"] > 0 else math.nan,
+                  "throughput_genlab_over_diffusers": g["steps_per_s"] / d["steps_per_s"],
+                  "sampling_time_genlab_over_diffusers": g["sampling_cpu_seconds"] / d["sampling_cpu_seconds"]}
     if g_anc is not None:
         a = rows["genlab ddpm, ancestral-1000"]
         ratios["ddim50_excess_over_ancestral1000_excess"] = g["excess"] / a["excess"] if a["excess"] > 0 else math.nan
         same = g["fd_first_seed"] - floor  # the same sample seed as the ancestral run
         ratios["ddim50_over_ancestral1000_excess_same_seed"] = same / a["excess"] if a["excess"] > 0 else math.nan
-    return {"pair": "ddpm vs diffusers", "budget_cpu_minutes": budget_minutes, "seed": seed, "n_eval": n,
+    return {"pair": "ddpm vs diffusers" if peer else "genlab ddpm (pilot)", "budget_cpu_minutes": budget_minutes,
+            "seed": seed, "genlab_recipe": recipe or {}, "peer_bf16": peer_bf16, "n_eval": n,
             "fd_seeds": FD_SEEDS, "floor": floor, "rows": rows, "ratios": ratios, "wall_seconds": round(wall, 1),
-            "parallel": parallel}
+            "parallel": parallel and peer}
 
 
 def print_pair(result: dict) -> None:
@@ -210,7 +228,7 @@ def print_pair(result: dict) -> None:
     print(f"{'':30} {'params':>9} {'steps':>7} {'steps/s':>8} {'FD':>8} {'excess':>8} {'sample s':>9}")
     for name, r in result["rows"].items():
         print(f"{name:30} {r['params']:>9} {r['steps']:>7} {r['steps_per_s']:>8.2f} {r['fd']:>8.3f} "
-              f"{r['excess']:>8.3f} {r['sampling_cpu_seconds']:>9.2f}")
+              f"{r['excess']:>8.3f} {r['sampling_cpu_seconds']:>9.2f}  ({', '.join(f'{v:.3f}' for v in r['fd_runs'])})")
     for k, v in result["ratios"].items():
         print(f"  {k}: {v:.3f}")
 
@@ -222,8 +240,18 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke test: 0.3 CPU-minutes each, no ancestral-1000")
     p.add_argument("--pair", choices=["ddpm", "fm", "all"], default="ddpm")
     p.add_argument("--sequential", action="store_true", help="train the two models one after the other")
-    p.add_argument("--json", help="output JSON (default bench/results/diffusion.json; none with --quick)")
+    p.add_argument("--json", help="output JSON (default bench/results/diffusion.json; none with --quick or "
+                                  "--genlab-only)")
+    p.add_argument("--genlab-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a genlab ddpm / Trainer setting (repeatable), e.g. precision=bf16, min_snr=5")
+    p.add_argument("--genlab-only", action="store_true", help="train and score genlab alone (a recipe pilot)")
+    p.add_argument("--peer-bf16", action="store_true", help="diffusers' loop with torch.autocast(bfloat16)")
+    p.add_argument("--no-ancestral", action="store_true", help="skip the 1000-step ancestral score (~15 CPU-min)")
+    p.add_argument("--save", help="torch.save the trained states here (for sampler studies)")
     a = p.parse_args(argv)
+    from genlab.cli import parse_settings
+
+    recipe = parse_settings(a.genlab_set)
     torch.set_num_threads(1)
     out = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "platform": platform.platform(),
            "python": sys.version.split()[0], "torch": torch.__version__, "genlab": genlab.__version__}
@@ -232,10 +260,11 @@ def main(argv=None) -> int:
     except importlib.metadata.PackageNotFoundError:
         out["diffusers"] = None
     if a.pair in ("ddpm", "all"):
-        if out["diffusers"] is None:
+        if out["diffusers"] is None and not a.genlab_only:
             print("diffusers is not installed: pip install -c constraints.txt diffusers", file=sys.stderr)
             return 1
-        out["ddpm"] = run_ddpm_pair(a.minutes, a.seed, a.quick, parallel=not a.sequential)
+        out["ddpm"] = run_ddpm_pair(a.minutes, a.seed, a.quick, not a.sequential, recipe, not a.genlab_only,
+                                    a.peer_bf16, not a.no_ancestral, a.save)
         print_pair(out["ddpm"])
     if a.pair in ("fm", "all"):
         sys.path.insert(0, str(Path(__file__).parent))
@@ -247,7 +276,7 @@ def main(argv=None) -> int:
             out["fm"] = run_fm_pair(a.minutes, a.seed, a.quick)
             print(json.dumps({k: v for k, v in out["fm"].items() if k != "rows"}, indent=1, default=str))
             print(json.dumps(out["fm"].get("rows"), indent=1, default=str))
-    path = a.json or (None if a.quick else "bench/results/diffusion.json")
+    path = a.json or (None if a.quick or a.genlab_only else "bench/results/diffusion.json")
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(out, indent=1, default=str))

@@ -278,5 +278,13 @@ def test_x_prediction_turns_the_network_output_into_a_velocity():
     x_half = torch.randn(4, 3)
     end = integrate(lambda t, x: m.velocity(t, x), x_half, 0.5, 0.9, method="euler", steps=50)
     assert torch.allclose(end, clean + (x_half - clean) * 0.2, atol=1e-5)
+    # the loss goes through the same conversion. A network that knows x1 is exact wherever 1 - t >= 0.05;
+    # above, v = s (x1 - x0) with s = (1 - t) / 0.05, so with t ~ U[0, 1] the loss (mean over dims) is
+    # E[(1 - s)^2; t > 0.95] E||x1 - x0||^2 / 3 = (0.05 / 3) (|x1|^2 / 3 + 1). Read as a velocity, the
+    # same output would give E||x0||^2 / 3 = 1.
+    torch.manual_seed(0)
+    data = m.from_working(clean).expand(50000, 3)
+    expected = 0.05 / 3 * (float(clean.pow(2).sum()) / 3 + 1)
+    assert float(m.loss(data)["loss"]) == pytest.approx(expected, rel=0.15)
     with pytest.raises(ConfigError, match="prediction"):
         genlab.create_model("fm", DataSpec("vector", (3,)), prediction="eps")
