@@ -15,6 +15,11 @@ Protocol
             in its training example's style, DDPMScheduler.add_noise + MSE, timed with
             time.process_time()). `--parallel` (default) trains the two in two processes at once
             (CPU-time budgets, so each gets the same compute whatever the machine's load).
+            --genlab-set KEY=VALUE changes genlab's side (the recipe docs/benchmarks.md reports:
+            schedule=cosine, precision=bf16 — the Trainer's bf16 autocast); --peer-schedule and
+            --peer-bf16 give diffusers the same two (beta_schedule="squaredcos_cap_v2", and
+            torch.autocast(bfloat16) around its UNet as its example's mixed_precision="bf16" does):
+            the control that says how much of a difference is genlab and how much the recipe.
   sampling  EMA weights. DDIM with 50 steps for both (genlab's sampler; diffusers' DDIMScheduler
             from the DDPM scheduler's config, its defaults), and genlab's 1000-step ancestral DDPM.
             CPU seconds to draw the N images. (Ancestral-1000 is scored on one sample seed, the
@@ -32,8 +37,11 @@ Run from the project root (needs diffusers: pip install -c constraints.txt diffu
     .venv/bin/python bench/diffusion.py                    # ddpm pair, 10 CPU-minutes per model
     .venv/bin/python bench/diffusion.py --quick            # smoke test (~20 CPU-seconds each)
     .venv/bin/python bench/diffusion.py --pair all         # also the fm vs torchcfm pair
-Options: --minutes, --seed, --sequential, --json (default bench/results/diffusion.json; --quick
-writes none unless given).
+    .venv/bin/python bench/diffusion.py --genlab-set schedule=cosine --genlab-set precision=bf16
+Options: --minutes, --seed, --sequential, --genlab-set KEY=VALUE, --peer-schedule, --peer-bf16,
+--genlab-only (genlab alone: a recipe pilot), --no-ancestral, --save FILE (the trained states, for
+sampler studies), --json (default bench/results/diffusion.json; --quick and --genlab-only write none
+unless given).
 """
 
 from __future__ import annotations
@@ -84,16 +92,23 @@ def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
             "params": _params(run.model.net)}
 
 
-def train_diffusers(minutes: float, seed: int, bf16: bool = False) -> dict:
+def _diffusers_scheduler(schedule: str):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=T, beta_schedule=schedule, beta_start=1e-4, beta_end=0.02)
+
+
+def train_diffusers(minutes: float, seed: int, bf16: bool = False, schedule: str = "linear") -> dict:
     """UNet2DModel + DDPMScheduler in the loop of diffusers' unconditional training example; bf16=True
-    wraps the network in torch.autocast(bfloat16), as its example does with mixed_precision="bf16"."""
-    from diffusers import DDPMScheduler, UNet2DModel
+    wraps the network in torch.autocast(bfloat16), as its example does with mixed_precision="bf16";
+    `schedule` is DDPMScheduler's beta_schedule (linear, or squaredcos_cap_v2: the cosine schedule)."""
+    from diffusers import UNet2DModel
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     data = _data()
     net = UNet2DModel(**DIFFUSERS_NET)
-    sched = DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    sched = _diffusers_scheduler(schedule)
 
     def loss_fn(net, x0):  # the simple loss, as in diffusers' training examples
         noise = torch.randn_like(x0)
@@ -103,7 +118,7 @@ def train_diffusers(minutes: float, seed: int, bf16: bool = False) -> dict:
         return torch.nn.functional.mse_loss(pred.float(), noise)
 
     out = train_peer(net, loss_fn, data.train * 2 - 1, minutes, seed, LR, BATCH, CLIP, EMA_DECAY, WARMUP)
-    return {**out, "params": _params(net)}
+    return {**out, "params": _params(net), "schedule": schedule}
 
 
 def _worker(args):
@@ -127,13 +142,12 @@ def genlab_sampler(result: dict, sampler: str, steps):
 
 
 def diffusers_sampler(result: dict, steps: int = DDIM_STEPS):
-    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+    from diffusers import DDIMScheduler, UNet2DModel
 
     net = UNet2DModel(**DIFFUSERS_NET)
     net.load_state_dict(result["state"])
     net.eval()
-    ddim = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4,
-                                                   beta_end=0.02).config)
+    ddim = DDIMScheduler.from_config(_diffusers_scheduler(result["schedule"]).config)
 
     @torch.no_grad()
     def draw(n, seed):
@@ -165,7 +179,7 @@ def real_floor(data, ext, test_stats) -> float:
 
 def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False, parallel: bool = True,
                   recipe: dict | None = None, peer: bool = True, peer_bf16: bool = False, ancestral: bool = True,
-                  save: str | None = None) -> dict:
+                  save: str | None = None, peer_schedule: str = "linear") -> dict:
     """Train genlab `ddpm` (with `recipe`) and diffusers for `budget_minutes` CPU-minutes each and score
     both; peer=False: genlab alone (a recipe pilot, no ratios). `save`: torch.save the trained states
     and configs there (for sampler studies on the same models)."""
@@ -173,7 +187,7 @@ def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = Fal
     if quick:
         budget_minutes, ancestral = min(budget_minutes, 0.3), False
     jobs = [("genlab", budget_minutes, seed, {"recipe": recipe}),
-            ("diffusers", budget_minutes, seed, {"bf16": peer_bf16})][:2 if peer else 1]
+            ("diffusers", budget_minutes, seed, {"bf16": peer_bf16, "schedule": peer_schedule})][:2 if peer else 1]
     names = [j[0] for j in jobs]
     t0 = time.time()
     if parallel and peer:
@@ -216,7 +230,8 @@ def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = Fal
         same = g["fd_first_seed"] - floor  # the same sample seed as the ancestral run
         ratios["ddim50_over_ancestral1000_excess_same_seed"] = same / a["excess"] if a["excess"] > 0 else math.nan
     return {"pair": "ddpm vs diffusers" if peer else "genlab ddpm (pilot)", "budget_cpu_minutes": budget_minutes,
-            "seed": seed, "genlab_recipe": recipe or {}, "peer_bf16": peer_bf16, "n_eval": n,
+            "seed": seed, "genlab_recipe": recipe or {}, "peer_bf16": peer_bf16, "peer_schedule": peer_schedule,
+            "n_eval": n,
             "fd_seeds": FD_SEEDS, "floor": floor, "rows": rows, "ratios": ratios, "wall_seconds": round(wall, 1),
             "parallel": parallel and peer}
 
@@ -246,6 +261,8 @@ def main(argv=None) -> int:
                    help="a genlab ddpm / Trainer setting (repeatable), e.g. precision=bf16, min_snr=5")
     p.add_argument("--genlab-only", action="store_true", help="train and score genlab alone (a recipe pilot)")
     p.add_argument("--peer-bf16", action="store_true", help="diffusers' loop with torch.autocast(bfloat16)")
+    p.add_argument("--peer-schedule", default="linear", choices=("linear", "squaredcos_cap_v2"),
+                   help="diffusers' beta_schedule (squaredcos_cap_v2 = the cosine schedule)")
     p.add_argument("--no-ancestral", action="store_true", help="skip the 1000-step ancestral score (~15 CPU-min)")
     p.add_argument("--save", help="torch.save the trained states here (for sampler studies)")
     a = p.parse_args(argv)
@@ -264,7 +281,7 @@ def main(argv=None) -> int:
             print("diffusers is not installed: pip install -c constraints.txt diffusers", file=sys.stderr)
             return 1
         out["ddpm"] = run_ddpm_pair(a.minutes, a.seed, a.quick, not a.sequential, recipe, not a.genlab_only,
-                                    a.peer_bf16, not a.no_ancestral, a.save)
+                                    a.peer_bf16, not a.no_ancestral, a.save, a.peer_schedule)
         print_pair(out["ddpm"])
     if a.pair in ("fm", "all"):
         sys.path.insert(0, str(Path(__file__).parent))

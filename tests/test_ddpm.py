@@ -13,6 +13,8 @@ import genlab
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
 from genlab.metrics import mmd
+from genlab.models import ddpm as ddpm_module
+from genlab.models import fm as fm_module
 from genlab.models.ddpm import discretized_gaussian_log_likelihood, repaint_path
 from genlab.samplers import SAMPLERS, NoiseSchedule, diffusion_sample, timesteps
 from genlab.samplers.schedule import cosine_betas
@@ -369,3 +371,29 @@ def test_diffusion_experiments_quick(tmp_path):
     assert [r["guidance"] for r in gd["records"]] == [0.0, 1.0, 3.0]
     assert all(0 <= r["class_accuracy"] <= 1 and 0 <= r["recall"] <= 1 for r in gd["records"])
     assert (tmp_path / "guidance.png").exists() and (tmp_path / "sampler-steps.png").exists()
+
+
+@pytest.mark.skipif(not fm_module._has_pot(), reason="POT (pip install pot) is not installed")
+def test_ot_assigns_each_image_the_nearest_noise_permutation(monkeypatch):
+    from scipy.optimize import linear_sum_assignment
+
+    spec = DataSpec("vector", (4,))
+    m = genlab.create_model("ddpm", spec, ot=True, hidden=(8,))
+    seen = {}
+    q_sample = m.schedule.q_sample
+    m.schedule.q_sample = lambda x0, t, noise: seen.update(x0=x0, noise=noise) or q_sample(x0, t, noise)
+    x = torch.randn(64, 4) * 0.3 + 1.0
+    torch.manual_seed(0)
+    m.loss(x)
+    torch.manual_seed(0)
+    torch.randint(0, m.schedule.T, (64,))
+    drawn = torch.randn(64, 4)  # the noise the loss drew, in its original order
+    noise, x0 = seen["noise"], seen["x0"]
+    assert sorted(map(tuple, noise.tolist())) == sorted(map(tuple, drawn.tolist()))  # a permutation of the draws
+    M = torch.cdist(x0, drawn).pow(2).numpy()
+    r, c = linear_sum_assignment(M)
+    assert float((noise - x0).pow(2).sum(1).mean()) == pytest.approx(M[r, c].mean(), rel=1e-5)  # the optimum
+    assert M[r, c].mean() < 0.8 * float((drawn - x0).pow(2).sum(1).mean())
+    monkeypatch.setattr(ddpm_module, "_has_pot", lambda: False)
+    with pytest.raises(ConfigError, match="pip install pot"):
+        genlab.create_model("ddpm", spec, ot=True)

@@ -15,6 +15,11 @@ label with probability p_uncond during training, so one network gives both eps(x
 eps(x, t); sampling with guidance w uses
 
     eps_hat = eps(x, t) + w (eps(x, t, y) - eps(x, t))        (w = 1: plain conditional; w = 0: unconditional)
+
+With ot=true each training batch's noise is assigned to its images by exact minibatch optimal
+transport (squared Euclidean cost; `ot_coupling`, needs POT) before q_sample, "immiscible
+diffusion" (Li et al. 2024): every image is noised towards a nearby noise draw, so the network's
+regression targets are less ambiguous. The noise is still N(0, I) marginally; sampling is unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusi
 from ..samplers.ddpm import ddpm_step
 from ..samplers.schedule import PREDICTIONS
 from .base import GenerativeModel, register_model
+from .fm import _has_pot, ot_coupling
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -113,7 +119,8 @@ class DDPM(GenerativeModel):
     def __init__(self, spec, schedule: str = "linear", timesteps: int = 1000, prediction: str = "eps",
                  net: str = "auto", base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1,
                  attention: bool = True, dropout: float = 0.0, hidden: tuple = (256, 256, 256), time_dim: int = 64,
-                 conditional: bool = False, p_uncond: float = 0.1, clip: bool = True, min_snr: float = 0.0):
+                 conditional: bool = False, p_uncond: float = 0.1, clip: bool = True, min_snr: float = 0.0,
+                 ot: bool = False):
         super().__init__(spec)
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, not {prediction!r}")
@@ -128,7 +135,9 @@ class DDPM(GenerativeModel):
         self.schedule = NoiseSchedule(schedule, timesteps)
         if min_snr < 0:
             raise ValueError(f"min_snr must be >= 0 (0: the simple loss), got {min_snr}")
-        self.prediction, self.p_uncond, self.net_kind, self.min_snr = prediction, p_uncond, net, min_snr
+        if ot and not _has_pot():
+            raise ConfigError("ot=true needs the POT package for exact minibatch optimal transport: pip install pot")
+        self.prediction, self.p_uncond, self.net_kind, self.min_snr, self.ot = prediction, p_uncond, net, min_snr, bool(ot)
         self.clip = 1.0 if (clip and spec.kind == "image") else None
         k = spec.num_classes if conditional else 0
         self.num_labels = k
@@ -171,11 +180,14 @@ class DDPM(GenerativeModel):
     def loss(self, x, y=None):
         """Algorithm 1: t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x_0, t, eps), and
         `simple_loss` between the network output and its target (eps, x0 or v).
-        Conditional models replace the label by the null label with probability p_uncond."""
+        Conditional models replace the label by the null label with probability p_uncond;
+        with ot=true the batch's noise draws are first assigned to its images by minibatch OT."""
         x0 = self.to_model_scale(x)
         n = len(x0)
         t = torch.randint(0, self.schedule.T, (n,), device=x0.device)
         noise = torch.randn_like(x0)
+        if self.ot:
+            noise = noise[ot_coupling(noise, x0)]
         xt = self.schedule.q_sample(x0, t, noise)
         yy = None
         if self.num_labels:
