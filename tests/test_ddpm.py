@@ -157,6 +157,31 @@ def test_deterministic_ddim_is_euler_on_the_probability_flow_ode_and_heun_is_bet
     assert abs(float(exact.std()) - SD) < 0.01 and abs(float(exact.mean()) - MU) < 0.01
     # the deterministic flow is a transport map: the same noise gives the same sample
     assert torch.equal(diffusion_sample("ddim", eps_fn, s, x, steps=20), ddim)
+    # with x0_hat clamped at every step (clip_denoised), Euler is still DDIM step for step
+    clipped = {m: diffusion_sample(m, eps_fn, s, x, steps=20, clip=1.0) for m in ("ddim", "euler")}
+    assert torch.allclose(clipped["ddim"], clipped["euler"], atol=1e-4)
+    assert not torch.allclose(clipped["ddim"], ddim, atol=1e-2) and float(clipped["ddim"].abs().max()) <= 1.0
+
+
+def test_ode_samplers_at_the_top_of_the_cosine_schedule():
+    # sigma_{T-1} ~ 2e4 on the cosine schedule and the first 25-step linspace step ends at ~15
+    s = NoiseSchedule("cosine", 1000)
+    exact = gaussian_eps(s)
+    x = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
+    # Heun's trapezoid over that step overstated the spread by 25% (0.377); its steps from above sigma = 80
+    # are Euler steps, exact there
+    for method in ("ddim", "euler", "heun"):
+        out = diffusion_sample(method, exact, s, x, steps=25)
+        assert abs(float(out.mean()) - MU) < 0.01 and abs(float(out.std()) - SD) < (0.035 if method != "heun" else 0.01)
+
+    def biased(x, t):  # an eps error of 1e-3 becomes an x0 error of ~20 at the top
+        return exact(x, t) + 1e-3
+
+    for method in ("ddim", "euler", "heun"):
+        out = diffusion_sample(method, biased, s, x, steps=25, clip=3.0)  # the data N(1.5, 0.3^2) lie inside
+        assert abs(float(out.mean()) - MU) < 0.1 and abs(float(out.std()) - SD) < 0.05, method
+        loose = diffusion_sample(method, biased, s, x, steps=25)
+        assert abs(float(loose.mean()) - MU) > 0.3, method  # unclamped: 4x the error
 
 
 def test_respaced_ancestral_sampling_brackets_the_data_spread():
