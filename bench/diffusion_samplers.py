@@ -5,8 +5,8 @@ whole-training-split floor), one line per variant.
     .venv/bin/python bench/diffusion_samplers.py FILE "sampler='ddim',steps=50,seeds=3" \\
         "sampler='ddim',steps=50,clip=False" "sampler='heun',steps=25" "sampler='ddpm',steps=None"
 
-A variant is keyword arguments of `model.sample` plus `seeds` (sample seeds 1000, 1001, ...; default 1,
-so the first is the pair's first seed) and `clip` (the model's x0 clamp, default on).
+A variant is keyword arguments of `model.sample` plus `seeds` (how many sample seeds, default 1),
+`first_seed` (default 1000, the pair's first seed) and `clip` (the model's x0 clamp, default on).
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ def main(argv=None) -> int:
     print(f"floor {floor:.3f}; {trained['steps']} training steps")
     for text in argv[1:]:
         v = parse_variant(text)
-        seeds = v.pop("seeds", 1)
+        seeds, first = v.pop("seeds", 1), v.pop("first_seed", 1000)
         model.clip = 1.0 if v.pop("clip", True) else None
         t0, excess = time.process_time(), []
         for s in range(seeds):
-            x = model.sample(len(data.train), generator=torch.Generator().manual_seed(1000 + s), **v)
+            x = model.sample(len(data.train), generator=torch.Generator().manual_seed(first + s), **v)
             excess.append(frechet_distance(*gaussian_stats(ext.features(x)), *test_stats) - floor)
         print(f"{text:55} excess {sum(excess) / len(excess):.3f} ({', '.join(f'{e:.3f}' for e in excess)})  "
               f"{(time.process_time() - t0) / seeds:.0f} CPU-s per seed", flush=True)
