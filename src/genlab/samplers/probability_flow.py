@@ -15,9 +15,10 @@ multiplies the network's error in eps by hundreds.
 Starting from x_{T-1} ~ N(0, I) at sigma_max = sigma_{T-1}, the solver visits the noise levels
 of the chosen timesteps (`schedule.timesteps`) down to sigma_min = sigma_{t_K}, then takes one
 Euler step to sigma = 0, which returns x0_hat = D(y, sigma_min). With method="euler" this is
-exactly deterministic DDIM (eta = 0) on the same steps, with or without clipping. Network evaluations: euler K,
-heun 2K - 1 (Karras' Heun: the final step is Euler), dopri5 adaptive (integrated in log sigma,
-where the field is smooth; `steps` only sets the end point sigma_min).
+exactly deterministic DDIM (eta = 0) on the same steps, with or without clipping. Network
+evaluations: euler K; heun 2K - 1 (Karras' Heun: the final step is Euler), one less for each step
+it takes by Euler (below); dopri5 adaptive (integrated in log sigma, where the field is smooth;
+`steps` only sets the end point sigma_min).
 
 Heun's trapezoid weighs the slopes at both ends of a step equally, which is wrong by O(h * change of
 slope) when one step spans decades of sigma: the cosine schedule's top level is sigma ~ 2e4, and the
