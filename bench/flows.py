@@ -215,7 +215,7 @@ def table(rows):
 #: the MNIST model (bigger than the digits defaults: 28 x 28 images, 40 minutes)
 MNIST_HP = {"channels": 64, "n_checkerboard": 2, "steps_per_scale": 4, "n_scales": 2}
 #: its training recipe: Adam 1e-3 with a short warmup, cosine decay over the budget, EMA of the weights
-MNIST_TRAIN = {"lr": 1e-3, "warmup_steps": 200, "schedule": "cosine", "min_lr_ratio": 0.02, "ema_decay": 0.999}
+MNIST_TRAIN = {"lr": 1e-3, "warmup_steps": 200, "lr_schedule": "cosine", "min_lr_ratio": 0.02, "ema_decay": 0.999}
 
 
 def mnist(minutes, batch_size=64, out=None, threads=1, **hp):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import genlab
+from genlab.train.config import TrainConfig
 from genlab.errors import ConfigError, GenlabError, TrainingDiverged
 from genlab.models.base import GenerativeModel, Player, register_model
 from genlab.train import Callback
@@ -26,7 +27,7 @@ class Crash(Callback):
             raise KeyboardInterrupt
 
 
-SETTINGS = dict(checkpoint_every=10, log_every=5, ema_decay=0.9, schedule="cosine", warmup_steps=5,
+SETTINGS = dict(checkpoint_every=10, log_every=5, ema_decay=0.9, lr_schedule="cosine", warmup_steps=5,
                 grad_clip=5.0, batch_size=64)
 
 
@@ -127,12 +128,19 @@ def test_players_alternate_with_own_optimizers_and_parameters():
 
 
 def test_lr_warmup_and_cosine_schedule(digits):
-    run = genlab.train("vae", digits, steps=100, lr=1e-2, warmup_steps=10, schedule="cosine", log_every=1,
+    run = genlab.train("vae", digits, steps=100, lr=1e-2, warmup_steps=10, lr_schedule="cosine", log_every=1,
                        save=False, progress=False)
     lrs = [r["lr"] for r in run.history]
     assert lrs[0] == pytest.approx(1e-2 * 0.1 * 1)  # step 0: warmup 1/10, cosine at progress 0
     assert lrs[9] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 0.09)), rel=1e-6)
     assert lrs[-1] < 1e-4
+    # ddpm's noise `schedule` and the Trainer's `lr_schedule` are two settings, not one name for both
+    run = genlab.train("ddpm", digits, steps=2, schedule="cosine", lr_schedule="linear", warmup_steps=0, base=8,
+                       mults=(1,), log_every=1, save=False, progress=False)
+    assert run.model.schedule.kind == "cosine"
+    assert run.history[1]["lr"] == pytest.approx(run.history[0]["lr"] / 2)  # linear decay over 2 steps
+    # run directories written before the rename still load
+    assert TrainConfig.from_dict({"schedule": "cosine", "lr": 0.1}).lr_schedule == "cosine"
 
 
 def test_same_seed_same_weights_different_seed_different(digits):

@@ -19,7 +19,7 @@ class TrainConfig:
     betas: tuple = (0.9, 0.999)
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    schedule: str = "constant"         # constant | cosine | linear (decay over the budget)
+    lr_schedule: str = "constant"      # constant | cosine | linear (decay over the budget)
     min_lr_ratio: float = 0.0
     grad_clip: Optional[float] = None  # max global grad norm per player
     ema_decay: Optional[float] = None  # None: no EMA
@@ -37,7 +37,7 @@ class TrainConfig:
         checks = {
             "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
             "optimizer": self.optimizer in ("adam", "adamw"),
-            "schedule": self.schedule in ("constant", "cosine", "linear"),
+            "lr_schedule": self.lr_schedule in ("constant", "cosine", "linear"),
             "precision": self.precision in ("fp32", "bf16"), "clock": self.clock in ("wall", "cpu"),
             "warmup_steps": self.warmup_steps >= 0, "log_every": self.log_every >= 1,
             "checkpoint_every": self.checkpoint_every >= 0, "sample_every": self.sample_every >= 0,
@@ -52,6 +52,14 @@ class TrainConfig:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """From `to_dict`'s output; runs written before 2026-11-22 call lr_schedule `schedule`."""
+        d = dict(d)
+        if "schedule" in d:
+            d.setdefault("lr_schedule", d.pop("schedule"))
+        return cls(**d)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -102,7 +102,7 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     from ..data.spec import DataSpec
 
     model = create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
-    config = TrainConfig(**cfg["train"])
+    config = TrainConfig.from_dict(cfg["train"])
     state = load_state(run_dir / CHECKPOINT)
     budget = Budget(**state["budget"])
     if any(v is not None for v in (epochs, steps, minutes)):

@@ -104,9 +104,9 @@ class Trainer:
         cfg = self.config
         warm = min(1.0, (self.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
         p = self._progress()
-        if cfg.schedule == "cosine":
+        if cfg.lr_schedule == "cosine":
             decay = 0.5 * (1 + math.cos(math.pi * p))
-        elif cfg.schedule == "linear":
+        elif cfg.lr_schedule == "linear":
             decay = 1 - p
         else:
             decay = 1.0
