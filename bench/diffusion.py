@@ -127,16 +127,22 @@ def _worker(args):
 
 
 # -- sampling and scoring --------------------------------------------------------------------------
-def genlab_sampler(result: dict, sampler: str, steps):
+def genlab_model(result: dict):
+    """The trained genlab `ddpm` (EMA weights) from train_genlab's result."""
     from genlab.models import create_model
 
     model = create_model("ddpm", _data(), **result["config"])
     model.load_state_dict(result["state"])
-    model.eval()
+    return model.eval()
+
+
+def genlab_sampler(result: dict, sampler: str, steps, model=None, **options):
+    """draw(n, seed): n images from the genlab model with this sampler (and model.sample options)."""
+    model = genlab_model(result) if model is None else model
 
     def draw(n, seed):
         g = torch.Generator().manual_seed(seed)
-        return model.sample(n, generator=g, sampler=sampler, steps=steps)
+        return model.sample(n, generator=g, sampler=sampler, steps=steps, **options)
 
     return draw
 
@@ -162,11 +168,12 @@ def diffusers_sampler(result: dict, steps: int = DDIM_STEPS):
     return draw
 
 
-def score(draw, ext, test_stats, n: int, seeds: int = FD_SEEDS) -> dict:
+def score(draw, ext, test_stats, n: int, seeds: int = FD_SEEDS, first_seed: int = 1000) -> dict:
+    """FD to the test set of n samples, for sample seeds first_seed, first_seed + 1, ..."""
     fds, secs = [], []
     for s in range(seeds):
         t0 = time.process_time()
-        x = draw(n, 1000 + s)
+        x = draw(n, first_seed + s)
         secs.append(time.process_time() - t0)
         fds.append(frechet_distance(*gaussian_stats(ext.features(x)), *test_stats))
     return {"fd": sum(fds) / len(fds), "fd_runs": fds, "sampling_cpu_seconds": sum(secs) / len(secs)}
@@ -231,8 +238,7 @@ def run_ddpm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = Fal
         ratios["ddim50_over_ancestral1000_excess_same_seed"] = same / a["excess"] if a["excess"] > 0 else math.nan
     return {"pair": "ddpm vs diffusers" if peer else "genlab ddpm (pilot)", "budget_cpu_minutes": budget_minutes,
             "seed": seed, "genlab_recipe": recipe or {}, "peer_bf16": peer_bf16, "peer_schedule": peer_schedule,
-            "n_eval": n,
-            "fd_seeds": FD_SEEDS, "floor": floor, "rows": rows, "ratios": ratios, "wall_seconds": round(wall, 1),
+            "n_eval": n, "fd_seeds": FD_SEEDS, "floor": floor, "rows": rows, "ratios": ratios, "wall_seconds": round(wall, 1),
             "parallel": parallel and peer}
 
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import ast
 import sys
-import time
+from pathlib import Path
 
 import torch
 
-import genlab
-from genlab.metrics import frechet_distance, gaussian_stats
-from genlab.metrics.features import extractor_for
-from genlab.models import create_model
+sys.path.insert(0, str(Path(__file__).parent))
+from diffusion import _data, genlab_model, genlab_sampler, real_floor, score  # noqa: E402
+
+from genlab.metrics import gaussian_stats  # noqa: E402
+from genlab.metrics.features import extractor_for  # noqa: E402
 
 
 def parse_variant(text: str) -> dict:
@@ -35,24 +36,21 @@ def main(argv=None) -> int:
         return 2
     torch.set_num_threads(1)
     trained = torch.load(argv[0], weights_only=False)["genlab"]
-    data = genlab.load_dataset("digits")
+    data = _data()
     ext = extractor_for(data.spec)
     test_stats = gaussian_stats(ext.features(data.test))
-    floor = frechet_distance(*gaussian_stats(ext.features(data.train)), *test_stats)
-    model = create_model("ddpm", data, **trained["config"])
-    model.load_state_dict(trained["state"])
-    model.eval()
+    floor, n = real_floor(data, ext, test_stats), len(data.train)
+    model = genlab_model(trained)
     print(f"floor {floor:.3f}; {trained['steps']} training steps")
     for text in argv[1:]:
         v = parse_variant(text)
         seeds, first = v.pop("seeds", 1), v.pop("first_seed", 1000)
         model.clip = 1.0 if v.pop("clip", True) else None
-        t0, excess = time.process_time(), []
-        for s in range(seeds):
-            x = model.sample(len(data.train), generator=torch.Generator().manual_seed(first + s), **v)
-            excess.append(frechet_distance(*gaussian_stats(ext.features(x)), *test_stats) - floor)
-        print(f"{text:55} excess {sum(excess) / len(excess):.3f} ({', '.join(f'{e:.3f}' for e in excess)})  "
-              f"{(time.process_time() - t0) / seeds:.0f} CPU-s per seed", flush=True)
+        draw = genlab_sampler(trained, v.pop("sampler", "ddim"), v.pop("steps", 50), model=model, **v)
+        sc = score(draw, ext, test_stats, n, seeds, first)
+        excess = [f - floor for f in sc["fd_runs"]]
+        print(f"{text:55} excess {sc['fd'] - floor:.3f} ({', '.join(f'{e:.3f}' for e in excess)})  "
+              f"{sc['sampling_cpu_seconds']:.0f} CPU-s per seed", flush=True)
     return 0
 
 
