@@ -13,7 +13,6 @@ import genlab
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
 from genlab.metrics import mmd
-from genlab.models import ddpm as ddpm_module
 from genlab.models import fm as fm_module
 from genlab.models.ddpm import discretized_gaussian_log_likelihood, repaint_path
 from genlab.samplers import SAMPLERS, NoiseSchedule, diffusion_sample, timesteps
@@ -421,6 +420,6 @@ def test_ot_assigns_each_image_the_nearest_noise_permutation(monkeypatch):
     r, c = linear_sum_assignment(M)
     assert float((noise - x0).pow(2).sum(1).mean()) == pytest.approx(M[r, c].mean(), rel=1e-5)  # the optimum
     assert M[r, c].mean() < 0.8 * float((drawn - x0).pow(2).sum(1).mean())
-    monkeypatch.setattr(ddpm_module, "_has_pot", lambda: False)
+    monkeypatch.setattr(fm_module, "_has_pot", lambda: False)
     with pytest.raises(ConfigError, match="pip install pot"):
         genlab.create_model("ddpm", spec, ot=True)

@@ -36,7 +36,7 @@ from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusi
 from ..samplers.ddpm import ddpm_step
 from ..samplers.schedule import PREDICTIONS
 from .base import GenerativeModel, register_model
-from .fm import _has_pot, ot_coupling
+from .fm import ot_coupling, require_pot
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -135,8 +135,8 @@ class DDPM(GenerativeModel):
         self.schedule = NoiseSchedule(schedule, timesteps)
         if min_snr < 0:
             raise ValueError(f"min_snr must be >= 0 (0: the simple loss), got {min_snr}")
-        if ot and not _has_pot():
-            raise ConfigError("ot=true needs the POT package for exact minibatch optimal transport: pip install pot")
+        if ot:
+            require_pot()
         self.prediction, self.p_uncond, self.net_kind, self.min_snr, self.ot = prediction, p_uncond, net, min_snr, bool(ot)
         self.clip = 1.0 if (clip and spec.kind == "image") else None
         k = spec.num_classes if conditional else 0

@@ -100,6 +100,12 @@ def _has_pot() -> bool:
     return importlib.util.find_spec("ot") is not None
 
 
+def require_pot() -> None:
+    """`ot=true` (here and in ddpm) needs POT; a missing package is a configuration error."""
+    if not _has_pot():
+        raise ConfigError("ot=true needs the POT package for exact minibatch optimal transport: pip install pot")
+
+
 @register_model("fm")
 class FlowMatching(GenerativeModel):
     description = ("flow matching / rectified flow: linear path (+ sigma), minibatch OT coupling, "
@@ -126,8 +132,8 @@ class FlowMatching(GenerativeModel):
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         if not 0 <= p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
-        if ot and not _has_pot():
-            raise ConfigError("ot=true needs the POT package for exact minibatch optimal transport: pip install pot")
+        if ot:
+            require_pot()
         check_sampler(sampler, ODE_METHODS)
         if sample_steps < 1:
             raise ValueError(f"sample_steps must be >= 1, got {sample_steps}")
