@@ -36,6 +36,10 @@ def test_train_sample_resume_end_to_end(in_tmp):
     assert main(["sample", "run", "-n", "16", "--out", "s.npy"]) == 0
     assert np.load(in_tmp / "s.npy").shape == (16, 1, 8, 8)
     assert main(["sample", "run", "-n", "9", "--out", "s.png"]) == 0 and (in_tmp / "s.png").exists()
+    training_grid = (in_tmp / "run" / "samples.png").read_bytes()
+    assert main(["sample", "run", "-n", "4"]) == 0 and main(["sample", "run", "-n", "4", "--seed", "3"]) == 0
+    assert (in_tmp / "run" / "sampled.png").exists() and (in_tmp / "run" / "sampled-seed3.png").exists()
+    assert (in_tmp / "run" / "samples.png").read_bytes() == training_grid  # the training's grid is kept
     assert main(["resume", "run", "--steps", "5", "--quiet"]) == 0
     assert json.loads((in_tmp / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 35
 

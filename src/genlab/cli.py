@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, help="sampler steps (network calls for ddim/euler)")
     s.add_argument("--eta", type=float, help="DDIM stochasticity: 0 deterministic, 1 ancestral")
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale w (conditional models; 1 = none)")
-    s.add_argument("--out", required=True, help="FILE.png (grid or 2-D scatter) or FILE.npy (array)")
+    s.add_argument("--out", help="FILE.png (grid or 2-D scatter) or FILE.npy (array); default: a PNG in the run "
+                                 "directory named after the options, e.g. RUN/sampled-heun-25steps.png")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
 
@@ -182,6 +183,16 @@ def _report(run) -> None:
             print(f"  {run.path / name}")
 
 
+def default_sample_path(a) -> Path:
+    """RUN/sampled[-sampler][-Ksteps][-labelK][-wW][-etaE][-seedS].png: the options in the name, so that
+    sampling a run two ways keeps both grids (and the training's own samples.png is never overwritten)."""
+    parts = [a.sampler, f"{a.steps}steps" if a.steps is not None else None,
+             f"label{a.label}" if a.label is not None else None,
+             f"w{a.guidance:g}" if a.guidance is not None else None, f"eta{a.eta:g}" if a.eta is not None else None,
+             f"seed{a.seed}" if a.seed else None]
+    return Path(a.run) / ("-".join(["sampled"] + [str(p) for p in parts if p]) + ".png")
+
+
 def cmd_sample(a) -> None:
     import numpy as np
     import torch
@@ -190,7 +201,7 @@ def cmd_sample(a) -> None:
     from .report.figures import save_samples
     from .train.checkpoint import atomic_write_bytes
 
-    out = Path(a.out)
+    out = Path(a.out) if a.out else default_sample_path(a)
     if out.suffix not in (".png", ".npy"):
         raise ConfigError(f"--out must end in .png or .npy, got '{out.name}'")
     if a.n < 1:
