@@ -190,7 +190,7 @@ def default_sample_path(a) -> Path:
              f"label{a.label}" if a.label is not None else None,
              f"w{a.guidance:g}" if a.guidance is not None else None, f"eta{a.eta:g}" if a.eta is not None else None,
              f"seed{a.seed}" if a.seed else None]
-    return Path(a.run) / ("-".join(["sampled"] + [str(p) for p in parts if p]) + ".png")
+    return Path(a.run) / ("-".join(["sampled"] + [p for p in parts if p]) + ".png")
 
 
 def cmd_sample(a) -> None:
