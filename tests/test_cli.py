@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from genlab.cli import main
+from genlab.cli import build_parser, default_sample_path, main
 
 
 def run_cli(*args):
@@ -40,6 +41,10 @@ def test_train_sample_resume_end_to_end(in_tmp):
     assert main(["sample", "run", "-n", "4"]) == 0 and main(["sample", "run", "-n", "4", "--seed", "3"]) == 0
     assert (in_tmp / "run" / "sampled.png").exists() and (in_tmp / "run" / "sampled-seed3.png").exists()
     assert (in_tmp / "run" / "samples.png").read_bytes() == training_grid  # the training's grid is kept
+    names = {"-n 4": "sampled.png", "--sampler heun --steps 25": "sampled-heun-25steps.png",
+             "--sampler ddim --steps 50 --label 7 --guidance 3": "sampled-ddim-50steps-label7-w3.png"}
+    for options, name in names.items():  # the names docs/cli.md promises
+        assert default_sample_path(build_parser().parse_args(["sample", "run", *options.split()])) == Path("run") / name
     assert main(["resume", "run", "--steps", "5", "--quiet"]) == 0
     assert json.loads((in_tmp / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 35
 
