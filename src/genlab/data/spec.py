@@ -18,6 +18,13 @@ class DataSpec:
     `source` records how to load the set again: {"name": ..., "options": {...}}.
     `levels` is the number of intensity levels of quantised images (256 for 8-bit,
     17 for scikit-learn's digits), None for continuous data; bits/dim uses it.
+
+    The condition an example may carry (`condition_kind`): "none"; "class", labels in
+    0..num_classes-1; or "tensor", one tensor of `condition_shape` per example (an image
+    C x H x W, a vector D, a mask), of type `condition_type` ("image", "vector", "mask").
+    Class labels and tensor conditions can exist side by side (a paired set of digits
+    keeps its labels for evaluation); a tensor condition, when present, is what
+    conditional models are conditioned on.
     """
 
     kind: str
@@ -27,6 +34,15 @@ class DataSpec:
     name: str = "data"
     source: dict = field(default_factory=dict)
     levels: Optional[int] = None
+    condition_shape: Optional[tuple[int, ...]] = None
+    condition_type: Optional[str] = None
+
+    @property
+    def condition_kind(self) -> str:
+        """"tensor" (paired data), "class" (labelled data) or "none"."""
+        if self.condition_shape is not None:
+            return "tensor"
+        return "class" if self.num_classes > 1 else "none"
 
     @property
     def dim(self) -> int:
@@ -38,12 +54,18 @@ class DataSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["shape"] = list(self.shape)
+        if self.condition_shape is None:  # run files of unconditioned data look as they always did
+            d.pop("condition_shape"), d.pop("condition_type")
+        else:
+            d["condition_shape"] = list(self.condition_shape)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataSpec":
         d = dict(d)
         d["shape"] = tuple(d["shape"])
+        if d.get("condition_shape") is not None:
+            d["condition_shape"] = tuple(d["condition_shape"])
         return cls(**d)
 
 
@@ -51,6 +73,8 @@ class DataSpec:
 class Dataset:
     """Train and test splits as tensors, labels where they exist, and the spec.
 
+    Paired sets carry a tensor condition per example (`train_cond`, `test_cond`, shape
+    spec.condition_shape): the input image of an image-to-image task, say.
     Toy sets also carry `sampler(n, generator) -> Tensor` and, where it exists,
     `log_density(x) -> Tensor[N]` (nats), the true density.
     """
@@ -63,9 +87,18 @@ class Dataset:
     location: str = "embedded"
     sampler: Optional[Callable] = None
     log_density: Optional[Callable] = None
+    train_cond: Optional[torch.Tensor] = None
+    test_cond: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         validate(self)
+
+    def conditions(self, split: str, kind: str) -> Optional[torch.Tensor]:
+        """What a model whose condition is `kind` gets as y for `split` ("train" or "test"):
+        the tensor conditions for "tensor", else the class labels (None where there are none)."""
+        if kind == "tensor":
+            return self.train_cond if split == "train" else self.test_cond
+        return self.train_labels if split == "train" else self.test_labels
 
     @property
     def class_names(self) -> list[str]:
@@ -84,12 +117,14 @@ class Dataset:
         te = torch.isin(self.test_labels, keep)
         spec = DataSpec(**{**self.spec.__dict__})
         spec.source = {**spec.source, "classes": classes}
+        cond = (None, None) if self.train_cond is None else (self.train_cond[tr], self.test_cond[te])
         return Dataset(self.train[tr], self.test[te], spec, self.train_labels[tr], self.test_labels[te],
-                       self.location, self.sampler, self.log_density)
+                       self.location, self.sampler, self.log_density, *cond)
 
     def __repr__(self) -> str:
+        cond = f", condition={self.spec.condition_shape}" if self.spec.condition_shape else ""
         return (f"Dataset({self.spec.name!r}, kind={self.spec.kind}, shape={self.spec.shape}, "
-                f"train={len(self.train)}, test={len(self.test)}, classes={self.spec.num_classes})")
+                f"train={len(self.train)}, test={len(self.test)}, classes={self.spec.num_classes}{cond})")
 
 
 def validate(ds: Dataset) -> None:
@@ -112,3 +147,18 @@ def validate(ds: Dataset) -> None:
                 raise DataError(f"{name}: {len(y)} {split} labels for {len(x)} examples")
             if len(y) and (y.min() < 0 or y.max() >= max(ds.spec.num_classes, 1)):
                 raise DataError(f"{name}: {split} labels outside 0..{ds.spec.num_classes - 1}")
+    conds = (ds.train_cond, ds.test_cond)
+    if ds.spec.condition_shape is None:
+        if any(c is not None for c in conds):
+            raise DataError(f"{name}: conditions given but the spec declares none (set condition_shape)")
+        return
+    for split, x, c in (("train", ds.train, ds.train_cond), ("test", ds.test, ds.test_cond)):
+        if not isinstance(c, torch.Tensor) or not c.is_floating_point():
+            raise DataError(f"{name}: the {split} split needs a float tensor of conditions")
+        if len(c) != len(x):
+            raise DataError(f"{name}: {len(c)} {split} conditions for {len(x)} examples")
+        if tuple(c.shape[1:]) != tuple(ds.spec.condition_shape):
+            raise DataError(f"{name}: {split} conditions have shape {tuple(c.shape[1:])}, "
+                            f"spec says {tuple(ds.spec.condition_shape)}")
+        if not torch.isfinite(c).all():
+            raise DataError(f"{name}: {split} conditions contain NaN or Inf values")

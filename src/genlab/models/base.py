@@ -134,21 +134,68 @@ class GenerativeModel(nn.Module):
             return b.device
         return torch.device("cpu")
 
-    def labels_for(self, n: int, y) -> Optional[torch.Tensor]:
-        """Labels to sample with: given ones (int or tensor), a class cycle if conditional, else None."""
+    # -- the condition: one helper for every family --------------------------------------
+    @property
+    def condition_kind(self) -> str:
+        """What `y` means to this model: "none" (it is ignored), "class" (labels 0..K-1) or
+        "tensor" (one tensor of spec.condition_shape per example: an image, a vector, a mask).
+        A model is conditional with conditional=true; families that are conditional by
+        construction (image-to-image) override this."""
         if not self.conditional:
-            if y is not None:
-                raise ConfigError(f"'{self.family}' was trained without conditional=true, so it cannot sample a label")
+            return "none"
+        return "tensor" if self.spec.condition_shape is not None else "class"
+
+    @property
+    def null_label(self) -> int:
+        """The extra label index that stands for "no label" (classifier-free guidance)."""
+        return self.spec.num_classes
+
+    def condition(self, y, n: int, *, sample: bool = False) -> Optional[torch.Tensor]:
+        """The condition a network gets, checked and on the model's device (the only helper
+        families use for y):
+
+          none    None; when sampling, a given y is an error (the model cannot use it)
+          class   long labels [n] (an int or a 0-d tensor is repeated); y=None stays None when
+                  training or scoring, and is a class cycle 0, 1, ..., K-1, 0, ... when sampling
+          tensor  float [n, *condition_shape] (a single condition is repeated n times); y=None
+                  stays None when training or scoring, and is an error when sampling
+        """
+        kind = self.condition_kind
+        if kind == "none":
+            if sample and y is not None:
+                raise ConfigError(f"'{self.family}' was trained without conditional=true, so it cannot "
+                                  "sample a condition")
             return None
-        k = self.spec.num_classes
+        if kind == "class":
+            k = self.spec.num_classes
+            if y is None:
+                return torch.arange(n, device=self.device) % k if sample else None
+            y = torch.as_tensor(y, device=self.device).long()
+            if y.dim() == 0:
+                y = y.expand(n)
+            if y.shape != (n,):
+                raise ConfigError(f"expected {n} labels, got a tensor of shape {tuple(y.shape)}")
+            if (y < 0).any() or (y >= k).any():
+                raise ConfigError(f"label must be in 0..{k - 1}")
+            return y
+        shape = tuple(self.spec.condition_shape)
         if y is None:
-            return torch.arange(n, device=self.device) % k
-        y = torch.as_tensor(y, device=self.device).long()
-        if y.dim() == 0:
-            y = y.expand(n)
-        if (y < 0).any() or (y >= k).any():
-            raise ConfigError(f"label must be in 0..{k - 1}")
+            if sample:
+                raise ConfigError(f"'{self.family}' is conditioned on a tensor of shape {shape}: pass one "
+                                  "(y=..., or --condition FILE)")
+            return None
+        y = torch.as_tensor(y, device=self.device)
+        y = y.to(torch.get_default_dtype()) if not y.is_floating_point() else y
+        if tuple(y.shape) == shape:
+            y = y.unsqueeze(0).expand(n, *shape)
+        if tuple(y.shape) != (n, *shape):
+            raise ConfigError(f"condition of shape {tuple(y.shape[1:]) if y.dim() else ()} given; "
+                              f"this model takes {shape} per example ({n} of them)")
         return y
+
+    def labels_for(self, n: int, y) -> Optional[torch.Tensor]:
+        """Deprecated spelling of `condition(y, n, sample=True)`."""
+        return self.condition(y, n, sample=True)
 
     # -- files ------------------------------------------------------------------
     def save(self, directory) -> Path:
@@ -214,8 +261,8 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
         if k not in defaults:
             raise unknown_name(f"hyperparameter for '{family}'", k, defaults)
     config = {k: _normalise(hparams.get(k, v), v) for k, v in defaults.items()}
-    if config.get("conditional") and spec.num_classes < 2:
-        raise ConfigError(f"conditional=true needs labelled data; '{spec.name}' has no classes")
+    if config.get("conditional") and spec.condition_kind == "none":
+        raise ConfigError(f"conditional=true needs labelled or paired data; '{spec.name}' has neither")
     try:
         model = cls(spec, **config)
     except (TypeError, ValueError) as e:
