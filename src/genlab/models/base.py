@@ -278,7 +278,7 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
     config = {k: _normalise(hparams.get(k, v), v) for k, v in defaults.items()}
     if config.get("conditional"):
         if spec.condition_kind == "none":
-            raise ConfigError(f"conditional=true needs labelled or paired data; '{spec.name}' has neither")
+            raise ConfigError(f"conditional=true needs labelled data (or paired data); '{spec.name}' has neither")
         if spec.condition_kind not in cls.condition_kinds:
             able = [n for n, c in MODELS.items() if spec.condition_kind in c.condition_kinds]
             raise ConfigError(f"'{family}' cannot be conditioned on the {spec.condition_type or 'tensor'} "
