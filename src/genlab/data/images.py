@@ -37,6 +37,6 @@ def digits_sr(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """The digits (same split) with their 2x area-downsampled 4x4 versions as conditions."""
     d = digits(test_fraction, seed)
     spec = DataSpec("image", d.spec.shape, 10, d.spec.class_names, name="digits-sr", levels=17,
-                    condition_shape=(1, 4, 4), condition_type="image")
+                    condition_shape=(1, 4, 4), condition_type="image", domain="digits")
     return Dataset(d.train, d.test, spec, d.train_labels, d.test_labels, location=d.location,
                    train_cond=area_downsample(d.train, 2), test_cond=area_downsample(d.test, 2))

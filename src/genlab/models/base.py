@@ -202,7 +202,9 @@ class GenerativeModel(nn.Module):
         y = torch.as_tensor(y, device=self.device)
         y = y.to(torch.get_default_dtype()) if not y.is_floating_point() else y
         if tuple(y.shape) == shape:
-            y = y.unsqueeze(0).expand(n, *shape)
+            y = y.unsqueeze(0)
+        if tuple(y.shape) == (1, *shape):  # one condition for all n samples
+            y = y.expand(n, *shape)
         if tuple(y.shape) != (n, *shape):
             raise ConfigError(f"condition of shape {tuple(y.shape[1:]) if y.dim() else ()} given; "
                               f"this model takes {shape} per example ({n} of them)")
