@@ -1,7 +1,7 @@
 """Run directories written by genlab 0.1 before the one-contract refactor still load and sample the same.
 
 tests/data/runs-0.1/ holds tiny runs (config.json + model.safetensors) of every family, made by
-the code at commit d002898 with /work/equiv/make_old_runs.py's recipe: digits, 2 steps, seed 0,
+the code at commit d002898 with tests/data/runs-0.1/make.py: digits, 2 steps, seed 0,
 conditional where the family was; fingerprints.json holds the sum of 6 samples drawn with
 torch.Generator().manual_seed(0) (ddpm/fm with 3 sampler steps; labels 0..5 where conditional).
 """
