@@ -38,7 +38,7 @@ def flow_density(out, seed: int = 0, quick: bool = False) -> dict:
     import genlab
     from ..metrics.toy import kl_estimate
     from ..report.figures import _plt, save_figure
-    from ..train.checkpoint import atomic_write_json
+    from ..io import atomic_write_json
 
     out = Path(out)
     steps = 150 if quick else 2000

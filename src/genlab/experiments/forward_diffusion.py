@@ -26,7 +26,7 @@ def forward_diffusion(out, seed: int = 0, quick: bool = False) -> dict:
     import genlab
     from ..report.figures import _plt, save_figure
     from ..samplers import NoiseSchedule
-    from ..train.checkpoint import atomic_write_json
+    from ..io import atomic_write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ def gan_saturation(out, seed: int = 0, quick: bool = False) -> dict:
     from ..models.gan import generator_loss_minimax, generator_loss_non_saturating
     from ..report.figures import _plt, save_figure
     from ..train import Callback
-    from ..train.checkpoint import atomic_write_json
+    from ..io import atomic_write_json
 
     out = Path(out)
     data = genlab.load_dataset("8gaussians", n_train=4000, n_test=1000)

@@ -23,7 +23,7 @@ from . import register_experiment
 def guidance(out, seed: int = 0, quick: bool = False) -> dict:
     import genlab
     from ..report.figures import _plt, save_figure
-    from ..train.checkpoint import atomic_write_json
+    from ..io import atomic_write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

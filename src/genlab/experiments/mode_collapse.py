@@ -39,7 +39,7 @@ def mode_collapse(out, seed: int = 0, quick: bool = False) -> dict:
     from ..metrics.modes import N_SAMPLES, mode_coverage
     from ..report.figures import _plt, save_figure
     from ..train import Callback
-    from ..train.checkpoint import atomic_write_json
+    from ..io import atomic_write_json
 
     out = Path(out)
     data = genlab.load_dataset("25gaussians")

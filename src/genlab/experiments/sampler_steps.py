@@ -35,7 +35,7 @@ def sampler_steps(out, seed: int = 0, quick: bool = False) -> dict:
     from ..metrics import gaussian_stats
     from ..metrics.features import extractor_for
     from ..report.figures import _plt, save_figure
-    from ..train.checkpoint import atomic_write_json
+    from ..io import atomic_write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

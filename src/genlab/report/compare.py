@@ -33,10 +33,10 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..data import Dataset, dataset_from_spec, load_dataset
 from ..errors import ConfigError, GenlabError, unknown_name
-from ..train.checkpoint import atomic_write_json
+from ..io import atomic_write_json
 
 DEFAULT_MINUTES = 2.5  # total training minutes of `genlab compare` (the digits demo: <= 5 min in all)
 EVAL_N = 2500          # generated and reference samples per family, at most (digits: its 360 test images)

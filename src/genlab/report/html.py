@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Optional
 
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 # direction of "better" for the metrics we know; others are shown without an arrow
 LOWER = {"fid", "kid", "balance_kl", "classes_dropped", "nll", "bpd", "kl", "mmd", "swd", "mode_kl"}
