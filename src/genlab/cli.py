@@ -262,7 +262,7 @@ def cmd_experiment(a) -> None:
 
 
 def cmd_compare(a) -> None:
-    from .report.compare import compare
+    from .workflows.compare import compare
 
     budgets = {}
     for k, v in parse_settings(a.budget).items():
@@ -282,7 +282,7 @@ def cmd_compare(a) -> None:
 
 
 def cmd_report(a) -> None:
-    from .report.compare import report
+    from .workflows.compare import report
 
     _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, **_nll_limit(a)))
 
