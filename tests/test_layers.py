@@ -57,12 +57,12 @@ def upward_imports(repo: Path, arch: dict) -> list[str]:
     files = {module_name(f, src): f for f in sorted((src / arch["package"]).rglob("*.py"))}
     rel = {m: f.relative_to(repo).as_posix() for m, f in files.items()}
     never = {(a, b): why for a, b, why in arch["never"]}
-    root = arch["root"]["is"]
+    root, modules = arch["root"]["is"], set(files)
     problems = []
     for module, path in files.items():
         source, source_part = rel[module], part_of(rel[module], arch)
         tree = ast.parse(path.read_text(), str(path))
-        for line, target in imported_modules(tree, module, path.name == "__init__.py", set(files)):
+        for line, target in imported_modules(tree, module, path.name == "__init__.py", modules):
             if target is None or target == module:
                 continue
             where, target_rel = f"{source}:{line}", rel[target]
@@ -74,7 +74,7 @@ def upward_imports(repo: Path, arch: dict) -> list[str]:
                                 f"{never[source_part, target_part]}")
             for folder, rule in arch["siblings_apart"].items():
                 inside = [p[len(folder):] for p in (source, target_rel) if p.startswith(folder)]
-                if (len(inside) == 2 and not any("/" in p or p in rule["shared"] for p in inside)):
+                if len(inside) == 2 and not any("/" in p or p in rule["shared"] for p in inside):
                     problems.append(f"{where}: imports sibling {target_rel}: {rule['why']}")
     return list(dict.fromkeys(problems))  # one line per import statement, however many names it imports
 
