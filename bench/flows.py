@@ -254,7 +254,7 @@ def mnist(minutes, batch_size=64, out=None, threads=1, **hp):
 def mnist_checkpoint(run_dir):
     """Test bits/dim of the last checkpoint of an MNIST run directory (a run stopped before its budget)."""
     from genlab.data.spec import DataSpec
-    from genlab.train.checkpoint import load_state
+    from genlab.io import load_state
 
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
