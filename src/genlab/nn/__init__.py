@@ -6,7 +6,8 @@ from .embed import LabelEmbedding, one_hot, sinusoidal_embedding
 from .unet import UNet
 from .timemlp import TimeMLP
 from .coders import Encoder, Decoder, resolve_net
-from .flows import (ActNorm, AffineCoupling, FlowModel, FlowSequence, InvertibleLinearLU, MADE,
+from .flow_model import FlowModel
+from .flows import (ActNorm, AffineCoupling, FlowSequence, InvertibleLinearLU, MADE,
                     MaskedAffineAutoregressive, MaskedSplineAutoregressive, MultiScale, Permutation, Squeeze,
                     rational_quadratic_spline)
 
