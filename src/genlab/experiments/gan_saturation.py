@@ -30,7 +30,7 @@ def _grad_norm(model, loss_fn, z) -> float:
 @register_experiment("gan-saturation", "generator gradient norm vs D(G(z)): minimax vs non-saturating loss")
 def gan_saturation(out, seed: int = 0, quick: bool = False) -> dict:
     import genlab
-    from ..models.gan import generator_loss_minimax, generator_loss_non_saturating
+    from ..nn.gan import generator_loss_minimax, generator_loss_non_saturating
     from ..report.figures import _plt, save_figure
     from ..train import Callback
     from ..train.checkpoint import atomic_write_json
