@@ -56,8 +56,6 @@ class GAN(GenerativeModel):
         super().__init__(spec)
         if loss not in LOSSES:
             raise unknown_name("GAN loss", loss, LOSSES)
-        if conditional and spec.condition_shape is not None:
-            raise ConfigError("gan conditions on class labels, not on a tensor per example")
         if not isinstance(n_critic, int) or n_critic < 1:
             raise ConfigError(f"n_critic must be a positive integer, got {n_critic!r}")
         if not isinstance(pac, int) or pac < 1:

@@ -45,8 +45,6 @@ class MAF(FlowModel, GenerativeModel):
                  transform: str = "affine", bins: int = 8, tail_bound: float = 4.0, permutation: str = "reverse",
                  actnorm: bool = False, scale_bound: float = 6.9, alpha: float = 0.05, conditional: bool = False):
         super().__init__(spec)
-        if conditional and spec.condition_shape is not None:
-            raise ConfigError("maf conditions on class labels, not on a tensor per example")
         if transform not in TRANSFORMS:
             raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}, not {transform!r}")
         if permutation not in ("reverse", "random"):

@@ -60,8 +60,6 @@ class RealNVP(FlowModel, GenerativeModel):
                  n_scales: int = 2, steps_per_scale: int = 4, n_checkerboard: int = 0, alpha: float = 0.05,
                  conditional: bool = False):
         super().__init__(spec)
-        if conditional and spec.condition_shape is not None:
-            raise ConfigError("realnvp conditions on class labels, not on a tensor per example")
         if mixing not in MIXINGS:
             raise ConfigError(f"mixing must be one of {', '.join(MIXINGS)}, not {mixing!r}")
         if not 0 < alpha < 0.5:

@@ -65,6 +65,7 @@ def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
 class VAE(GenerativeModel):
     description = "variational autoencoder: ELBO or IWAE training, Bernoulli/Gaussian likelihood, conditional"
     likelihood_kind = "estimate"  # L_k: importance-sampled, a lower bound in expectation
+    preview_log_prob_options = {"k": 50}  # a density picture needs many points, not a tight L_k
 
     @property
     def discrete_likelihood(self) -> bool:
@@ -75,8 +76,6 @@ class VAE(GenerativeModel):
                  beta: float = 1.0, iwae_k: int = 1, conditional: bool = False, eval_k: int = 1000,
                  binarize: bool = False):
         super().__init__(spec)
-        if conditional and spec.condition_shape is not None:
-            raise ConfigError("vae conditions on class labels, not on a tensor per example")
         if likelihood == "auto":
             likelihood = "bernoulli" if spec.kind == "image" else "gaussian"
         if likelihood not in ("bernoulli", "gaussian"):
