@@ -31,7 +31,7 @@ def _grad_norm(model, loss_fn, z) -> float:
 def gan_saturation(out, seed: int = 0, quick: bool = False) -> dict:
     from ..data import load_dataset
     from ..io import atomic_write_json
-    from ..models.gan import generator_loss_minimax, generator_loss_non_saturating
+    from ..nn.gan import generator_loss_minimax, generator_loss_non_saturating
     from ..report.figures import _plt, save_figure
     from ..train import Callback, train
 
