@@ -4,7 +4,10 @@
     model.loss(x, y=None)                 -> {"loss": scalar, ...named parts}
     model.sample(n, y=None, generator=None, **options) -> tensor in data space and scale
     model.log_prob(x, y=None)             -> [N] nats (docstring says exact, bound or estimate)
-    model.encode(x) / decode(z) / reconstruct(x) / anomaly_score(x)   where they make sense
+    model.encode(x, y=None) / decode(z, y=None) / reconstruct(x, y=None) / anomaly_score(x, y=None)
+                                          where they make sense; extra knobs keyword-only
+
+`y` is the condition (None, class labels, or a tensor per example: see `condition`).
 
 Adversarial families override `players()` with one entry per optimizer; the
 Trainer alternates them and never names a family.
