@@ -94,13 +94,13 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
     cfg = json.loads(cfg_path.read_text())
-    if not (run_dir / CHECKPOINT).exists():
-        raise GenlabError(f"{run_dir}: no checkpoint to resume from"
-                          + (" (closed-form fit: nothing to resume)" if cfg["family"] == "pca" else ""))
-    ds = data if data is not None else dataset_from_spec(cfg["data"])
     from ..data.spec import DataSpec
 
     model = create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    if not (run_dir / CHECKPOINT).exists():
+        raise GenlabError(f"{run_dir}: no checkpoint to resume from"
+                          + (" (closed-form fit: nothing to resume)" if not model.players() else ""))
+    ds = data if data is not None else dataset_from_spec(cfg["data"])
     config = TrainConfig.from_dict(cfg["train"])
     state = load_state(run_dir / CHECKPOINT)
     budget = Budget(**state["budget"])
