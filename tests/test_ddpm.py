@@ -13,7 +13,7 @@ import genlab
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
 from genlab.metrics import mmd
-from genlab.models import fm as fm_module
+from genlab.nn import diffusion as diffusion_core
 from genlab.models.ddpm import discretized_gaussian_log_likelihood, repaint_path
 from genlab.samplers import SAMPLERS, NoiseSchedule, diffusion_sample, timesteps
 from genlab.samplers.schedule import cosine_betas
@@ -399,7 +399,7 @@ def test_diffusion_experiments_quick(tmp_path):
     assert (tmp_path / "guidance.png").exists() and (tmp_path / "sampler-steps.png").exists()
 
 
-@pytest.mark.skipif(not fm_module._has_pot(), reason="POT (pip install pot) is not installed")
+@pytest.mark.skipif(not diffusion_core._has_pot(), reason="POT (pip install pot) is not installed")
 def test_ot_assigns_each_image_the_nearest_noise_permutation(monkeypatch):
     from scipy.optimize import linear_sum_assignment
 
@@ -420,6 +420,6 @@ def test_ot_assigns_each_image_the_nearest_noise_permutation(monkeypatch):
     r, c = linear_sum_assignment(M)
     assert float((noise - x0).pow(2).sum(1).mean()) == pytest.approx(M[r, c].mean(), rel=1e-5)  # the optimum
     assert M[r, c].mean() < 0.8 * float((drawn - x0).pow(2).sum(1).mean())
-    monkeypatch.setattr(fm_module, "_has_pot", lambda: False)
+    monkeypatch.setattr(diffusion_core, "_has_pot", lambda: False)
     with pytest.raises(ConfigError, match="pip install pot"):
         genlab.create_model("ddpm", spec, ot=True)

@@ -12,8 +12,9 @@ import genlab
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
 from genlab.metrics.toy import mmd
-from genlab.models import fm as fm_module
-from genlab.models.fm import cfm_loss, interpolate, ot_coupling
+from genlab.nn import diffusion as diffusion_core
+from genlab.models.fm import cfm_loss, interpolate
+from genlab.nn.diffusion import ot_coupling
 from genlab.samplers.ode import (divergence_exact, divergence_hutchinson, integrate, integrate_with_divergence,
                                  make_probes)
 
@@ -184,7 +185,7 @@ def test_short_seeded_run_on_8gaussians_matches_the_data():
     assert m_model < 0.1 * m_gauss, (m_model, m_gauss)
 
 
-@pytest.mark.skipif(not fm_module._has_pot(), reason="POT (pip install pot) is not installed")
+@pytest.mark.skipif(not diffusion_core._has_pot(), reason="POT (pip install pot) is not installed")
 def test_ot_coupling_reduces_transport_cost_and_is_optimal():
     from scipy.optimize import linear_sum_assignment
 
@@ -204,7 +205,7 @@ def test_ot_coupling_reduces_transport_cost_and_is_optimal():
 
 
 def test_ot_without_pot_is_a_clear_config_error(monkeypatch):
-    monkeypatch.setattr(fm_module, "_has_pot", lambda: False)
+    monkeypatch.setattr(diffusion_core, "_has_pot", lambda: False)
     with pytest.raises(ConfigError, match="pip install pot"):
         genlab.create_model("fm", DataSpec("vector", (2,)), ot=True)
 
@@ -242,7 +243,7 @@ def test_digits_contract_guidance_inpaint_and_roundtrip(digits, tmp_path):
     lp = m.log_prob(digits.test[:4], digits.test_labels[:4], sampler="euler", steps=4)
     assert lp.shape == (4,) and torch.isfinite(lp).all()
     # working scale: the bin centres map back to the data exactly
-    assert torch.allclose(m.from_working_scale(m.working(digits.test[:8])), digits.test[:8], atol=1e-6)
+    assert torch.allclose(m.from_working(m.to_working(digits.test[:8])), digits.test[:8], atol=1e-6)
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4] = 1
     filled = m.inpaint(digits.test[:3], mask, y=digits.test_labels[:3], generator=g, steps=4)
