@@ -289,3 +289,42 @@ def test_x_prediction_turns_the_network_output_into_a_velocity():
     assert float(m.loss(data)["loss"]) == pytest.approx(expected, rel=0.15)
     with pytest.raises(ConfigError, match="prediction"):
         genlab.create_model("fm", DataSpec("vector", (3,)), prediction="eps")
+
+
+def test_image_conditioned_flow_matching_trains_samples_and_guides():
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    c = x.flip(-1)  # condition: the mirror image, same size (concatenated as a second channel)
+    spec = DataSpec("image", (1, 8, 8), name="pairs", levels=None, condition_shape=(1, 8, 8), condition_type="image")
+    data = Dataset(x[:48], x[48:], spec, train_cond=c[:48], test_cond=c[48:])
+    torch.manual_seed(0)
+    m = genlab.create_model("fm", data, conditional=True, base=8, mults=(1, 2), attention=False, sample_steps=3)
+    assert m.net.net.conv_in.in_channels == 2
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    for _ in range(3):
+        loss = m.loss(data.train, data.train_cond)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():  # break the zero init of the output layer
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    m.eval()
+    cond = data.test_cond[:4]
+
+    def draw(y, **kw):
+        return m.sample(4, y=y, generator=torch.Generator().manual_seed(0), **kw)
+
+    s = draw(cond)
+    assert s.shape == (4, 1, 8, 8) and 0 <= float(s.min()) and float(s.max()) <= 1
+    assert not torch.allclose(draw(cond.flip(0)), s)  # the condition changes the output
+    with pytest.raises(ConfigError, match="condition"):
+        m.sample(2)
+    xt, t = torch.randn(4, 1, 8, 8), torch.full((4,), 0.5)
+    v_c, v_u = m.velocity(t, xt, cond), m.velocity(t, xt, torch.zeros_like(cond))
+    assert torch.allclose(m.velocity(t, xt), v_u)  # no condition = the null (zero) condition
+    assert torch.allclose(m.velocity(t, xt, cond, guidance=2.5), v_u + 2.5 * (v_c - v_u), atol=1e-5)
+    assert not torch.allclose(draw(cond, guidance=2.5), s)
+    opts = dict(sampler="euler", steps=2)
+    lp = m.log_prob(data.test[:2], data.test_cond[:2], generator=torch.Generator().manual_seed(0), **opts)
+    score = m.anomaly_score(data.test[:2], data.test_cond[:2], generator=torch.Generator().manual_seed(0), **opts)
+    assert lp.shape == (2,) and torch.allclose(score, -lp)
