@@ -144,14 +144,18 @@ def write_figures(run: Run, n: int = 64, seed: int = 0) -> dict:
     model, ds, d = run.model, run.data, run.path
     out = {}
     g = torch.Generator(device=model.device).manual_seed(seed)
-    x = model.sample(n, generator=g)
+    kind = model.condition_kind
+    cond = ds.conditions("test", kind) if kind != "none" else None
+    if kind == "tensor":  # a paired task: answer the first test inputs, shown beside their samples
+        n = min(n, len(ds.test))
+    y = cond[:n].to(model.device) if kind == "tensor" else None
+    x = model.sample(n, y, generator=g)
     ref = ds.test[:2000] if ds.spec.shape == (2,) else None
     out["samples"] = save_samples(x, model.spec, d / "samples.png", title=f"{model.family} samples", reference=ref)
     if hasattr(model, "reconstruct") and ds.spec.kind == "image":
         xt = ds.test[:32].to(model.device)
-        yt = ds.test_labels[:32].to(model.device) if model.conditional else None
-        x_hat = model.reconstruct(xt, yt) if model.conditional else model.reconstruct(xt)
-        out["reconstructions"] = save_reconstructions(xt, x_hat, d / "reconstructions.png")
+        yt = cond[:32].to(model.device) if cond is not None else None
+        out["reconstructions"] = save_reconstructions(xt, model.reconstruct(xt, yt), d / "reconstructions.png")
     curve = save_loss_curve(read_metrics(d / "metrics.jsonl"), d / "loss.png", title=f"{model.family} training")
     if curve is not None:
         out["loss"] = curve
