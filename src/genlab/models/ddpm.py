@@ -115,6 +115,7 @@ def repaint_path(K: int, jump: int = 1, resample: int = 1) -> list[int]:
 class DDPM(GenerativeModel):
     description = "denoising diffusion: linear/cosine schedule, eps/x0/v targets, DDPM/DDIM/ODE samplers, CFG"
     likelihood_kind = "bound"
+    condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
     train_defaults = {"lr": 2e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100, "grad_clip": 1.0}
     samplers = DIFFUSION_SAMPLERS
 

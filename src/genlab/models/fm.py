@@ -86,6 +86,7 @@ class FlowMatching(GenerativeModel):
     description = ("flow matching / rectified flow: linear path (+ sigma), minibatch OT coupling, "
                    "guidance, ODE sampling (euler, heun, dopri5), log_prob by the change of variables")
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
+    condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
 
     def __init__(self, spec, sigma: float = 0.0, ot: bool = False, net: str = "auto",
                  base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1, attention: bool = True,
