@@ -61,7 +61,7 @@ def _classes(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     p = argparse.ArgumentParser(prog="genlab", description="Deep generative models side by side.")
     p.add_argument("--version", action="version", version=f"genlab {__version__}")
@@ -204,7 +204,7 @@ def cmd_sample(a) -> None:
 
     from .models.base import load
     from .report.figures import save_samples
-    from .train.checkpoint import atomic_write_bytes
+    from .io import atomic_write_bytes
 
     out = Path(a.out) if a.out else default_sample_path(a)
     if out.suffix not in (".png", ".npy"):
@@ -258,7 +258,7 @@ def cmd_eval(a) -> None:
     from .data import dataset_from_spec
     from .metrics.evaluate import evaluate, format_table
     from .models.base import load
-    from .train.checkpoint import atomic_write_json
+    from .io import atomic_write_json
 
     model = load(a.run)
     data = dataset_from_spec(model.spec.to_dict())
@@ -283,7 +283,7 @@ def cmd_experiment(a) -> None:
 
 
 def cmd_compare(a) -> None:
-    from .report.compare import compare
+    from .workflows.compare import compare
 
     budgets = {}
     for k, v in parse_settings(a.budget).items():
@@ -303,7 +303,7 @@ def cmd_compare(a) -> None:
 
 
 def cmd_report(a) -> None:
-    from .report.compare import report
+    from .workflows.compare import report
 
     _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, **_nll_limit(a)))
 

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..data.spec import Dataset
 from ..errors import ConfigError, unknown_name
 from .balance import class_balance

@@ -292,7 +292,7 @@ def weights_path(dataset_name: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _load_shipped(dataset_name: str) -> tuple[dict, str, dict]:
-    from ..train.checkpoint import load_weights
+    from ..io import load_weights
 
     path = weights_path(dataset_name)
     if not path.is_file():

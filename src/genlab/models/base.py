@@ -217,14 +217,14 @@ class GenerativeModel(nn.Module):
     # -- files ------------------------------------------------------------------
     def save(self, directory) -> Path:
         """Write `config.json` and `model.safetensors` (atomically) into `directory`."""
-        from ..train.checkpoint import atomic_write_json, save_weights
+        from ..io import atomic_write_json, save_weights
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         save_weights(self.state_dict(), d / "model.safetensors")
         cfg_path = d / "config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        from .. import __version__
+        from .._version import __version__
         cfg.update({"family": self.family, "hparams": self.config, "data": self.spec.to_dict(),
                     "genlab_version": __version__})
         atomic_write_json(cfg_path, cfg)
@@ -297,7 +297,7 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
 
 def load(directory, device=None) -> GenerativeModel:
     """Load a saved model (`config.json` + `model.safetensors`); never unpickles code."""
-    from ..train.checkpoint import load_weights
+    from ..io import load_weights
 
     d = Path(directory)
     cfg_path, w_path = d / "config.json", d / "model.safetensors"

@@ -18,13 +18,14 @@ from typing import Optional, Sequence
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..data import Dataset, dataset_from_spec, load_dataset
 from ..errors import GenlabError
+from ..io import atomic_write_json, load_state
 from ..models.base import GenerativeModel, create_model, hyperparameters
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
 from . import distributed
-from .checkpoint import atomic_write_json, seed_everything
+from .checkpoint import seed_everything
 from .config import Budget, TrainConfig, split_settings
 from .trainer import CHECKPOINT, Trainer
 
@@ -88,8 +89,6 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
            callbacks: Sequence[Callback] = (), data: Optional[Dataset] = None) -> Run:
     """Continue a run from its checkpoint. With no budget, finish the original one;
     with a budget, train that much more (`--minutes 5`: five more minutes)."""
-    from .checkpoint import load_state
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():

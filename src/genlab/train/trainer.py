@@ -27,10 +27,11 @@ from torch import nn
 
 from ..data.spec import Dataset
 from ..errors import TrainingDiverged
+from ..io import load_state, save_state
 from ..models.base import GenerativeModel
 from . import distributed
 from .callbacks import Callback
-from .checkpoint import load_state, rng_state, save_state, seed_everything, set_rng_state
+from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import Budget, TrainConfig
 from .ema import EMA
 from .stream import BatchStream
