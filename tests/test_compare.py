@@ -38,7 +38,7 @@ class TinyGaussian(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n, y=None, generator=None):
-        self.labels_for(n, y)
+        self.condition(y, n, sample=True)
         z = torch.randn(n, self.spec.dim, generator=generator)
         x = (self.mean + self.log_std.exp() * z).reshape(n, *self.spec.shape)
         return x.clamp(0, 1) if self.spec.kind == "image" else x

@@ -27,3 +27,17 @@ def test_old_run_loads_and_samples_as_it_did(family):
     opts = {"steps": 3} if family in ("ddpm", "fm") else {}
     s = model.sample(6, generator=torch.Generator().manual_seed(0), **kw, **opts)
     assert s.double().sum().item() == pytest.approx(FINGERPRINTS[family], rel=1e-5, abs=1e-5)
+
+
+def test_old_checkpoint_resumes_to_the_weights_the_old_code_reached(tmp_path):
+    """A ddpm run of the old code (tests/data/runs-0.1-unfinished/ddpm: 4 steps, checkpoint at 4,
+    its network's weights under the old key names `net.*`) resumed for 2 more steps ends with the
+    weights the old code's own resume reached (sum 100.57128498014808, measured at d002898)."""
+    import shutil
+
+    run = tmp_path / "ddpm"
+    shutil.copytree(OLD.parent / "runs-0.1-unfinished" / "ddpm", run)
+    torch.set_num_threads(1)
+    r = genlab.resume(run, steps=2, progress=False)
+    total = sum(float(v.double().sum()) for v in r.model.state_dict().values() if v.is_floating_point())
+    assert total == pytest.approx(100.57128498014808, rel=1e-9)

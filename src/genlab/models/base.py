@@ -213,10 +213,6 @@ class GenerativeModel(nn.Module):
                               f"this model takes {shape} per example ({n} of them)")
         return y
 
-    def labels_for(self, n: int, y) -> Optional[torch.Tensor]:
-        """Deprecated spelling of `condition(y, n, sample=True)`."""
-        return self.condition(y, n, sample=True)
-
     # -- files ------------------------------------------------------------------
     def save(self, directory) -> Path:
         """Write `config.json` and `model.safetensors` (atomically) into `directory`."""

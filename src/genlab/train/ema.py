@@ -53,7 +53,14 @@ class EMA:
     def state_dict(self) -> dict:
         return {"decay": self.decay, "shadow": self.shadow}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, model: nn.Module | None = None) -> None:
+        """Load saved averages; with `model`, names saved under an older layout are renamed by
+        the model's own load hooks first (as `model.load_state_dict` renames its weights)."""
         self.decay = state["decay"]
-        for n, v in state["shadow"].items():
+        shadow = dict(state["shadow"])
+        if model is not None and any(n not in shadow for n in self.names):
+            for prefix, module in model.named_modules():
+                for hook in module._load_state_dict_pre_hooks.values():
+                    hook(shadow, prefix + "." if prefix else "", {}, True, [], [], [])
+        for n, v in shadow.items():
             self.shadow[n].copy_(v)

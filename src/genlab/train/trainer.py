@@ -247,7 +247,7 @@ class Trainer:
         state = load_state(self.run_dir / CHECKPOINT)
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
+            self.ema.load_state_dict(state["ema"], self.model)
         for o, s in zip(self.optimizers, state["optimizers"]):
             o.load_state_dict(s)
         self.step, self.elapsed = state["step"], state["elapsed"]
