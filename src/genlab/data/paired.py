@@ -88,7 +88,7 @@ def load_paired_folder(path, size=None, mode: str | None = None, test_fraction: 
 
 def read_paired_npz(arrays: dict, path, kind, test_fraction: float, seed: int) -> Dataset:
     """A Dataset from a .npz's arrays that name conditions (`c`, or `train_c` / `test_c`)."""
-    from .arrays import _check_labels, _examples, split_indices
+    from .arrays import _check_labels, _examples
 
     if "train_c" in arrays or "test_c" in arrays:
         need = ("train", "test", "train_c", "test_c")

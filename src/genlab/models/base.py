@@ -168,7 +168,7 @@ class GenerativeModel(nn.Module):
         """The extra label index that stands for "no label" (classifier-free guidance)."""
         return self.spec.num_classes
 
-    def condition(self, y, n: int, *, sample: bool = False) -> Optional[torch.Tensor]:
+    def condition(self, y, n: int, *, sample: bool = False, required: Optional[str] = None) -> Optional[torch.Tensor]:
         """The condition a network gets, checked and on the model's device (the only helper
         families use for y):
 
@@ -177,8 +177,12 @@ class GenerativeModel(nn.Module):
                   training or scoring, and is a class cycle 0, 1, ..., K-1, 0, ... when sampling
           tensor  float [n, *condition_shape] (a single condition is repeated n times); y=None
                   stays None when training or scoring, and is an error when sampling
+
+        `required="encode"`: a conditional model given no y raises, naming what needed it.
         """
         kind = self.condition_kind
+        if required and y is None and kind != "none":
+            raise ConfigError(f"this {self.family} model is conditional: pass the condition y to {required}")
         if kind == "none":
             if sample and y is not None:
                 raise ConfigError(f"'{self.family}' was trained without conditional=true, so it cannot "

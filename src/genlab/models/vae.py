@@ -17,7 +17,6 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
-from ..errors import ConfigError
 from ..nn import Decoder, Encoder
 from ..nn.density import LOG_2PI, log_normal, marginal_log_prob
 from .base import GenerativeModel, register_model
@@ -98,9 +97,7 @@ class VAE(GenerativeModel):
     # -- the pieces of the bound ---------------------------------------------------------
     def posterior(self, x, y=None):
         """mu, log sigma^2 of q(z | x, y) (log-variance clamped for stability)."""
-        y = self.condition(y, len(x))
-        if y is None and self.condition_kind != "none":
-            raise ConfigError("this VAE is conditional: pass the labels y")
+        y = self.condition(y, len(x), required="encode")
         mu, logvar = self.encoder(self.to_working(x), y).chunk(2, -1)
         return mu, logvar.clamp(-12, 8)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
 from .density import bits_per_dim, marginal_log_prob, standard_normal_log_prob
 from .embed import one_hot
 from .flows import dequantize, inverse_logit_transform, logit_transform
@@ -68,13 +67,6 @@ class FlowModel:
         """The layers' encoding of the condition: one-hot labels [N, K] (None when unconditional)."""
         return None if labels is None else one_hot(labels, self.spec.num_classes, len(labels))
 
-    def _labels(self, y, n: int, what: str):
-        """Checked labels, or None for an unconditional flow; a conditional one needs them for `what`."""
-        labels = self.condition(y, n)
-        if labels is None and self.condition_kind != "none":
-            raise ConfigError(f"this {self.family} model is conditional: pass the labels y to {what}")
-        return labels
-
     # -- the contract ------------------------------------------------------------------------
     def log_prob(self, x, y=None, *, generator=None):
         """log p(x | y) in nats by the change of variables (see the module docstring).
@@ -113,7 +105,7 @@ class FlowModel:
     def encode(self, x, y=None):
         """z = f(v), the flow's latent code (images: dequantised at the bin centres), [N, D]; a
         conditional model needs the labels y."""
-        labels = self._labels(y, len(x), "encode")
+        labels = self.condition(y, len(x), required="encode")
         return self.flow(self.to_working(x, centre=True), self.context(labels))[0]
 
     @torch.no_grad()
