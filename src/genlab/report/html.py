@@ -210,7 +210,7 @@ def metrics_table(results: dict) -> str:
             text = _fmt(v)
             if c in ("bpd", "nll") and v is not None:
                 if c == "bpd" and _num(met.get("bpd_se")) is not None:
-                    text += f'<small> ±{_fmt(met["bpd_se"])}</small>'
+                    text += f'<small> ±{float(met["bpd_se"]):.2g}</small>'
                 if kind in KIND_MARK:
                     text += f"<sup>{KIND_MARK[kind]}</sup>"
             cells.append(f'<td{" class=best" if is_best else ""}>{text}{mark}</td>')
