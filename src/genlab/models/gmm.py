@@ -118,42 +118,28 @@ class GMM(GenerativeModel):
         """log pi_c + log N(x; mu_c, Sigma_c) in the working scale, [N, K, C] (K = 1 unless
         conditional); with labels y, [N, 1, C] for each example's class."""
         u = self._flat(x)                                              # [N, D]
-        D = u.shape[1]
-        P, mu, logw = self.precisions_cholesky, self.means, self.log_weights
-        if y is not None:
-            P = P[y]
-            mu, logw = mu[y], logw[y]                                  # [N, C, D], [N, C]
-            diff = u[:, None, :] - mu                                  # [N, C, D]
-            t = self.covariance_type
-            if t == "full":
-                z = torch.einsum("ncd,ncde->nce", diff, P)
-                logdet = P.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-            elif t == "tied":
-                z = torch.einsum("ncd,nde->nce", diff, P)
-                logdet = P.diagonal(dim1=-2, dim2=-1).log().sum(-1)[:, None]
-            elif t == "diag":
-                z = diff * P
-                logdet = P.log().sum(-1)
-            else:
-                z = diff * P[..., None]
-                logdet = D * P.log()
-            lp = logw - 0.5 * (D * LOG_2PI + z.pow(2).sum(-1)) + logdet
-            return lp[:, None, :]
-        diff = u[:, None, None, :] - mu                                # [N, K, C, D]
-        t = self.covariance_type
-        if t == "full":
-            z = torch.einsum("nkcd,kcde->nkce", diff, P)
-            logdet = P.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        elif t == "tied":
-            z = torch.einsum("nkcd,kde->nkce", diff, P)
-            logdet = P.diagonal(dim1=-2, dim2=-1).log().sum(-1)[:, None]
-        elif t == "diag":
-            z = diff * P
-            logdet = P.log().sum(-1)
-        else:
-            z = diff * P[..., None]
-            logdet = D * P.log()
-        return logw - 0.5 * (D * LOG_2PI + z.pow(2).sum(-1)) + logdet
+        K, C = self.log_weights.shape
+        if y is None:
+            return torch.stack([self._mixture_terms(u, k) for k in range(K)], 1)
+        out = u.new_empty(len(u), 1, C)
+        for k in y.unique().tolist():
+            m = y == k
+            out[m, 0] = self._mixture_terms(u[m], k)
+        return out
+
+    def _mixture_terms(self, u: torch.Tensor, k: int) -> torch.Tensor:
+        """[N, C]: log pi_c - D/2 log 2 pi + log det P_c - 1/2 |P_c^T (u - mu_c)|^2 for class k's mixture."""
+        D, t = u.shape[1], self.covariance_type
+        P, diff = self.precisions_cholesky[k], u[:, None, :] - self.means[k]   # diff: [N, C, D]
+        if t == "full":      # P: [C, D, D]
+            z, logdet = torch.einsum("ncd,cde->nce", diff, P), P.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        elif t == "tied":    # P: [D, D]
+            z, logdet = diff @ P, P.diagonal().log().sum()
+        elif t == "diag":    # P: [C, D]
+            z, logdet = diff * P, P.log().sum(-1)
+        else:                # spherical, P: [C]
+            z, logdet = diff * P[:, None], D * P.log()
+        return self.log_weights[k] - 0.5 * (D * LOG_2PI + z.pow(2).sum(-1)) + logdet
 
     @torch.no_grad()
     def log_prob(self, x, y=None, *, batch_size: int = 1000):
