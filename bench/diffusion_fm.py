@@ -74,7 +74,7 @@ def initial_weights(seed: int) -> dict:
     """The UNet weights genlab's `fm` starts from with this seed (genlab.train seeds, then builds)."""
     seed_everything(seed)
     model = genlab.create_model("fm", _data(), **NET)
-    return {k: v.clone() for k, v in model.net.state_dict().items()}
+    return {k: v.clone() for k, v in model.net.net.state_dict().items()}
 
 
 # -- the two training runs -------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
     run = genlab.train("fm", data, minutes=minutes, clock="cpu", seed=seed, save=False, progress=False,
                        batch_size=BATCH, lr=LR, grad_clip=CLIP, ema_decay=EMA_DECAY, **NET, **(recipe or {}))
     last = run.history[-1]
-    return {"state": {k: v.clone() for k, v in run.model.net.state_dict().items()},
+    return {"state": {k: v.clone() for k, v in run.model.net.net.state_dict().items()},
             "steps": last["step"], "cpu_seconds": last["time"], "final_loss": last["loss"]}
 
 
@@ -160,7 +160,7 @@ def run_fm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False
     floor = fd_to_test(data.train, ext, test_stats)  # the real-data floor: the n training images vs test
 
     model = genlab.create_model("fm", data, **NET)  # genlab's map from its working scale back to [0, 1]
-    to_data = {"genlab": model.from_working_scale, "torchcfm": lambda v: ((v + 1) / 2).clamp(0, 1)}
+    to_data = {"genlab": model.from_working, "torchcfm": lambda v: ((v + 1) / 2).clamp(0, 1)}
     rows = {}
     for name, tr in trained.items():
         net = UNet(1, 8, **NET)

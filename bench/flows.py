@@ -122,7 +122,7 @@ def genlab_nll(model, ds):
     g = torch.Generator().manual_seed(1234)  # the same u as the peers' test set (one draw of x.shape)
     x = ds.test
     if ds.spec.kind == "image":
-        v, ld0 = model.to_flow_input(x, generator=g)
+        v, ld0 = model.to_working(x, generator=g, log_det=True)
         lp = torch.cat([_flow_lp(model, b) for b in v.split(1000)]) + ld0
     else:
         lp = torch.cat([model.log_prob(b) for b in x.split(1000)])
@@ -130,7 +130,7 @@ def genlab_nll(model, ds):
 
 
 def _flow_lp(model, v):
-    from genlab.nn.flows import standard_normal_log_prob
+    from genlab.nn.density import standard_normal_log_prob
 
     z, ld = model.flow(v)
     return standard_normal_log_prob(z) + ld
@@ -254,7 +254,7 @@ def mnist(minutes, batch_size=64, out=None, threads=1, **hp):
 def mnist_checkpoint(run_dir):
     """Test bits/dim of the last checkpoint of an MNIST run directory (a run stopped before its budget)."""
     from genlab.data.spec import DataSpec
-    from genlab.train.checkpoint import load_state
+    from genlab.io import load_state
 
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())

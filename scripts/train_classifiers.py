@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "src"))  # use this checkout's genlab even if anot
 
 import genlab  # noqa: E402
 from genlab.metrics.features import SHIPPED, Classifier, FeatureExtractor, sha256_file  # noqa: E402
-from genlab.train.checkpoint import atomic_write_json, save_weights, seed_everything  # noqa: E402
+from genlab.io import atomic_write_json, save_weights  # noqa: E402
+from genlab.train.checkpoint import seed_everything  # noqa: E402
 
 # per data set: epochs, batch size, peak learning rate, max shift (pixels), horizontal flips
 RECIPES = {

@@ -13,7 +13,7 @@ import genlab
 from genlab.cli import main
 from genlab.errors import ConfigError
 from genlab.models import MODELS, GenerativeModel
-from genlab.report.compare import DEFAULT_MINUTES, families_for, load_results, plan_budgets
+from genlab.workflows.compare import DEFAULT_MINUTES, families_for, load_results, plan_budgets
 
 
 class TinyGaussian(GenerativeModel):
@@ -174,7 +174,7 @@ def test_budget_plan_splits_the_total_by_weight(extra_families, digits):
 
 
 def test_likelihood_past_its_time_limit_is_scored_on_a_stated_subset(tmp_path, digits):
-    from genlab.report.compare import evaluate_run
+    from genlab.workflows.compare import evaluate_run
     from genlab.report.html import build_html
 
     run = genlab.train("pca", digits, out=tmp_path / "p", progress=False, latent_dim=4)
@@ -206,7 +206,7 @@ class BadSampler(TinyGaussian):
 
 
 def test_failure_in_evaluation_is_reported_with_its_stage(tmp_path, monkeypatch):
-    from genlab.report.compare import compare
+    from genlab.workflows.compare import compare
 
     monkeypatch.setitem(MODELS, "badsampler", BadSampler)
     res = compare("digits", ["badsampler"], steps=5, out=tmp_path / "c", progress=False)
@@ -219,7 +219,7 @@ def test_failure_in_evaluation_is_reported_with_its_stage(tmp_path, monkeypatch)
 
 
 def test_progress_shows_the_family_and_its_own_bar(extra_families, tmp_path, capsys):
-    from genlab.report.compare import compare
+    from genlab.workflows.compare import compare
 
     res = compare("digits", ["pca", "tinygauss"], steps=5, out=tmp_path / "c", n=50, progress=True)
     assert [e["status"] for e in res["families"]] == ["ok", "ok"]  # a closed-form fit under a progress bar too

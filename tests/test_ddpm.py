@@ -13,7 +13,7 @@ import genlab
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
 from genlab.metrics import mmd
-from genlab.models import fm as fm_module
+from genlab.nn import diffusion as diffusion_core
 from genlab.models.ddpm import discretized_gaussian_log_likelihood, repaint_path
 from genlab.samplers import SAMPLERS, NoiseSchedule, diffusion_sample, timesteps
 from genlab.samplers.schedule import cosine_betas
@@ -399,7 +399,7 @@ def test_diffusion_experiments_quick(tmp_path):
     assert (tmp_path / "guidance.png").exists() and (tmp_path / "sampler-steps.png").exists()
 
 
-@pytest.mark.skipif(not fm_module._has_pot(), reason="POT (pip install pot) is not installed")
+@pytest.mark.skipif(not diffusion_core._has_pot(), reason="POT (pip install pot) is not installed")
 def test_ot_assigns_each_image_the_nearest_noise_permutation(monkeypatch):
     from scipy.optimize import linear_sum_assignment
 
@@ -420,6 +420,110 @@ def test_ot_assigns_each_image_the_nearest_noise_permutation(monkeypatch):
     r, c = linear_sum_assignment(M)
     assert float((noise - x0).pow(2).sum(1).mean()) == pytest.approx(M[r, c].mean(), rel=1e-5)  # the optimum
     assert M[r, c].mean() < 0.8 * float((drawn - x0).pow(2).sum(1).mean())
-    monkeypatch.setattr(fm_module, "_has_pot", lambda: False)
+    monkeypatch.setattr(diffusion_core, "_has_pot", lambda: False)
     with pytest.raises(ConfigError, match="pip install pot"):
         genlab.create_model("ddpm", spec, ot=True)
+
+
+# -- tensor conditions (paired data) -----------------------------------------------------------------
+def paired_images(n=64, seed=0):
+    """8x8 images paired with a 4x4 average-pooled copy: super-resolution in miniature."""
+    x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+    c = torch.nn.functional.avg_pool2d(x, 2)
+    spec = DataSpec("image", (1, 8, 8), name="pairs", condition_shape=(1, 4, 4), condition_type="image")
+    return Dataset(x[:48], x[48:], spec, train_cond=c[:48], test_cond=c[48:])
+
+
+def _few_steps(model, data, steps=3):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(steps):
+        loss = model.loss(data.train, data.train_cond)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():  # break the zero init of the output layer so predictions depend on the condition
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_image_conditioned_ddpm_trains_samples_and_guides():
+    data = paired_images()
+    torch.manual_seed(0)
+    model = genlab.create_model("ddpm", data, conditional=True, base=8, mults=(1, 2), attention=False,
+                                timesteps=100)
+    assert model.condition_kind == "tensor" and model.net.net.conv_in.in_channels == 2  # SR3: C + C_cond
+    _few_steps(model, data)
+    c = data.test_cond[:4]
+
+    def draw(cond, **kw):
+        return model.sample(4, y=cond, generator=torch.Generator().manual_seed(0), steps=5, **kw)
+
+    x = draw(c)
+    assert x.shape == (4, 1, 8, 8) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert not torch.allclose(draw(c.flip(0)), x)  # the condition changes the output
+    assert draw(c[0]).shape == (4, 1, 8, 8)  # one condition for the whole batch
+    with pytest.raises(ConfigError, match="condition"):
+        model.sample(2)
+    # guidance with tensor conditions: the null condition is zeros
+    xt, t = torch.randn(4, 1, 8, 8), torch.full((4,), 50.0)
+    e_c, e_u = model.eps(xt, t, c), model.eps(xt, t, torch.zeros_like(c))
+    assert torch.allclose(model.eps(xt, t, None), e_u)
+    assert torch.allclose(model.eps(xt, t, c, guidance=3.0), e_u + 3 * (e_c - e_u), atol=1e-5)
+    assert not torch.allclose(draw(c, guidance=3.0), x)
+    assert torch.isfinite(model.log_prob(data.test[:2], data.test_cond[:2], batch_t=50)).all()
+
+
+def test_condition_dropout_zeroes_tensor_conditions():
+    data = paired_images()
+    model = genlab.create_model("ddpm", data, conditional=True, base=8, mults=(1, 2), p_uncond=0.5, timesteps=100)
+    seen = []
+    orig = model.net.forward
+    model.net.forward = lambda x, t, y=None: (seen.append(y.clone()), orig(x, t, y))[1]
+    torch.manual_seed(0)
+    c = data.train_cond.repeat(40, 1, 1, 1) + 0.1  # no condition is zero by itself
+    model.loss(data.train.repeat(40, 1, 1, 1), c)
+    dropped = (seen[0] == 0).flatten(1).all(1)
+    assert abs(float(dropped.double().mean()) - 0.5) < 0.05
+    assert torch.equal(seen[0][~dropped], c[~dropped])
+
+
+def test_latent_diffusion_on_vectors_with_a_vector_condition():
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(200, 3, generator=g)
+    x = c[:, :2] + 0.1 * torch.randn(200, 2, generator=g)
+    spec = DataSpec("vector", (2,), name="codes", condition_shape=(3,), condition_type="vector")
+    data = Dataset(x[:150], x[150:], spec, train_cond=c[:150], test_cond=c[150:])
+    torch.manual_seed(0)
+    model = genlab.create_model("ddpm", data, conditional=True, hidden=(16, 16), timesteps=100)
+    model.prepare(data)
+    assert model.net.kind == "mlp" and model.net.net.layers[0].in_features == 5
+    _few_steps(model, data)
+    z = model.sample(3, y=data.test_cond[:3], generator=torch.Generator().manual_seed(1), steps=4)
+    assert z.shape == (3, 2)
+    assert not torch.allclose(z, model.sample(3, y=data.test_cond[3:6], generator=torch.Generator().manual_seed(1),
+                                              steps=4))
+    with pytest.raises(ConfigError, match="net='mlp'"):
+        genlab.create_model("ddpm", DataSpec("image", (1, 8, 8), condition_shape=(3,)), conditional=True)
+
+
+def test_runs_saved_before_the_denoiser_wrapper_still_load():
+    torch.manual_seed(0)
+    model = genlab.create_model("ddpm", DataSpec("vector", (2,)), hidden=(8,))
+    old = {k.replace("net.net.", "net.", 1): v for k, v in model.state_dict().items()}
+    assert "net.out.weight" in old
+    fresh = genlab.create_model("ddpm", DataSpec("vector", (2,)), hidden=(8,))
+    fresh.load_state_dict(old)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_super_resolution_run_end_to_end(tmp_path):
+    """digits-sr (8x8 digits paired with 4x4 inputs): the Trainer streams the conditions, the run
+    draws its samples from the test inputs, and the saved model samples the same after loading."""
+    run = genlab.train("ddpm", "digits-sr", tmp_path / "sr", steps=2, progress=False, conditional=True, base=8,
+                       mults=(1, 2), attention=False, timesteps=100, batch_size=32)
+    c = run.data.test_cond[:3]
+    x = run.model.sample(3, c, generator=torch.Generator().manual_seed(0), steps=3)
+    assert x.shape == (3, 1, 8, 8) and (tmp_path / "sr" / "samples.png").exists()
+    loaded = genlab.load(tmp_path / "sr")
+    assert torch.allclose(loaded.sample(3, c, generator=torch.Generator().manual_seed(0), steps=3), x)

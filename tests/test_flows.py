@@ -146,7 +146,7 @@ def test_actnorm_data_init_in_prepare(digits):
         m.prepare(data)
         acts = [mod for mod in m.modules() if isinstance(mod, F.ActNorm)]
         assert acts and any(a.log_scale.abs().sum() > 0 for a in acts)
-        v, _ = m.to_flow_input(data.train[:512], generator=torch.Generator().manual_seed(0))
+        v = m.to_working(data.train[:512], generator=torch.Generator().manual_seed(0))
         first = next(mod for mod in m.flow.modules() if isinstance(mod, F.ActNorm))
         dims = (0, 2, 3) if v.dim() == 4 else (0,)
         out = first(v)[0]

@@ -12,8 +12,9 @@ import genlab
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
 from genlab.metrics.toy import mmd
-from genlab.models import fm as fm_module
-from genlab.models.fm import cfm_loss, interpolate, ot_coupling
+from genlab.nn import diffusion as diffusion_core
+from genlab.models.fm import cfm_loss, interpolate
+from genlab.nn.diffusion import ot_coupling
 from genlab.samplers.ode import (divergence_exact, divergence_hutchinson, integrate, integrate_with_divergence,
                                  make_probes)
 
@@ -184,7 +185,7 @@ def test_short_seeded_run_on_8gaussians_matches_the_data():
     assert m_model < 0.1 * m_gauss, (m_model, m_gauss)
 
 
-@pytest.mark.skipif(not fm_module._has_pot(), reason="POT (pip install pot) is not installed")
+@pytest.mark.skipif(not diffusion_core._has_pot(), reason="POT (pip install pot) is not installed")
 def test_ot_coupling_reduces_transport_cost_and_is_optimal():
     from scipy.optimize import linear_sum_assignment
 
@@ -204,7 +205,7 @@ def test_ot_coupling_reduces_transport_cost_and_is_optimal():
 
 
 def test_ot_without_pot_is_a_clear_config_error(monkeypatch):
-    monkeypatch.setattr(fm_module, "_has_pot", lambda: False)
+    monkeypatch.setattr(diffusion_core, "_has_pot", lambda: False)
     with pytest.raises(ConfigError, match="pip install pot"):
         genlab.create_model("fm", DataSpec("vector", (2,)), ot=True)
 
@@ -242,7 +243,7 @@ def test_digits_contract_guidance_inpaint_and_roundtrip(digits, tmp_path):
     lp = m.log_prob(digits.test[:4], digits.test_labels[:4], sampler="euler", steps=4)
     assert lp.shape == (4,) and torch.isfinite(lp).all()
     # working scale: the bin centres map back to the data exactly
-    assert torch.allclose(m.from_working_scale(m.working(digits.test[:8])), digits.test[:8], atol=1e-6)
+    assert torch.allclose(m.from_working(m.to_working(digits.test[:8])), digits.test[:8], atol=1e-6)
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4] = 1
     filled = m.inpaint(digits.test[:3], mask, y=digits.test_labels[:3], generator=g, steps=4)
@@ -288,3 +289,42 @@ def test_x_prediction_turns_the_network_output_into_a_velocity():
     assert float(m.loss(data)["loss"]) == pytest.approx(expected, rel=0.15)
     with pytest.raises(ConfigError, match="prediction"):
         genlab.create_model("fm", DataSpec("vector", (3,)), prediction="eps")
+
+
+def test_image_conditioned_flow_matching_trains_samples_and_guides():
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    c = x.flip(-1)  # condition: the mirror image, same size (concatenated as a second channel)
+    spec = DataSpec("image", (1, 8, 8), name="pairs", levels=None, condition_shape=(1, 8, 8), condition_type="image")
+    data = Dataset(x[:48], x[48:], spec, train_cond=c[:48], test_cond=c[48:])
+    torch.manual_seed(0)
+    m = genlab.create_model("fm", data, conditional=True, base=8, mults=(1, 2), attention=False, sample_steps=3)
+    assert m.net.net.conv_in.in_channels == 2
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    for _ in range(3):
+        loss = m.loss(data.train, data.train_cond)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():  # break the zero init of the output layer
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    m.eval()
+    cond = data.test_cond[:4]
+
+    def draw(y, **kw):
+        return m.sample(4, y=y, generator=torch.Generator().manual_seed(0), **kw)
+
+    s = draw(cond)
+    assert s.shape == (4, 1, 8, 8) and 0 <= float(s.min()) and float(s.max()) <= 1
+    assert not torch.allclose(draw(cond.flip(0)), s)  # the condition changes the output
+    with pytest.raises(ConfigError, match="condition"):
+        m.sample(2)
+    xt, t = torch.randn(4, 1, 8, 8), torch.full((4,), 0.5)
+    v_c, v_u = m.velocity(t, xt, cond), m.velocity(t, xt, torch.zeros_like(cond))
+    assert torch.allclose(m.velocity(t, xt), v_u)  # no condition = the null (zero) condition
+    assert torch.allclose(m.velocity(t, xt, cond, guidance=2.5), v_u + 2.5 * (v_c - v_u), atol=1e-5)
+    assert not torch.allclose(draw(cond, guidance=2.5), s)
+    opts = dict(sampler="euler", steps=2)
+    lp = m.log_prob(data.test[:2], data.test_cond[:2], generator=torch.Generator().manual_seed(0), **opts)
+    score = m.anomaly_score(data.test[:2], data.test_cond[:2], generator=torch.Generator().manual_seed(0), **opts)
+    assert lp.shape == (2,) and torch.allclose(score, -lp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 import genlab
 from genlab.errors import ConfigError
 from genlab.metrics.evaluate import evaluate
-from genlab.models import gan as G
+from genlab.nn import gan as G
 
 LOGITS_REAL = torch.tensor([2.0, -1.0, 0.5])
 LOGITS_FAKE = torch.tensor([-3.0, 0.0, 1.5])
@@ -44,7 +45,43 @@ def test_saturation_minimax_gradient_vanishes_where_d_rejects():
     assert abs(g_mm.item()) < 1e-3 < 0.9 < abs(g_ns.item())
 
 
-@pytest.mark.parametrize("loss", ["minimax", "non-saturating", "hinge", "wgan-gp"])
+def test_lsgan_losses_equal_their_closed_forms():
+    # L_D = 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2],  L_G = 1/2 E[(D(G(z)) - 1)^2]
+    # real logits 2, -1, 0.5: (l - 1)^2 = 1, 4, 0.25;  fake -3, 0, 1.5: l^2 = 9, 0, 2.25 and (l - 1)^2 = 16, 1, 0.25
+    d = 0.5 * (1 + 4 + 0.25) / 3 + 0.5 * (9 + 0 + 2.25) / 3
+    assert G.discriminator_loss_least_squares(LOGITS_REAL, LOGITS_FAKE).item() == pytest.approx(d)  # 2.75
+    assert G.generator_loss_least_squares(LOGITS_FAKE).item() == pytest.approx(0.5 * (16 + 1 + 0.25) / 3)
+    # at the optimum targets (real 1, fake 0 for D; fake 1 for G) each loss is zero
+    ones, zeros = torch.ones(4), torch.zeros(4)
+    assert G.discriminator_loss_least_squares(ones, zeros) == 0 and G.generator_loss_least_squares(ones) == 0
+
+
+def test_loss_lookup_and_two_player_step_match_the_functions():
+    assert set(G.LOSSES) == {"minimax", "non-saturating", "hinge", "wgan-gp", "lsgan"}
+    assert G.LOSSES["lsgan"] == (G.discriminator_loss_least_squares, G.generator_loss_least_squares)
+    w = torch.tensor([3.0, 4.0])
+    critic = lambda x, y=None: x @ w  # noqa: E731
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    for name, (d_loss, g_loss) in G.LOSSES.items():
+        d = G.discriminator_step(critic, real, fake, name, gp_weight=10.0)
+        gp = 10.0 * 16.0 if name == "wgan-gp" else 0.0  # |grad| = 5: (5 - 1)^2 = 16
+        assert d["loss"].item() == pytest.approx((d_loss(real @ w, fake @ w)).item() + gp, rel=1e-5)
+        assert torch.equal(G.generator_step(critic, fake, name)["loss"], g_loss(fake @ w))
+    with pytest.raises(ConfigError, match="GAN loss"):
+        G.adversarial_loss("lsgna")
+
+
+def test_lsgan_trains_on_a_toy_without_nan():
+    ds = genlab.load_dataset("8gaussians", n_train=512, n_test=64)
+    torch.manual_seed(0)
+    run = genlab.train("gan", ds, steps=30, log_every=10, save=False, progress=False, loss="lsgan", latent_dim=2,
+                       hidden=(32, 32), batch_size=64)
+    losses = [(h["discriminator/loss"], h["generator/loss"]) for h in run.history if "generator/loss" in h]
+    assert losses and all(math.isfinite(a) and math.isfinite(b) for a, b in losses)
+    assert torch.isfinite(run.model.sample(100)).all()
+
+
+@pytest.mark.parametrize("loss", ["minimax", "non-saturating", "hinge", "wgan-gp", "lsgan"])
 def test_each_player_changes_only_its_own_parameters(loss):
     ds = genlab.load_dataset("8gaussians", n_train=256, n_test=64)
     m = genlab.create_model("gan", ds, loss=loss, r1_weight=1.0, minibatch_std=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 
 import pytest
 import torch
@@ -9,7 +11,8 @@ import torch
 import genlab
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
-from genlab.models.vae import elbo, gaussian_kl, iwae_bound
+from genlab.models.vae import elbo, gaussian_kl, iwae_bound, reparameterize
+from genlab.nn.density import marginal_log_prob
 
 
 def ppca_data(D=5, q=2, n=4000, s=0.5, seed=0):
@@ -69,6 +72,44 @@ def test_elbo_kl_and_iwae_formulas():
     assert torch.allclose(bound, -5.0 - 2 * kl)
     log_w = torch.log(torch.tensor([[1.0], [3.0]]))
     assert torch.allclose(iwae_bound(log_w), torch.log(torch.tensor([2.0])))
+
+
+def test_reparameterize_draws_from_q_and_carries_gradients():
+    mu, logvar = torch.tensor([0.5, -2.0], requires_grad=True), torch.tensor([0.0, math.log(4.0)], requires_grad=True)
+    torch.manual_seed(0)
+    z = reparameterize(mu, logvar, k=200_000)  # z = mu + exp(logvar / 2) * eps
+    assert z.shape == (200_000, 2)
+    assert torch.allclose(z.mean(0), mu, atol=0.02) and torch.allclose(z.std(0), torch.tensor([1.0, 2.0]), atol=0.02)
+    z.sum().backward()  # dz/dmu = 1 per sample; dz/dlogvar = eps * sigma / 2
+    assert torch.allclose(mu.grad, torch.full((2,), 200_000.0))
+    torch.manual_seed(0)
+    one = reparameterize(mu.detach(), logvar.detach())  # the loss's draw: randn_like(mu)
+    torch.manual_seed(0)
+    assert one.shape == (2,) and torch.equal(one, mu.detach() + (0.5 * logvar.detach()).exp() * torch.randn(2))
+
+
+def test_marginal_log_prob_is_the_uniform_mixture():
+    means = torch.tensor([-1.0, 2.0, 0.5])
+    x = torch.linspace(-3, 3, 7)
+    given = lambda x, y: torch.distributions.Normal(means[y], 1.0).log_prob(x)  # noqa: E731
+    mix = torch.distributions.MixtureSameFamily(torch.distributions.Categorical(torch.ones(3)),
+                                                torch.distributions.Normal(means, 1.0))
+    assert torch.allclose(marginal_log_prob(given, x, 3), mix.log_prob(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["pca", "ae", "vae", "gan", "realnvp", "maf"])
+def test_capabilities_share_one_signature(family, digits):
+    """encode(x, y=None), decode(z, y=None), ...: the same two positional parameters everywhere,
+    every other knob keyword-only."""
+    m = genlab.create_model(family, digits)
+    for name in ["log_prob", "encode", "decode", "reconstruct", "anomaly_score"] + ["sample"]:
+        if not hasattr(m, name):
+            continue
+        params = list(inspect.signature(getattr(m, name)).parameters.values())
+        positional = [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD]
+        first = "n" if name == "sample" else ("z" if name == "decode" else "x")
+        assert positional == ([first, "y", "generator"] if name == "sample" else [first, "y"]), (name, positional)
+        assert params[1].default is None
 
 
 @pytest.mark.parametrize("family", ["pca", "ae", "vae"])

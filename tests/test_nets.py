@@ -86,3 +86,29 @@ def test_timemlp_shapes_labels_and_time():
     assert not torch.allclose(net(x, t), net(x, t + 1.0))
     assert net(x, torch.tensor(7.0)).shape == (5, 2)  # a 0-dim time is broadcast
     assert TimeMLP(3)(torch.randn(4, 3), torch.rand(4)).shape == (4, 3)
+
+
+def test_extra_condition_inputs_and_the_denoiser():
+    from genlab.data.spec import DataSpec
+    from genlab.errors import ConfigError
+    from genlab.nn import Denoiser
+
+    torch.manual_seed(0)
+    assert UNet(3, 8, base=8, mults=(1, 2), cond_channels=2)(torch.randn(2, 5, 8, 8), torch.rand(2)).shape == (2, 3, 8, 8)
+    assert TimeMLP(2, hidden=(8,), cond_dim=3)(torch.randn(4, 5), torch.rand(4)).shape == (4, 2)
+    spec = DataSpec("image", (1, 8, 8), condition_shape=(1, 4, 4), condition_type="image")
+    d = Denoiser(spec, "auto", "tensor", base=8, mults=(1, 2))
+    with torch.no_grad():
+        d.net.conv_out.weight.normal_()
+    x, t, c = torch.randn(3, 1, 8, 8), torch.rand(3), torch.rand(3, 1, 4, 4)
+    assert d.kind == "unet" and d(x, t, c).shape == x.shape  # the 4x4 condition is resized to 8x8
+    assert torch.allclose(d(x, t), d(x, t, torch.zeros_like(c)))  # None = the zero (null) condition
+    assert not torch.allclose(d(x, t, c), d(x, t))
+    d = Denoiser(spec, "mlp", "tensor", hidden=(8,))  # an MLP takes the flattened image and condition
+    assert d.net.layers[0].in_features == 64 + 16 and d(x, t, c).shape == x.shape
+    with pytest.raises(ConfigError, match="did you mean 'unet'"):
+        Denoiser(spec, "unt")
+    with pytest.raises(ConfigError, match="needs image data"):
+        Denoiser(DataSpec("vector", (2,)), "unet")
+    own = Denoiser(DataSpec("vector", (2,)), TimeMLP(2, hidden=(4,)))
+    assert own.kind == "module" and own(torch.randn(5, 2), torch.rand(5)).shape == (5, 2)

@@ -9,7 +9,7 @@ import torch
 from genlab.models import MODELS
 from genlab.models.pca import PCA
 from genlab.report.browser import find_chromium, inspect_page
-from genlab.report.compare import compare
+from genlab.workflows.compare import compare
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="chromium is not installed (apt-get install chromium; .ci/run does it)")

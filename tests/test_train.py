@@ -179,7 +179,7 @@ def test_checkpoint_loading_never_unpickles_code(tmp_path):
     path = tmp_path / "last.pt"
     with open(path, "wb") as f:
         pickle.dump({"x": Evil()}, f)
-    from genlab.train.checkpoint import load_state
+    from genlab.io import load_state
 
     with pytest.raises(GenlabError, match="unreadable checkpoint"):
         load_state(path)

@@ -7,7 +7,7 @@
     model = genlab.load(run.path)
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .errors import GenlabError, DataError, ConfigError, TrainingDiverged
 from .data import DataSpec, Dataset, DATASETS, load_dataset

@@ -61,7 +61,7 @@ def _classes(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     p = argparse.ArgumentParser(prog="genlab", description="Deep generative models side by side.")
     p.add_argument("--version", action="version", version=f"genlab {__version__}")
@@ -91,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run")
-    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("-n", type=int, help="number of samples (default 64; with --condition: one per condition "
+                                        "in the file, or 64 of a single condition)")
     s.add_argument("--label", "--class", dest="label", type=int, help="class to sample (conditional models)")
+    s.add_argument("--condition", metavar="FILE", help="condition(s) to sample with, for models conditioned on a "
+                                                      "tensor (paired data): an image file or a .npy of one or N")
     s.add_argument("--sampler", help="iterative sampler: ddpm, ddim, euler, heun, dopri5 (diffusion / flow models)")
     s.add_argument("--steps", type=int, help="sampler steps (network calls for ddim/euler)")
     s.add_argument("--eta", type=float, help="DDIM stochasticity: 0 deterministic, 1 ancestral")
@@ -184,10 +187,12 @@ def _report(run) -> None:
 
 
 def default_sample_path(a) -> Path:
-    """RUN/sampled[-sampler][-Ksteps][-labelK][-wW][-etaE][-seedS].png: the options in the name, so that
-    sampling a run two ways keeps both grids (and the training's own samples.png is never overwritten)."""
+    """RUN/sampled[-sampler][-Ksteps][-labelK][-cond-FILE][-wW][-etaE][-seedS].png: the options in the name, so
+    that sampling a run two ways keeps both grids (and the training's own samples.png is never overwritten)."""
+    condition = getattr(a, "condition", None)
     parts = [a.sampler, f"{a.steps}steps" if a.steps is not None else None,
              f"label{a.label}" if a.label is not None else None,
+             f"cond-{Path(condition).stem}" if condition else None,
              f"w{a.guidance:g}" if a.guidance is not None else None, f"eta{a.eta:g}" if a.eta is not None else None,
              f"seed{a.seed}" if a.seed else None]
     return Path(a.run) / ("-".join(["sampled"] + [p for p in parts if p]) + ".png")
@@ -199,28 +204,44 @@ def cmd_sample(a) -> None:
 
     from .models.base import load
     from .report.figures import save_samples
-    from .train.checkpoint import atomic_write_bytes
+    from .io import atomic_write_bytes
 
     out = Path(a.out) if a.out else default_sample_path(a)
     if out.suffix not in (".png", ".npy"):
         raise ConfigError(f"--out must end in .png or .npy, got '{out.name}'")
-    if a.n < 1:
+    if a.n is not None and a.n < 1:
         raise ConfigError("-n must be at least 1")
+    if a.condition is not None and a.label is not None:
+        raise ConfigError("give --label or --condition, not both")
     model = load(a.run)
+    y, n = a.label, a.n
+    if a.condition is not None:
+        from .data.paired import load_conditions
+
+        if model.condition_kind != "tensor":
+            raise ConfigError(f"--condition is for models conditioned on a tensor (paired data); this "
+                              f"'{model.family}' run's condition is: {model.condition_kind}"
+                              + (" (use --label)" if model.condition_kind == "class" else ""))
+        y = load_conditions(a.condition, model.spec.condition_shape)
+        if len(y) == 1:
+            n = n or 64
+        elif n is not None and n != len(y):
+            raise ConfigError(f"-n {n} but {a.condition} holds {len(y)} conditions (one sample each)")
+        else:
+            n = len(y)
+    n = n or 64
     g = torch.Generator(device=model.device).manual_seed(a.seed)
     options = parse_settings(a.set)
     for k in ("sampler", "steps", "eta", "guidance"):
         if getattr(a, k) is not None:
             options[k] = getattr(a, k)
-    import inspect
-
-    params = inspect.signature(model.sample).parameters
-    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        bad = [k for k in options if k not in params]
+    allowed = model.sample_options()
+    if allowed is not None:
+        bad = [k for k in options if k not in allowed]
         if bad:
             raise ConfigError(f"'{model.family}' samples without option(s) {', '.join(bad)} "
-                              f"(it takes: {', '.join(k for k in params if k not in ('n', 'y', 'generator')) or 'none'})")
-    x = model.sample(a.n, y=a.label, generator=g, **options)
+                              f"(it takes: {', '.join(allowed) or 'none'})")
+    x = model.sample(n, y, generator=g, **options)
     if out.suffix == ".npy":
         import io
 
@@ -230,14 +251,14 @@ def cmd_sample(a) -> None:
     else:
         written = save_samples(x, model.spec, out, title=f"{model.family} samples")
         out = written
-    print(f"wrote {a.n} samples to {out}")
+    print(f"wrote {n} samples to {out}")
 
 
 def cmd_eval(a) -> None:
     from .data import dataset_from_spec
     from .metrics.evaluate import evaluate, format_table
     from .models.base import load
-    from .train.checkpoint import atomic_write_json
+    from .io import atomic_write_json
 
     model = load(a.run)
     data = dataset_from_spec(model.spec.to_dict())
@@ -262,7 +283,7 @@ def cmd_experiment(a) -> None:
 
 
 def cmd_compare(a) -> None:
-    from .report.compare import compare
+    from .workflows.compare import compare
 
     budgets = {}
     for k, v in parse_settings(a.budget).items():
@@ -282,7 +303,7 @@ def cmd_compare(a) -> None:
 
 
 def cmd_report(a) -> None:
-    from .report.compare import report
+    from .workflows.compare import report
 
     _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, **_nll_limit(a)))
 

@@ -30,7 +30,8 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     - `.npy`: one array, N x D vectors or N x H x W / N x C x H x W images
       (N x H x W x C with C in 1, 3, 4 is moved to channels-first).
     - `.npz`: `x` (with optional `y` or `labels`), or `train` / `test` (with optional
-      `train_labels` / `test_labels`); a single unnamed array also works.
+      `train_labels` / `test_labels`); a single unnamed array also works. With `c` (or
+      `train_c` / `test_c`) beside them it is paired data: see `genlab.data.paired`.
     - `.csv`: numbers, optional header row; `label_column=` (header name or 0-based
       index, negative counts from the end) takes labels out of the table; text labels
       become classes named after them (sorted).
@@ -51,7 +52,14 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     if suffix == ".npy":
         x, y = _np_load(path), None
     elif suffix == ".npz":
-        x, y, xtr, xte, ytr, yte = _read_npz(path)
+        arrays = _read_npz_arrays(path)
+        if {"c", "train_c", "test_c"} & set(arrays):  # paired: every example has a condition
+            from .paired import read_paired_npz
+
+            if labels is not None or label_column is not None:
+                raise DataError(f"{path}: paired .npz files carry their labels inside (y or labels)")
+            return read_paired_npz(arrays, path, kind, test_fraction, seed)
+        x, y, xtr, xte, ytr, yte = _read_npz(path, arrays)
     elif suffix == ".csv":
         x, y, class_names = _read_csv(path, label_column)
     else:
@@ -99,9 +107,12 @@ def _np_load(path, **kw):
         raise DataError(f"{path}: cannot read as NumPy data ({e})") from None
 
 
-def _read_npz(path):
+def _read_npz_arrays(path) -> dict:
     with _np_load(path) as z:
-        a = {k: z[k] for k in z.files}
+        return {k: z[k] for k in z.files}
+
+
+def _read_npz(path, a: dict):
     first = lambda *keys: next((a[k] for k in keys if k in a), None)  # noqa: E731
     if "train" in a or "test" in a:
         if not ("train" in a and "test" in a):

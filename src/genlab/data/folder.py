@@ -44,8 +44,6 @@ def load_image_folder(path, size=None, mode: str | None = None, test_fraction: f
     resizes; without it all images must have the same size. Alpha is dropped; a GIF
     gives its first frame. A seeded `test_fraction` is held out for testing.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path).expanduser()
     if not path.is_dir():
         raise DataError(f"no such folder: {path}")
@@ -64,6 +62,23 @@ def load_image_folder(path, size=None, mode: str | None = None, test_fraction: f
         raise DataError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
                         "directly or in one sub-folder per class)")
     labels = None if loose else np.concatenate([np.full(len(fs), i, np.int64) for i, (_, fs) in enumerate(classes)])
+
+    x, mode = read_images(files, path, mode, hw)
+
+    itr, ite = split_indices(len(x), test_fraction, seed, path)
+    names = [name for name, _ in classes]
+    spec = DataSpec("image", tuple(x.shape[1:]), len(names), names, name=path.name, levels=256)
+    t = torch.from_numpy
+    return Dataset(t(x[itr]), t(x[ite]), spec,
+                   t(labels[itr]) if labels is not None else None,
+                   t(labels[ite]) if labels is not None else None, location=str(path))
+
+
+def read_images(files: list[Path], path: Path, mode: str | None = None, hw=None) -> tuple[np.ndarray, str]:
+    """The images in `files` as one N x C x H x W float32 array in [0, 1], and the mode used
+    ('L' when every image is grayscale unless `mode` says otherwise). Without `hw` all
+    images must have the same size; with it they are resized (bilinear)."""
+    from PIL import Image, UnidentifiedImageError
 
     images = []
     for f in files:
@@ -88,15 +103,7 @@ def load_image_folder(path, size=None, mode: str | None = None, test_fraction: f
             im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
         arrays.append(np.asarray(im, dtype=np.uint8))
     x = np.stack(arrays)
-    x = (x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
-
-    itr, ite = split_indices(len(x), test_fraction, seed, path)
-    names = [name for name, _ in classes]
-    spec = DataSpec("image", tuple(x.shape[1:]), len(names), names, name=path.name, levels=256)
-    t = torch.from_numpy
-    return Dataset(t(x[itr]), t(x[ite]), spec,
-                   t(labels[itr]) if labels is not None else None,
-                   t(labels[ite]) if labels is not None else None, location=str(path))
+    return (x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0, mode
 
 
 def _is_gray(im) -> bool:

@@ -23,3 +23,20 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     spec = DataSpec("image", (1, 8, 8), 10, [str(i) for i in range(10)], name="digits", levels=17)
     return Dataset(torch.from_numpy(xtr), torch.from_numpy(xte), spec,
                    torch.from_numpy(ytr), torch.from_numpy(yte), location="embedded in scikit-learn")
+
+
+def area_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Mean over factor x factor blocks (area interpolation): the low-resolution input of a
+    super-resolution pair."""
+    return torch.nn.functional.avg_pool2d(x, factor)
+
+
+@register_dataset("digits-sr", "paired 2x super-resolution of the digits: 4x4 area-downsampled input -> 8x8; "
+                  "no download", "image", locate=lambda: "embedded in scikit-learn")
+def digits_sr(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """The digits (same split) with their 2x area-downsampled 4x4 versions as conditions."""
+    d = digits(test_fraction, seed)
+    spec = DataSpec("image", d.spec.shape, 10, d.spec.class_names, name="digits-sr", levels=17,
+                    condition_shape=(1, 4, 4), condition_type="image", domain="digits")
+    return Dataset(d.train, d.test, spec, d.train_labels, d.test_labels, location=d.location,
+                   train_cond=area_downsample(d.train, 2), test_cond=area_downsample(d.test, 2))

@@ -43,7 +43,8 @@ def load_dataset(name_or_path, *, classes=None, **options) -> Dataset:
     (torch.Size([1437, 1, 8, 8]), 'image', 10)
 
     Paths: `.npy` / `.npz` / `.csv` arrays, or a folder of images (one sub-folder
-    per class gives labels). `options` go to the loader (e.g. `sigma=` for toys,
+    per class gives labels; exactly `A/` and `B/` give paired data, inputs and targets
+    matched by file name; a `.npz` with `x` and `c` is paired too: `genlab.data.paired`). `options` go to the loader (e.g. `sigma=` for toys,
     `size=` for image folders); `classes=[0, 3]` keeps only those labels.
     """
     from .arrays import load_array_file
@@ -61,7 +62,9 @@ def load_dataset(name_or_path, *, classes=None, **options) -> Dataset:
     else:
         path = Path(name).expanduser()
         if path.is_dir():
-            ds = load_image_folder(path, **options)
+            from .paired import is_paired_folder, load_paired_folder
+
+            ds = (load_paired_folder if is_paired_folder(path) else load_image_folder)(path, **options)
         elif path.suffix.lower() in (".npy", ".npz", ".csv"):
             if not path.exists():
                 raise DataError(f"no such file: {path}")

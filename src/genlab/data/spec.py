@@ -36,6 +36,9 @@ class DataSpec:
     levels: Optional[int] = None
     condition_shape: Optional[tuple[int, ...]] = None
     condition_type: Optional[str] = None
+    #: the registered set whose images x are, for a set derived from it (digits-sr's targets
+    #: are digits): evaluation then uses that set's shipped feature extractor
+    domain: Optional[str] = None
 
     @property
     def condition_kind(self) -> str:
@@ -58,6 +61,8 @@ class DataSpec:
             d.pop("condition_shape"), d.pop("condition_type")
         else:
             d["condition_shape"] = list(self.condition_shape)
+        if self.domain is None:
+            d.pop("domain")
         return d
 
     @classmethod

@@ -35,10 +35,11 @@ def _grid_log_density(fn, half: float, n: int):
 
 @register_experiment("flow-density", "2-D toys: learned flow densities (realnvp, maf-spline) beside the true one, KL")
 def flow_density(out, seed: int = 0, quick: bool = False) -> dict:
-    import genlab
+    from ..data import load_dataset
+    from ..io import atomic_write_json
     from ..metrics.toy import kl_estimate
     from ..report.figures import _plt, save_figure
-    from ..train.checkpoint import atomic_write_json
+    from ..train.run import train
 
     out = Path(out)
     steps = 150 if quick else 2000
@@ -49,7 +50,7 @@ def flow_density(out, seed: int = 0, quick: bool = False) -> dict:
                              squeeze=False)
     results = {}
     for row, name in enumerate(toys):
-        data = genlab.load_dataset(name, n_train=10000, n_test=5000, seed=seed)
+        data = load_dataset(name, n_train=10000, n_test=5000, seed=seed)
         half = TOYS[name]
         extent = (-half, half, -half, half)
         ax = axes[row, 0]
@@ -65,7 +66,7 @@ def flow_density(out, seed: int = 0, quick: bool = False) -> dict:
             true_h = None
         results[name] = {"true_entropy": true_h}
         for col, (family, hp) in enumerate(MODELS, start=1):
-            run = genlab.train(family, data, steps=steps, seed=seed, save=False, progress=False, **hp)
+            run = train(family, data, steps=steps, seed=seed, save=False, progress=False, **hp)
             model = run.model
             with torch.no_grad():
                 lp = torch.cat([model.log_prob(b) for b in data.test.split(5000)])

@@ -23,14 +23,14 @@ TIMES = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
 
 @register_experiment("forward-diffusion", "a digit under q(x_t | x_0) at increasing t: linear vs cosine schedule")
 def forward_diffusion(out, seed: int = 0, quick: bool = False) -> dict:
-    import genlab
+    from ..data import load_dataset
+    from ..io import atomic_write_json
     from ..report.figures import _plt, save_figure
     from ..samplers import NoiseSchedule
-    from ..train.checkpoint import atomic_write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = genlab.load_dataset("digits")
+    data = load_dataset("digits")
     g = torch.Generator().manual_seed(seed)
     rows = 2 if quick else 4
     x0 = data.test[torch.randperm(len(data.test), generator=g)[:rows]] * 2 - 1

@@ -29,14 +29,14 @@ def _grad_norm(model, loss_fn, z) -> float:
 
 @register_experiment("gan-saturation", "generator gradient norm vs D(G(z)): minimax vs non-saturating loss")
 def gan_saturation(out, seed: int = 0, quick: bool = False) -> dict:
-    import genlab
-    from ..models.gan import generator_loss_minimax, generator_loss_non_saturating
+    from ..data import load_dataset
+    from ..io import atomic_write_json
+    from ..nn.gan import generator_loss_minimax, generator_loss_non_saturating
     from ..report.figures import _plt, save_figure
-    from ..train import Callback
-    from ..train.checkpoint import atomic_write_json
+    from ..train import Callback, train
 
     out = Path(out)
-    data = genlab.load_dataset("8gaussians", n_train=4000, n_test=1000)
+    data = load_dataset("8gaussians", n_train=4000, n_test=1000)
     records = []
 
     class Probe(Callback):
@@ -53,8 +53,8 @@ def gan_saturation(out, seed: int = 0, quick: bool = False) -> dict:
                             "non_saturating": _grad_norm(m, generator_loss_non_saturating, z)})
 
     # a strong discriminator early on (5 critic steps, higher lr) shows the saturated regime
-    genlab.train("gan", data, steps=60 if quick else 300, seed=seed, save=False, progress=False,
-                 callbacks=[Probe()], latent_dim=2, hidden=(128, 128), n_critic=5, d_lr=2e-3, lr=2e-4)
+    train("gan", data, steps=60 if quick else 300, seed=seed, save=False, progress=False,
+          callbacks=[Probe()], latent_dim=2, hidden=(128, 128), n_critic=5, d_lr=2e-3, lr=2e-4)
 
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))

@@ -21,24 +21,26 @@ from . import register_experiment
 
 @register_experiment("guidance", "classifier-free guidance sweep: class accuracy vs recall/coverage")
 def guidance(out, seed: int = 0, quick: bool = False) -> dict:
-    import genlab
+    from ..data import load_dataset
+    from ..io import atomic_write_json
+    from ..metrics.evaluate import evaluate
     from ..report.figures import _plt, save_figure
-    from ..train.checkpoint import atomic_write_json
+    from ..train.run import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    data = genlab.load_dataset("digits")
+    data = load_dataset("digits")
     budget = {"steps": 30, "base": 16, "mults": (1, 2)} if quick else {"minutes": 4.0}
-    run = genlab.train("ddpm", data, save=False, progress=False, seed=seed, clock="cpu", conditional=True, **budget)
+    run = train("ddpm", data, save=False, progress=False, seed=seed, clock="cpu", conditional=True, **budget)
     model = run.model.eval()
     scales = (0.0, 1.0, 3.0) if quick else (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
     n = 64 if quick else None
     steps = 5 if quick else 50
     records = []
     for w in scales:
-        r = genlab.evaluate(model, data, metrics=["balance", "recall", "coverage"], n=n, seed=seed,
-                            sampler="ddim", steps=steps, guidance=w)
+        r = evaluate(model, data, metrics=["balance", "recall", "coverage"], n=n, seed=seed,
+                     sampler="ddim", steps=steps, guidance=w)
         m = r["metrics"]
         records.append({"guidance": w, "class_accuracy": m.get("class_accuracy"), "recall": m["recall"],
                         "coverage": m["coverage"], "confidence": m.get("confidence")})

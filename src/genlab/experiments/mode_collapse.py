@@ -34,15 +34,15 @@ COMMON = {"latent_dim": 2}
 
 @register_experiment("mode-collapse", "25-Gaussian grid: vanilla GAN vs minibatch std vs PacGAN, samples over training")
 def mode_collapse(out, seed: int = 0, quick: bool = False) -> dict:
-    import genlab
+    from ..data import load_dataset
     from ..data.toy2d import mode_centers
+    from ..io import atomic_write_json
     from ..metrics.modes import N_SAMPLES, mode_coverage
     from ..report.figures import _plt, save_figure
-    from ..train import Callback
-    from ..train.checkpoint import atomic_write_json
+    from ..train import Callback, train
 
     out = Path(out)
-    data = genlab.load_dataset("25gaussians")
+    data = load_dataset("25gaussians")
     centers, sigma = mode_centers("25gaussians"), data.spec.source["options"]["sigma"]
     steps = 60 if quick else 15000
     moments = [steps // 8, steps // 4, steps // 2, steps]
@@ -59,8 +59,8 @@ def mode_collapse(out, seed: int = 0, quick: bool = False) -> dict:
     results, shots = {}, {}
     for name, options in VARIANTS.items():
         snap = Snapshots()
-        run = genlab.train("gan", data, steps=steps, seed=seed, save=False, progress=False,
-                           callbacks=[snap], **{**COMMON, **options})
+        run = train("gan", data, steps=steps, seed=seed, save=False, progress=False,
+                    callbacks=[snap], **{**COMMON, **options})
         x = run.model.sample(N_SAMPLES, generator=torch.Generator().manual_seed(seed + 1))
         rep = mode_coverage(x, centers, sigma)
         results[name] = {"modes": rep["modes"], "high_quality": rep["high_quality"],

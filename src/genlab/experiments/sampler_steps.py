@@ -31,18 +31,19 @@ def _fd(ext, x, ref_stats):
 
 @register_experiment("sampler-steps", "Fréchet distance to test vs number of steps: DDPM, DDIM, Euler, Heun")
 def sampler_steps(out, seed: int = 0, quick: bool = False) -> dict:
-    import genlab
+    from ..data import load_dataset
+    from ..io import atomic_write_json
     from ..metrics import gaussian_stats
     from ..metrics.features import extractor_for
     from ..report.figures import _plt, save_figure
-    from ..train.checkpoint import atomic_write_json
+    from ..train.run import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    data = genlab.load_dataset("digits")
+    data = load_dataset("digits")
     budget = {"steps": 30, "base": 16, "mults": (1, 2)} if quick else {"minutes": 4.0}
-    run = genlab.train("ddpm", data, save=False, progress=False, seed=seed, clock="cpu", **budget)
+    run = train("ddpm", data, save=False, progress=False, seed=seed, clock="cpu", **budget)
     model = run.model.eval()
     ext = extractor_for(data.spec)
     n = 64 if quick else len(data.test)

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..data.spec import Dataset
 from ..errors import ConfigError, unknown_name
 from .balance import class_balance
@@ -66,6 +66,9 @@ class Context:
         idx = torch.randperm(len(ref), generator=g)[:n]
         self.reference = ref[idx]
         self.reference_labels = None if ref_y is None else ref_y[idx]
+        # what a conditional model is given for the reference examples: their labels or tensor conditions
+        cond = data.conditions(split, model.condition_kind) if model.condition_kind != "none" else None
+        self.reference_conditions = None if cond is None else cond[idx]
         self._feats: dict = {}  # features and k-NN results per sample, computed once
         self.notes: dict = {}
 
@@ -146,6 +149,8 @@ def _balance(ctx, x):
     rep = class_balance(ctx.extractor.probs(x), freq / freq.sum())
     out = {"balance_kl": rep["kl"], "classes_dropped": rep["classes_dropped"],
            "confidence": rep["mean_confidence"]}
+    # a conditional model's sample i answers reference example i's condition, so that example's
+    # label is the class the sample should have (a class-conditional draw, a super-resolved digit)
     y = ctx.sample_labels if x is ctx.generated else ctx.reference_labels if x is ctx.reference else None
     if y is not None and (x is not ctx.generated or ctx.model.conditional):
         out["class_accuracy"] = float((ctx.extractor.predict(x) == y.cpu()).double().mean())
@@ -232,7 +237,7 @@ def _nll(ctx, x):
     are dequantised here, with bpd_se their Monte Carlo standard error over the uniform draws);
     for a Bernoulli likelihood only when the data are binary."""
     model, ref = ctx.model, ctx.reference
-    y = ctx.reference_labels if model.conditional else None
+    y = ctx.reference_conditions
     lp = torch.cat([model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu()
                     for b, yb in zip(ref.split(500), (y if y is not None else ref).split(500))])
     out = {"nll": float(-lp.mean())}
@@ -298,14 +303,15 @@ def _modes(ctx, x):
 
 # -- the protocol ------------------------------------------------------------------------------
 @torch.no_grad()
-def generate(model, n: int, seed: int, labels: Optional[torch.Tensor] = None, batch_size: int = 500,
+def generate(model, n: int, seed: int, conditions: Optional[torch.Tensor] = None, batch_size: int = 500,
              **sample_options) -> torch.Tensor:
-    """n samples in batches from a seeded generator (labels for conditional models)."""
+    """n samples in batches from a seeded generator; `conditions` (labels or a tensor per
+    sample) for conditional models."""
     model.eval()
     g = torch.Generator(device=model.device).manual_seed(seed)
     out = []
     for i in range(0, n, batch_size):
-        y = None if labels is None else labels[i:i + batch_size].to(model.device)
+        y = None if conditions is None else conditions[i:i + batch_size].to(model.device)
         out.append(model.sample(min(batch_size, n - i), y=y, generator=g, **sample_options).cpu())
     return torch.cat(out)
 
@@ -346,11 +352,10 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
                           if n > 0 else "n must be positive")
     ctx = Context(model, data, n, seed, split, extractor)
     t0 = time.perf_counter()
-    labels = None
-    if model.conditional:  # class labels in the data's proportions, as the reference sample has them
-        labels = ctx.reference_labels
-    ctx.sample_labels = labels
-    ctx.generated = generate(model, n, seed, labels, **sample_options)
+    # a conditional model samples with the reference examples' conditions: class labels in the
+    # data's proportions, or the test split's tensor conditions (the inputs of a paired task)
+    ctx.sample_labels = ctx.reference_labels if model.conditional else None
+    ctx.generated = generate(model, n, seed, ctx.reference_conditions, **sample_options)
     t_sample = time.perf_counter() - t0
     other = data.train if split == "test" else data.test
     n_real = min(n, len(other))
@@ -371,7 +376,8 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
         "n_real_baseline": n_real, "real_baseline": f"{'train' if split == 'test' else 'test'} split vs {split} split",
         "seed": seed, "feature_extractor": extractor.info(), "precision_recall_k": 3, "density_coverage_k": 5,
         "genlab_version": __version__, "sample_options": {k: v for k, v in sample_options.items()},
-        "labels": "reference labels (conditional model)" if labels is not None else None,
+        "labels": (None if ctx.reference_conditions is None else "reference labels (conditional model)"
+                   if model.condition_kind == "class" else f"the {split} split's conditions (paired data)"),
     }
     return {"family": model.family, "metrics": results, "reference": ref_results, "protocol": protocol,
             "notes": ctx.notes, "seconds": seconds}

@@ -292,7 +292,7 @@ def weights_path(dataset_name: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _load_shipped(dataset_name: str) -> tuple[dict, str, dict]:
-    from ..train.checkpoint import load_weights
+    from ..io import load_weights
 
     path = weights_path(dataset_name)
     if not path.is_file():
@@ -348,15 +348,15 @@ def extractor_for(spec, user_module: Optional[nn.Module] = None, **kwargs) -> Fe
 
     1. `user_module` if given (its `features(x)` or `forward(x)`; `logits(x)` optional),
        named `user:<ClassName>`, hashed by its state dict;
-    2. the shipped classifier if the data set is digits / mnist / fashion-mnist
-       (by `spec.source["name"]` or `spec.name`) with the matching image shape;
+    2. the shipped classifier if the data set is digits / mnist / fashion-mnist or derived
+       from one (by `spec.domain`, `spec.source["name"]` or `spec.name`) with the matching image shape;
     3. else `default_extractor(spec)`.
     """
     spec = getattr(spec, "spec", spec)
     if user_module is not None:
         return FeatureExtractor(user_module, f"user:{type(user_module).__name__}", input_shape=spec.shape, **kwargs)
     shape = tuple(spec.shape)
-    for name in ((spec.source or {}).get("name"), spec.name):
+    for name in (getattr(spec, "domain", None), (spec.source or {}).get("name"), spec.name):
         if name in SHIPPED and SHIPPED[name] == shape:
             return shipped_extractor(name, **kwargs)
     return default_extractor(spec, **kwargs)

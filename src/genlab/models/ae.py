@@ -5,7 +5,8 @@
 x~ is x itself, or a corrupted copy for the denoising variant:
 Gaussian noise x + s * eps, or masking (each input set to 0 with probability p).
 An autoencoder has no prior; `sample` draws codes from a Gaussian fitted to the
-training codes (mean and full covariance), the classic way to "sample" one.
+training codes (mean and full covariance), the classic way to "sample" one. It is
+unconditional: the `y` its methods take (the contract's signature) is ignored.
 """
 
 from __future__ import annotations
@@ -54,14 +55,16 @@ class Autoencoder(GenerativeModel):
         out = self.decoder(self.encoder(x_in))
         return {"loss": self.reconstruction_error(x, out).mean()}
 
-    def encode(self, x):
+    def encode(self, x, y=None):
+        """z = f(x)."""
         return self.encoder(self.to_working(x))
 
-    def decode(self, z):
+    def decode(self, z, y=None):
+        """x^ = g(z) in data space."""
         out = self.decoder(z)
         return torch.sigmoid(out) if self.spec.kind == "image" else self.from_working(out)
 
-    def reconstruct(self, x):
+    def reconstruct(self, x, y=None):
         return self.decode(self.encode(x))
 
     @torch.no_grad()
@@ -74,11 +77,11 @@ class Autoencoder(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n, y=None, generator=None):
-        self.labels_for(n, y)
+        self.condition(y, n, sample=True)  # an error if y is given: there is nothing to condition on
         eps = torch.randn(n, len(self.code_mean), generator=generator, device=self.device)
         return self.decode(self.code_mean + eps @ self.code_chol.T)
 
     @torch.no_grad()
-    def anomaly_score(self, x):
+    def anomaly_score(self, x, y=None):
         """Reconstruction error of the clean input (higher = more anomalous)."""
         return self.reconstruction_error(x, self.decoder(self.encode(x)))

@@ -4,7 +4,10 @@
     model.loss(x, y=None)                 -> {"loss": scalar, ...named parts}
     model.sample(n, y=None, generator=None, **options) -> tensor in data space and scale
     model.log_prob(x, y=None)             -> [N] nats (docstring says exact, bound or estimate)
-    model.encode(x) / decode(z) / reconstruct(x) / anomaly_score(x)   where they make sense
+    model.encode(x, y=None) / decode(z, y=None) / reconstruct(x, y=None) / anomaly_score(x, y=None)
+                                          where they make sense; extra knobs keyword-only
+
+`y` is the condition (None, class labels, or a tensor per example: see `condition`).
 
 Adversarial families override `players()` with one entry per optimizer; the
 Trainer alternates them and never names a family.
@@ -60,6 +63,12 @@ class GenerativeModel(nn.Module):
     #: a discretised decoder) rather than a density on [0, 1]^D; bits/dim then adds no
     #: dequantisation term
     discrete_likelihood: ClassVar[bool] = False
+    #: the conditions a conditional model of this family can take: "class" labels and/or
+    #: "tensor" conditions (an image, a vector, a mask per example; see DataSpec)
+    condition_kinds: ClassVar[tuple[str, ...]] = ("class",)
+    #: keyword options that make `log_prob` cheap where a picture needs many evaluations
+    #: (a density heat map), not a metric: e.g. fewer importance samples
+    preview_log_prob_options: ClassVar[dict] = {}
 
     def __init__(self, spec: DataSpec):
         super().__init__()
@@ -89,6 +98,15 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, y: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
                **options) -> torch.Tensor:
         raise NotImplementedError
+
+    @classmethod
+    def sample_options(cls) -> Optional[dict[str, Any]]:
+        """The keyword options `sample` takes and their defaults (None: it takes any).
+        For listing and for checking user input, as `hyperparameters` lists __init__'s."""
+        params = inspect.signature(cls.sample).parameters
+        if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return None
+        return {k: p.default for k, p in params.items() if k not in ("self", "n", "y", "generator")}
 
     def players(self) -> list[Player]:
         """One player minimising `loss` over every parameter (single-objective families)."""
@@ -187,7 +205,9 @@ class GenerativeModel(nn.Module):
         y = torch.as_tensor(y, device=self.device)
         y = y.to(torch.get_default_dtype()) if not y.is_floating_point() else y
         if tuple(y.shape) == shape:
-            y = y.unsqueeze(0).expand(n, *shape)
+            y = y.unsqueeze(0)
+        if tuple(y.shape) == (1, *shape):  # one condition for all n samples
+            y = y.expand(n, *shape)
         if tuple(y.shape) != (n, *shape):
             raise ConfigError(f"condition of shape {tuple(y.shape[1:]) if y.dim() else ()} given; "
                               f"this model takes {shape} per example ({n} of them)")
@@ -200,14 +220,14 @@ class GenerativeModel(nn.Module):
     # -- files ------------------------------------------------------------------
     def save(self, directory) -> Path:
         """Write `config.json` and `model.safetensors` (atomically) into `directory`."""
-        from ..train.checkpoint import atomic_write_json, save_weights
+        from ..io import atomic_write_json, save_weights
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         save_weights(self.state_dict(), d / "model.safetensors")
         cfg_path = d / "config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        from .. import __version__
+        from .._version import __version__
         cfg.update({"family": self.family, "hparams": self.config, "data": self.spec.to_dict(),
                     "genlab_version": __version__})
         atomic_write_json(cfg_path, cfg)
@@ -261,8 +281,13 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
         if k not in defaults:
             raise unknown_name(f"hyperparameter for '{family}'", k, defaults)
     config = {k: _normalise(hparams.get(k, v), v) for k, v in defaults.items()}
-    if config.get("conditional") and spec.condition_kind == "none":
-        raise ConfigError(f"conditional=true needs labelled or paired data; '{spec.name}' has neither")
+    if config.get("conditional"):
+        if spec.condition_kind == "none":
+            raise ConfigError(f"conditional=true needs labelled data (or paired data); '{spec.name}' has neither")
+        if spec.condition_kind not in cls.condition_kinds:
+            able = [n for n, c in MODELS.items() if spec.condition_kind in c.condition_kinds]
+            raise ConfigError(f"'{family}' cannot be conditioned on the {spec.condition_type or 'tensor'} "
+                              f"inputs of '{spec.name}' (families that can: {', '.join(able) or 'none yet'})")
     try:
         model = cls(spec, **config)
     except (TypeError, ValueError) as e:
@@ -275,7 +300,7 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
 
 def load(directory, device=None) -> GenerativeModel:
     """Load a saved model (`config.json` + `model.safetensors`); never unpickles code."""
-    from ..train.checkpoint import load_weights
+    from ..io import load_weights
 
     d = Path(directory)
     cfg_path, w_path = d / "config.json", d / "model.safetensors"

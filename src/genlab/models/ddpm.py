@@ -8,11 +8,14 @@ classifier-free guidance (Ho & Salimans 2022).
     sampling  any sampler of `genlab.samplers` (ddpm ancestral, ddim, euler, heun, dopri5)
     log_prob  the variational bound L_0 + sum_t L_{t-1} + L_T (`variational_bound`)
 
-Images are modelled on [-1, 1] (x -> 2x - 1) and samples are clamped and mapped back to [0, 1];
-vectors on the standardised scale of the base class. The network is a UNet for images and a
-time-conditioned MLP for vectors (nn/). With conditional=true the label is dropped to the null
-label with probability p_uncond during training, so one network gives both eps(x, t, y) and
-eps(x, t); sampling with guidance w uses
+Images are modelled on [-1, 1] (`to_working`: x -> 2x - 1) and samples are clamped and mapped
+back to [0, 1]; vectors on the standardised scale of the base class. The network is the diffusion
+core's `Denoiser` (nn/diffusion.py): a UNet for images, a time-conditioned MLP for vectors (latent
+diffusion is this family on vector codes). With conditional=true the model is conditioned on the
+data's condition: class labels (an embedding) or a tensor per example (an image joins the UNet's
+input channels, SR3-style; a vector joins the MLP's input). The condition is dropped to the null
+condition (null label / zeros) with probability p_uncond during training, so one network gives
+both eps(x, t, y) and eps(x, t); sampling with guidance w uses
 
     eps_hat = eps(x, t) + w (eps(x, t, y) - eps(x, t))        (w = 1: plain conditional; w = 0: unconditional)
 
@@ -31,12 +34,11 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..nn import TimeMLP, UNet
+from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
 from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusion_sample
 from ..samplers.ddpm import ddpm_step
 from ..samplers.schedule import PREDICTIONS
 from .base import GenerativeModel, register_model
-from .fm import ot_coupling, require_pot
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -113,6 +115,7 @@ def repaint_path(K: int, jump: int = 1, resample: int = 1) -> list[int]:
 class DDPM(GenerativeModel):
     description = "denoising diffusion: linear/cosine schedule, eps/x0/v targets, DDPM/DDIM/ODE samplers, CFG"
     likelihood_kind = "bound"
+    condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
     train_defaults = {"lr": 2e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100, "grad_clip": 1.0}
     samplers = DIFFUSION_SAMPLERS
 
@@ -126,76 +129,59 @@ class DDPM(GenerativeModel):
             raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, not {prediction!r}")
         if not 0 <= p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
-        if net == "auto":
-            net = "unet" if spec.kind == "image" else "mlp"
-        if net not in ("unet", "mlp"):
-            raise ValueError(f"net must be auto, unet or mlp, not {net!r}")
-        if net == "unet" and spec.kind != "image":
-            raise ValueError("net='unet' needs image data")
         self.schedule = NoiseSchedule(schedule, timesteps)
         if min_snr < 0:
             raise ValueError(f"min_snr must be >= 0 (0: the simple loss), got {min_snr}")
         if ot:
             require_pot()
-        self.prediction, self.p_uncond, self.net_kind, self.min_snr, self.ot = prediction, p_uncond, net, min_snr, bool(ot)
+        self.prediction, self.p_uncond, self.min_snr, self.ot = prediction, p_uncond, min_snr, bool(ot)
         self.clip = 1.0 if (clip and spec.kind == "image") else None
-        k = spec.num_classes if conditional else 0
-        self.num_labels = k
-        if net == "unet":
-            c, h, w = spec.shape
-            self.net = UNet(c, max(h, w), base, tuple(mults), num_res_blocks, attention, k, dropout)
-        else:
-            self.net = TimeMLP(spec.dim, tuple(hidden), time_dim, k)
+        self.net = Denoiser(spec, net, "none" if not conditional else spec.condition_kind, base=base, mults=mults,
+                            num_res_blocks=num_res_blocks, attention=attention, dropout=dropout, hidden=hidden,
+                            time_dim=time_dim)
 
     # -- scales -----------------------------------------------------------------------------------
-    def to_model_scale(self, x):
+    def to_working(self, x):
         """Data -> the space diffusion runs in: images 2x - 1 in [-1, 1], vectors standardised."""
-        return 2 * x - 1 if self.spec.kind == "image" else self.to_working(x)
+        return 2 * x - 1 if self.spec.kind == "image" else super().to_working(x)
 
-    def from_model_scale(self, u):
-        return ((u + 1) / 2).clamp(0, 1) if self.spec.kind == "image" else self.from_working(u)
+    def from_working(self, u):
+        """The inverse of `to_working`, images clamped to [0, 1]."""
+        return ((u + 1) / 2).clamp(0, 1) if self.spec.kind == "image" else super().from_working(u)
 
     # -- the network as eps / x0 / v ---------------------------------------------------------------
-    def _net(self, x, t, y):
-        if self.net_kind == "mlp":
-            return self.net(x.flatten(1), t, y).reshape(x.shape)
-        return self.net(x, t, y)
-
-    def _null(self, n):
-        return torch.full((n,), self.num_labels, dtype=torch.long, device=self.device) if self.num_labels else None
-
     def eps(self, x, t, y=None, guidance: float = 1.0):
         """eps_theta(x_t, t, y) on the model scale, with classifier-free guidance when w != 1:
-        eps_hat = eps(x, t, null) + w (eps(x, t, y) - eps(x, t, null)). y=None is the null label."""
-        if self.num_labels and y is not None and guidance != 1.0:
-            n = len(x)
-            out = self._net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, self._null(n)]))
-            e = self.schedule.to_eps(self.prediction, out, torch.cat([x, x]), torch.cat([t, t]))
-            e_c, e_u = e[:n], e[n:]
-            return e_u + guidance * (e_c - e_u)
-        out = self._net(x, t, y if self.num_labels else None)
-        return self.schedule.to_eps(self.prediction, out, x, t)
+        eps_hat = eps(x, t, null) + w (eps(x, t, y) - eps(x, t, null)). y=None is the null condition."""
+        def eps_of(x, t, y):
+            return self.schedule.to_eps(self.prediction, self.net(x, t, y), x, t)
+
+        if not self.conditional:
+            return eps_of(x, t, None)
+        if y is not None and guidance != 1.0:
+            return guided(eps_of, x, t, y, guidance, self.null_label)
+        return eps_of(x, t, y)
 
     # -- the contract -----------------------------------------------------------------------------
     def loss(self, x, y=None):
         """Algorithm 1: t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x_0, t, eps), and
         `simple_loss` between the network output and its target (eps, x0 or v).
-        Conditional models replace the label by the null label with probability p_uncond;
-        with ot=true the batch's noise draws are first assigned to its images by minibatch OT."""
-        x0 = self.to_model_scale(x)
+        Conditional models replace the condition by the null condition with probability p_uncond
+        (`drop_condition`); with ot=true the batch's noise draws are first assigned to its images
+        by minibatch OT."""
+        x0 = self.to_working(x)
         n = len(x0)
         t = torch.randint(0, self.schedule.T, (n,), device=x0.device)
         noise = torch.randn_like(x0)
         if self.ot:
             noise = noise[ot_coupling(noise, x0)]
         xt = self.schedule.q_sample(x0, t, noise)
-        yy = None
-        if self.num_labels:
+        y = self.condition(y, n)
+        if self.conditional:
             if y is None:
-                raise ConfigError("this DDPM is conditional: pass the labels y")
-            drop = torch.rand(n, device=x0.device) < self.p_uncond
-            yy = torch.where(drop, torch.full_like(y, self.num_labels), y.long())
-        pred = self._net(xt, t.float(), yy)
+                raise ConfigError("this DDPM is conditional: pass the condition y")
+            y = drop_condition(y, self.p_uncond, self.null_label)
+        pred = self.net(xt, t.float(), y)
         target = self.schedule.target(self.prediction, x0, t, noise)
         if self.min_snr:
             return {"loss": min_snr_loss(pred, target, self.schedule.at(self.schedule.alpha_bar, t, x0),
@@ -210,21 +196,22 @@ class DDPM(GenerativeModel):
             raise ConfigError("guidance needs a model trained with conditional=true")
 
     @torch.no_grad()
-    def sample(self, n, y=None, generator=None, sampler: str = "ddim", steps: Optional[int] = 50, eta: float = 0.0,
-               guidance: float = 1.0, variance: str = "small", spacing: str = "linspace", rtol: float = 1e-4,
-               atol: float = 1e-4, progress: bool = False):
+    def sample(self, n, y=None, generator=None, *, sampler: str = "ddim", steps: Optional[int] = 50,
+               eta: float = 0.0, guidance: float = 1.0, variance: str = "small", spacing: str = "linspace",
+               rtol: float = 1e-4, atol: float = 1e-4, progress: bool = False):
         """n samples in data space. `sampler`: ddpm | ddim | euler | heun | dopri5 (genlab.samplers);
         `steps`: visited timesteps (None, or more than T: all T); `eta` for ddim; `variance` small|large for ddpm;
         `guidance` w for classifier-free guidance (conditional models; y: labels, an int, or a
-        class cycle when None)."""
+        class cycle when None; a tensor condition, required, for paired data)."""
         self._check_options(sampler, guidance)
-        y = self.labels_for(n, y)
+        y = self.condition(y, n, sample=True)
         x = torch.randn(n, *self.spec.shape, generator=generator, device=self.device)
-        u = self.denoise_from(x, None, y, generator, sampler, steps, eta, guidance, variance, spacing, rtol, atol,
-                              progress)
-        return self.from_model_scale(u)
+        u = self.denoise_from(x, None, y, generator=generator, sampler=sampler, steps=steps, eta=eta,
+                              guidance=guidance, variance=variance, spacing=spacing, rtol=rtol, atol=atol,
+                              progress=progress)
+        return self.from_working(u)
 
-    def denoise_from(self, xt, t_start, y=None, generator=None, sampler="ddim", steps=50, eta=0.0, guidance=1.0,
+    def denoise_from(self, xt, t_start, y=None, *, generator=None, sampler="ddim", steps=50, eta=0.0, guidance=1.0,
                      variance="small", spacing="linspace", rtol=1e-4, atol=1e-4, progress=False):
         """Run a sampler from x_{t_start} (model scale; t_start=None: T-1, pure noise) to x_0 (model scale)."""
         if steps is not None:  # more steps than there are timesteps: all of them
@@ -235,22 +222,22 @@ class DDPM(GenerativeModel):
 
     # -- applications -----------------------------------------------------------------------------
     @torch.no_grad()
-    def denoise(self, x, t_star: int, y=None, generator=None, sampler: str = "ddim", steps: Optional[int] = 50,
+    def denoise(self, x, t_star: int, y=None, generator=None, *, sampler: str = "ddim", steps: Optional[int] = 50,
                 **options):
         """SDEdit-style denoising: noise x (data space) to step t_star with q(x_t | x_0), then run
         the sampler from t_star back to 0. Returns (noisy x in data space, denoised x)."""
         if not 0 <= int(t_star) < self.schedule.T:
             raise ConfigError(f"t must be in 0..{self.schedule.T - 1}, got {t_star}")
         self._check_options(sampler, options.get("guidance", 1.0))
-        y = self.labels_for(len(x), y) if (y is not None or self.conditional) else None
-        x0 = self.to_model_scale(x.to(self.device))
+        y = self.condition(y, len(x), sample=True)
+        x0 = self.to_working(x.to(self.device))
         noise = torch.randn(x0.shape, generator=generator, device=x0.device)
         xt = self.schedule.q_sample(x0, torch.full((len(x0),), int(t_star), device=x0.device), noise)
-        out = self.denoise_from(xt, int(t_star), y, generator, sampler, steps, **options)
-        return self.from_model_scale(xt), self.from_model_scale(out)
+        out = self.denoise_from(xt, int(t_star), y, generator=generator, sampler=sampler, steps=steps, **options)
+        return self.from_working(xt), self.from_working(out)
 
     @torch.no_grad()
-    def inpaint(self, x, mask, y=None, generator=None, steps: Optional[int] = None, jump: int = 1,
+    def inpaint(self, x, mask, y=None, generator=None, *, steps: Optional[int] = None, jump: int = 1,
                 resample: int = 1, variance: str = "small", guidance: float = 1.0, progress: bool = False):
         """RePaint (Lugmayr et al. 2022): fill the region where mask == 0, keep x where mask == 1.
 
@@ -263,8 +250,8 @@ class DDPM(GenerativeModel):
         self._check_options("ddpm", guidance)
         if jump < 1 or resample < 1:
             raise ConfigError("jump and resample must be >= 1")
-        y = self.labels_for(len(x), y) if (y is not None or self.conditional) else None
-        x0 = self.to_model_scale(x.to(self.device))
+        y = self.condition(y, len(x), sample=True)
+        x0 = self.to_working(x.to(self.device))
         m = mask.to(self.device, x0.dtype).expand_as(x0)
         ts = self.schedule.timesteps(steps)
         ab = [float(self.schedule.alpha_bar[t]) for t in ts] + [1.0]
@@ -293,7 +280,7 @@ class DDPM(GenerativeModel):
             else:  # a forward step back up: q(x_a | x_b) = N(sqrt(abar_a / abar_b) x_b, (1 - abar_a / abar_b) I)
                 r = ab[j] / ab[i]
                 xt = math.sqrt(r) * xt + math.sqrt(1 - r) * noise()
-        return self.from_model_scale(m * x0 + (1 - m) * xt)
+        return self.from_working(m * x0 + (1 - m) * xt)
 
     # -- the variational bound --------------------------------------------------------------------
     def _p_mean_logvar(self, xt, t, y, variance):
@@ -312,7 +299,7 @@ class DDPM(GenerativeModel):
         return mean, s.at(large, t, xt)
 
     @torch.no_grad()
-    def variational_bound(self, x, y=None, variance: str = "large", batch_t: int = 100):
+    def variational_bound(self, x, y=None, *, variance: str = "large", batch_t: int = 100):
         """Per example, in nats, on the model scale, the terms of (Ho et al. eq. 5)
 
             L = L_T + sum_{t>1} L_{t-1} + L_0
@@ -324,10 +311,10 @@ class DDPM(GenerativeModel):
         -L <= log p(x_0) in expectation over the x_t draws. Returns a dict of [N] tensors
         ("total", "prior", "terms", "decoder")."""
         s = self.schedule
-        x0 = self.to_model_scale(x.to(self.device))
+        x0 = self.to_working(x.to(self.device))
         n, T = len(x0), s.T
         dims = tuple(range(1, x0.dim()))
-        y = None if (y is None or not self.num_labels) else y.to(self.device).long()
+        y = self.condition(y, n)
         ab_last = s.at(s.alpha_bar, torch.full((n,), T - 1), x0)
         prior = gaussian_kl(ab_last.sqrt() * x0, torch.log(1 - ab_last), torch.zeros_like(x0),
                             torch.zeros_like(x0)).sum(dims)
@@ -338,7 +325,7 @@ class DDPM(GenerativeModel):
             k = len(tb)
             xr = x0.repeat(k, *([1] * (x0.dim() - 1)))
             tt = tb.repeat_interleave(n)
-            yr = None if y is None else y.repeat(k)
+            yr = None if y is None else y.repeat(k, *([1] * (y.dim() - 1)))
             xt = s.q_sample(xr, tt)
             mean, logvar = self._p_mean_logvar(xt, tt, yr, variance)
             true_mean, _, true_logvar = s.q_posterior(xr, xt, tt)
@@ -355,7 +342,7 @@ class DDPM(GenerativeModel):
         return {"total": prior + terms + decoder, "prior": prior, "terms": terms, "decoder": decoder}
 
     @torch.no_grad()
-    def log_prob(self, x, y=None, variance: str = "large", batch_t: int = 100):
+    def log_prob(self, x, y=None, *, variance: str = "large", batch_t: int = 100):
         """A lower bound on log p(x) in nats (the negative variational bound, `variational_bound`),
         one draw of x_t per step; all T network evaluations per example.
 
@@ -364,8 +351,8 @@ class DDPM(GenerativeModel):
         [0, 1]^D that spreads P(x) over its bin, log P(x) + D log(levels), so that genlab's
         bits/dim, (-log_prob + D log levels) / (D log 2), equals -log2 P(x) / D: the discrete
         code length of Ho et al.'s Table 2. Vectors: a bound on the density in data space.
-        Conditional models: log p(x | y) with y, and the null-label (unconditional) model without."""
-        vb = self.variational_bound(x, y, variance, batch_t)["total"]
+        Conditional models: log p(x | y) with y, and the null-condition (unconditional) model without."""
+        vb = self.variational_bound(x, y, variance=variance, batch_t=batch_t)["total"]
         if self.spec.kind == "image":
             return -vb + self.spec.dim * math.log(self.spec.levels or 256)
         return -vb + self.working_log_det()

@@ -9,7 +9,12 @@ guidance (Ho & Salimans 2022).
 The minimiser is the marginal velocity v(t, x) = E[x1 - x0 | x_t = x], whose ODE
 dx/dt = v(t, x) carries N(0, I) at t = 0 to the data at t = 1 (sigma = 0: rectified flow).
 With ot=true the pairs (x0, x1) of each minibatch are coupled by exact optimal transport
-(squared Euclidean cost, POT's `ot.emd`) instead of independently, which straightens the paths.
+(squared Euclidean cost, POT's `ot.emd`; `ot_coupling` in nn/diffusion.py) instead of
+independently, which straightens the paths. The network is the diffusion core's `Denoiser`;
+with conditional=true it takes the data's condition (class labels, or a tensor per example:
+an image joins the UNet's input channels, a vector the MLP's input), dropped to the null
+condition with probability p_uncond in training, and guidance w samples with
+v_null + w (v_y - v_null).
 With prediction="x" the network outputs the clean x1 and v_theta = (x1_theta - x_t) / (1 - t)
 (1 - t clamped at 0.05; Li & He 2025), trained by the same loss on v.
 
@@ -20,8 +25,8 @@ uses the instantaneous change of variables, integrated from the data (t = 1) bac
 
 with the exact divergence (autograd, D backward passes) for data of dimension <= exact_max and
 Hutchinson's estimator E[eps^T (dv/dx) eps] otherwise. Images are modelled on [-1, 1] with
-uniform dequantisation over `spec.levels` (y = (k + u) / levels), so log_prob is the density of
-y on [0, 1)^D and bits/dim follows metrics/likelihood.py.
+uniform dequantisation over `spec.levels` (y = (k + u) / levels; `to_working`), so log_prob is
+the density of y on [0, 1)^D and bits/dim follows metrics/likelihood.py.
 """
 
 from __future__ import annotations
@@ -32,8 +37,7 @@ from typing import Optional
 import torch
 
 from ..errors import ConfigError, unknown_name
-from ..nn.timemlp import TimeMLP
-from ..nn.unet import UNet
+from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
 from ..samplers import check_sampler
 from ..samplers.ode import (ODE_METHODS, integrate, integrate_with_divergence, make_probes, time_grid)
 from .base import GenerativeModel, register_model
@@ -77,40 +81,12 @@ def sample_time(n: int, kind: str = "uniform", mean: float = 0.0, std: float = 1
     return torch.sigmoid(mean + std * torch.randn(n, device=device, dtype=dtype))
 
 
-def ot_coupling(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-    """Minibatch optimal transport between the noise batch x0 and the data batch x1:
-
-        pi* = argmin_{pi in Pi(1/n, 1/n)} sum_ij pi_ij ||x0_i - x1_j||^2   (exact, POT's ot.emd)
-
-    For equal uniform weights pi* is a permutation matrix (Birkhoff); returns the index
-    `perm` such that (x0[perm[j]], x1[j]) are the coupled pairs."""
-    import numpy as np
-    import ot
-
-    a, b = x0.flatten(1).double(), x1.flatten(1).double()
-    cost = torch.cdist(b, a).pow(2).cpu().numpy()  # rows: data j, columns: noise i
-    n = len(b)
-    plan = ot.emd(np.full(n, 1.0 / n), np.full(len(a), 1.0 / len(a)), cost)
-    return torch.from_numpy(plan.argmax(1)).to(x0.device)
-
-
-def _has_pot() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ot") is not None
-
-
-def require_pot() -> None:
-    """`ot=true` (here and in ddpm) needs POT; a missing package is a configuration error."""
-    if not _has_pot():
-        raise ConfigError("ot=true needs the POT package for exact minibatch optimal transport: pip install pot")
-
-
 @register_model("fm")
 class FlowMatching(GenerativeModel):
     description = ("flow matching / rectified flow: linear path (+ sigma), minibatch OT coupling, "
                    "guidance, ODE sampling (euler, heun, dopri5), log_prob by the change of variables")
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
+    condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
 
     def __init__(self, spec, sigma: float = 0.0, ot: bool = False, net: str = "auto",
                  base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1, attention: bool = True,
@@ -137,23 +113,12 @@ class FlowMatching(GenerativeModel):
         check_sampler(sampler, ODE_METHODS)
         if sample_steps < 1:
             raise ValueError(f"sample_steps must be >= 1, got {sample_steps}")
-        if net == "auto":
-            net = "unet" if spec.kind == "image" else "mlp"
-        if net not in ("unet", "mlp"):
-            raise unknown_name("net for 'fm'", net, ("auto", "unet", "mlp"))
-        if net == "unet" and spec.kind != "image":
-            raise ValueError("net='unet' needs image data")
         self.sigma, self.ot, self.p_uncond, self.time_scale = float(sigma), bool(ot), float(p_uncond), float(time_scale)
         self.dequantize, self.exact_max = bool(dequantize), int(exact_max)
         self.default_sampler, self.default_steps = sampler, int(sample_steps)
-        k = spec.num_classes if conditional else 0
-        self.num_labels = k
-        if net == "unet":
-            c, h, _ = spec.shape
-            self.net = UNet(c, h, base=base, mults=tuple(mults), num_res_blocks=num_res_blocks,
-                            attention=attention, num_classes=k, dropout=dropout)
-        else:
-            self.net = TimeMLP(spec.dim, hidden=tuple(hidden), time_dim=time_dim, num_classes=k)
+        self.net = Denoiser(spec, net, "none" if not conditional else spec.condition_kind, base=base, mults=mults,
+                            num_res_blocks=num_res_blocks, attention=attention, dropout=dropout, hidden=hidden,
+                            time_dim=time_dim)
 
     # -- scales ---------------------------------------------------------------------------------
     @property
@@ -168,11 +133,11 @@ class FlowMatching(GenerativeModel):
     def _levels(self) -> Optional[int]:
         return self.spec.levels if self.spec.kind == "image" and self.spec.levels and self.dequantize else None
 
-    def working(self, x: torch.Tensor, u: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def to_working(self, x: torch.Tensor, *, u: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Data -> working scale. Images: y = (k + u) / levels (u = 1/2 when not given; no
         dequantisation for continuous images), v = 2 y - 1 in [-1, 1]. Vectors: standardised."""
         if self.spec.kind != "image":
-            return self.to_working(x)
+            return super().to_working(x)
         L = self._levels
         if L is None:
             return 2 * x - 1
@@ -180,42 +145,27 @@ class FlowMatching(GenerativeModel):
         y = (k + (0.5 if u is None else u)) / L
         return 2 * y - 1
 
-    def from_working_scale(self, v: torch.Tensor) -> torch.Tensor:
-        """Inverse of `working` with u = 1/2, clamped to [0, 1] for images."""
+    def from_working(self, v: torch.Tensor) -> torch.Tensor:
+        """Inverse of `to_working` with u = 1/2, clamped to [0, 1] for images."""
         if self.spec.kind != "image":
-            return self.from_working(v)
+            return super().from_working(v)
         y = (v + 1) / 2
         L = self._levels
         x = y if L is None else (L * y - 0.5) / (L - 1)
         return x.clamp(0, 1)
 
-    def _y_train(self, y: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
-        """Labels for the network: the null label K where unconditional or dropped (prob p_uncond)."""
-        if not self.num_labels:
-            return None
-        if y is None:
-            return torch.full((n,), self.num_labels, dtype=torch.long, device=self.device)
-        y = y.long()
-        if self.training and self.p_uncond > 0:
-            drop = torch.rand(n, device=y.device) < self.p_uncond
-            y = torch.where(drop, torch.full_like(y, self.num_labels), y)
-        return y
-
     def velocity(self, t: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor] = None,
                  guidance: float = 1.0) -> torch.Tensor:
         """v_theta(t, x | y) on the working scale; t a scalar or [N] in [0, 1]. With guidance w != 1
-        (conditional models): v_null + w (v_y - v_null), both in one batched call."""
+        (conditional models): v_null + w (v_y - v_null), both in one batched call (`guided`).
+        y=None is the null condition."""
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         t = t.expand(len(x)) if t.dim() == 0 else t
-        if not self.num_labels:
+        if not self.conditional:
             return self._net_velocity(x, t)
-        null = torch.full((len(x),), self.num_labels, dtype=torch.long, device=x.device)
-        y = null if y is None else y
-        if guidance == 1.0 or (y == null).all():
+        if y is None or guidance == 1.0 or (not y.is_floating_point() and (y == self.null_label).all()):
             return self._net_velocity(x, t, y)
-        v = self._net_velocity(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
-        v_y, v_null = v.chunk(2)
-        return v_null + guidance * (v_y - v_null)
+        return guided(self._net_velocity, x, t, y, guidance, self.null_label)
 
     def _net_velocity(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The network's output as a velocity. prediction="v": the output is v. prediction="x" (Li & He
@@ -233,13 +183,16 @@ class FlowMatching(GenerativeModel):
         logit-normal (`time_sampling`, see `sample_time`)."""
         n = len(x)
         u = torch.rand_like(x) if self._levels is not None else None
-        x1 = self.working(x, u)
+        x1 = self.to_working(x, u=u)
         x0 = torch.randn_like(x1)
         if self.ot:
             x0 = x0[ot_coupling(x0, x1)]
         t = sample_time(n, self.time_sampling, self.t_mean, self.t_std, x1.device, x1.dtype)
         xt = interpolate(x0, x1, t, self.sigma)
-        v = self._net_velocity(xt, t, self._y_train(y, n))
+        y = self.condition(y, n)  # None: the null condition
+        if y is not None and self.training and self.p_uncond > 0:
+            y = drop_condition(y, self.p_uncond, self.null_label)
+        v = self._net_velocity(xt, t, y)
         return {"loss": cfm_loss(v, x0, x1).mean()}
 
     def _check_sampler(self, sampler, steps):
@@ -249,47 +202,42 @@ class FlowMatching(GenerativeModel):
             raise ConfigError(f"steps must be >= 1, got {steps}")
         return sampler, steps
 
-    def _labels(self, n, y):
-        if self.num_labels:
-            return self.labels_for(n, y)
-        if y is not None:
-            raise ConfigError("'fm' was trained without conditional=true, so it cannot sample a label")
-        return None
-
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, y=None, sampler: Optional[str] = None, steps: Optional[int] = None,
+    def decode(self, z: torch.Tensor, y=None, *, sampler: Optional[str] = None, steps: Optional[int] = None,
                guidance: float = 1.0, rtol: float = 1e-5, atol: float = 1e-5, progress: bool = False,
                stats: Optional[dict] = None) -> torch.Tensor:
         """Integrate dx/dt = v(t, x) from noise z at t = 0 to t = 1; data space and scale."""
         sampler, steps = self._check_sampler(sampler, steps)
-        y = self._labels(len(z), y)
+        y = self.condition(y, len(z), sample=True)
         z = z.to(self.device)
         x1 = integrate(lambda t, x: self.velocity(t, x, y, guidance), z, 0.0, 1.0, method=sampler, steps=steps,
                        rtol=rtol, atol=atol, progress=progress, stats=stats)
-        return self.from_working_scale(x1)
+        return self.from_working(x1)
 
     @torch.no_grad()
-    def sample(self, n, y=None, generator=None, sampler: Optional[str] = None, steps: Optional[int] = None,
+    def sample(self, n, y=None, generator=None, *, sampler: Optional[str] = None, steps: Optional[int] = None,
                guidance: float = 1.0, rtol: float = 1e-5, atol: float = 1e-5, progress: bool = False):
         """x0 ~ N(0, I), then the ODE from t = 0 to 1 with `sampler` (euler, heun, dopri5; default
         the model's `sampler` / `sample_steps` hyperparameters). Conditional models: labels y (default: a
-        class cycle) with classifier-free guidance scale `guidance` (1 = plain conditional)."""
+        class cycle) or a tensor condition (required), with classifier-free guidance scale `guidance`
+        (1 = plain conditional)."""
         z = torch.randn(n, *self.spec.shape, generator=generator, device=self.device)
-        return self.decode(z, y, sampler, steps, guidance, rtol, atol, progress)
+        return self.decode(z, y, sampler=sampler, steps=steps, guidance=guidance, rtol=rtol, atol=atol,
+                           progress=progress)
 
     @torch.no_grad()
-    def encode(self, x, y=None, sampler: Optional[str] = None, steps: Optional[int] = None,
+    def encode(self, x, y=None, *, sampler: Optional[str] = None, steps: Optional[int] = None,
                rtol: float = 1e-5, atol: float = 1e-5) -> torch.Tensor:
         """The ODE run backwards, from data (t = 1) to noise (t = 0): the latent z with decode(z) ~ x.
         Images use the centre of each dequantisation bin."""
         sampler, steps = self._check_sampler(sampler, steps)
-        y = self._labels(len(x), y) if y is not None else None
-        v1 = self.working(x.to(self.device))
+        y = None if y is None else self.condition(y, len(x), sample=True)
+        v1 = self.to_working(x.to(self.device))
         return integrate(lambda t, u: self.velocity(t, u, y), v1, 1.0, 0.0, method=sampler, steps=steps,
                          rtol=rtol, atol=atol)
 
     @torch.no_grad()
-    def log_prob(self, x, y=None, exact: Optional[bool] = None, hutchinson_samples: int = 1,
+    def log_prob(self, x, y=None, *, exact: Optional[bool] = None, hutchinson_samples: int = 1,
                  probe: str = "rademacher", sampler: str = "dopri5", steps: int = 100, rtol: float = 1e-5,
                  atol: float = 1e-5, generator: Optional[torch.Generator] = None, stats: Optional[dict] = None):
         """log p(x | y) in nats by the instantaneous change of variables (see module docstring),
@@ -300,8 +248,8 @@ class FlowMatching(GenerativeModel):
         otherwise. Vectors: density of the data (standardisation's log-det included). Images:
         density of y = (k + u) / levels on [0, 1)^D with one uniform draw u per image (an
         unbiased estimate of E_u log p(y), which lower-bounds the discrete log P(k) after
-        the D log(levels) shift of bits_per_dim). A conditional model given no labels scores
-        with the null label, i.e. its unconditional model of p(x) (trained by label dropout).
+        the D log(levels) shift of bits_per_dim). A conditional model given no condition scores
+        with the null condition, i.e. its unconditional model of p(x) (trained by condition dropout).
         """
         sampler, steps = self._check_sampler(sampler, steps)
         if hutchinson_samples < 1:
@@ -311,16 +259,12 @@ class FlowMatching(GenerativeModel):
         exact = D <= self.exact_max if exact is None else bool(exact)
         if self._levels is not None:
             u = torch.rand(x.shape, generator=generator, device=self.device)
-            v1, log_det = self.working(x, u), D * math.log(2.0)
+            v1, log_det = self.to_working(x, u=u), D * math.log(2.0)
         elif self.spec.kind == "image":
-            v1, log_det = self.working(x), D * math.log(2.0)
+            v1, log_det = self.to_working(x), D * math.log(2.0)
         else:
-            v1, log_det = self.working(x), self.working_log_det()
-        yy = None
-        if self.num_labels:
-            yy = None if y is None else self.labels_for(len(x), y)
-        elif y is not None:
-            raise ConfigError("'fm' was trained without conditional=true, so it cannot score a label")
+            v1, log_det = self.to_working(x), self.working_log_det()
+        yy = None if y is None else self.condition(y, len(x), sample=True)
         probes = None if exact else make_probes(v1.shape, hutchinson_samples, probe, generator, self.device, v1.dtype)
         z, l0 = integrate_with_divergence(lambda t, u: self.velocity(t, u, yy), v1, 1.0, 0.0, method=sampler,
                                           steps=steps, rtol=rtol, atol=atol, probes=probes, stats=stats)
@@ -328,12 +272,12 @@ class FlowMatching(GenerativeModel):
         log_pz = -0.5 * (z.pow(2) + LOG_2PI).flatten(1).sum(1)
         return log_pz + l0 + log_det
 
-    def anomaly_score(self, x):
-        """-log p(x) (Hutchinson with one probe above exact_max dimensions)."""
-        return -self.log_prob(x)
+    def anomaly_score(self, x, y=None, **options):
+        """-log p(x | y) (Hutchinson with one probe above exact_max dimensions); `options` go to log_prob."""
+        return -self.log_prob(x, y, **options)
 
     @torch.no_grad()
-    def denoise(self, x, t_star: float, y=None, generator=None, sampler: Optional[str] = None,
+    def denoise(self, x, t_star: float, y=None, generator=None, *, sampler: Optional[str] = None,
                 steps: Optional[int] = None, guidance: float = 1.0):
         """SDEdit for flow matching: go a fraction t_star in (0, 1] of the way back to noise along the
         path, x_s = (1 - s) z + s x1 with s = 1 - t_star and z ~ N(0, I), then integrate the ODE from s
@@ -344,18 +288,18 @@ class FlowMatching(GenerativeModel):
         if not 0 < t_star <= 1:
             raise ConfigError(f"t_star for 'fm' is a time in (0, 1], got {t_star}")
         x = x.to(self.device)
-        yy = self._labels(len(x), y)
+        yy = self.condition(y, len(x), sample=True)
         s = 1.0 - t_star
         z = torch.randn(x.shape, generator=generator, device=self.device)
-        xs = interpolate(z, self.working(x), torch.full((len(x),), s, device=self.device))
+        xs = interpolate(z, self.to_working(x), torch.full((len(x),), s, device=self.device))
         out = integrate(lambda t, u: self.velocity(t, u, yy, guidance), xs, s, 1.0, method=sampler,
                         steps=max(1, round(steps * t_star)))
-        return self.from_working_scale(xs), self.from_working_scale(out)
+        return self.from_working(xs), self.from_working(out)
 
     # -- inpainting ------------------------------------------------------------------------------
     @torch.no_grad()
-    def inpaint(self, x, mask, y=None, generator=None, sampler: Optional[str] = None, steps: Optional[int] = None,
-                guidance: float = 1.0):
+    def inpaint(self, x, mask, y=None, generator=None, *, sampler: Optional[str] = None,
+                steps: Optional[int] = None, guidance: float = 1.0):
         """Fill the unknown region (mask == 0) of x given the known one (mask == 1), data space.
 
         Guided by replacement along the conditional path: draw x0 ~ N(0, I) once; at every grid
@@ -368,8 +312,8 @@ class FlowMatching(GenerativeModel):
             raise ConfigError("inpaint steps on a fixed grid: use sampler='euler' or 'heun'")
         x = x.to(self.device)
         mask = torch.as_tensor(mask, dtype=x.dtype, device=self.device).expand_as(x)
-        yy = self._labels(len(x), y)
-        x1 = self.working(x)
+        yy = self.condition(y, len(x), sample=True)
+        x1 = self.to_working(x)
         x0 = torch.randn(x.shape, generator=generator, device=self.device)
         state = x0.clone()
         ts = time_grid(0.0, 1.0, steps, self.device, x1.dtype)
@@ -379,4 +323,4 @@ class FlowMatching(GenerativeModel):
             state = integrate(lambda s, u: self.velocity(s, u, yy, guidance), state, method=sampler,
                               grid=ts[i:i + 2])
         state = mask * x1 + (1 - mask) * state
-        return self.from_working_scale(state)
+        return self.from_working(state)

@@ -1,79 +1,31 @@
-"""Generative adversarial networks (Goodfellow et al. 2014): minimax, non-saturating, hinge and
-WGAN-GP losses, DCGAN nets, conditional GANs, and two mode-collapse remedies.
+"""Generative adversarial networks (Goodfellow et al. 2014): minimax, non-saturating, hinge,
+WGAN-GP and least-squares losses, DCGAN nets, conditional GANs, two mode-collapse remedies,
+and two ways to sample with the discriminator's help.
 
     min_G max_D  V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))],      D(x) = sigmoid(l(x))
 
-D outputs a logit l; the losses below are written in terms of logits (log D = -softplus(-l),
-log(1 - D) = -softplus(l)). The Trainer alternates `n_critic` discriminator steps with one
-generator step, each player with its own Adam (betas 0.5, 0.999 by default), and keeps an
-EMA of the generator.
+The parts are shared with every adversarial family and live in `genlab.nn.gan`: the losses
+on logits with their equations (`LOSSES`), the gradient penalties, the two-player step, the
+networks. The Trainer alternates `n_critic` discriminator steps with one generator step, each
+player with its own Adam (betas 0.5, 0.999 by default), and keeps an EMA of the generator.
 
 Remedies for mode collapse: the minibatch standard-deviation feature (Karras et al. 2018)
 and packing (PacGAN, Lin et al. 2018): D judges `pac` samples at once, concatenated.
 Conditioning (cGAN): a label embedding joins z in G; D uses projection (Miyato & Koyama
 2018), l(x, y) = psi(h(x)) + <embed(y), h(x)>, or concatenation of a one-hot label.
+Sampling: plain G(z), discriminator rejection sampling (`drs_accept`) or discriminator-driven
+latent refinement (`GAN.refine_latent`).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 
-from ..errors import ConfigError
-from ..nn import MLP, ConvDecoder, ConvEncoder, activation, one_hot, resolve_net
+from ..errors import ConfigError, unknown_name
+from ..nn import resolve_net
+from ..nn.gan import (DENSITY_RATIO_LOSSES, LOSSES, Discriminator, Generator, discriminator_step,
+                      generator_step)
 from .base import GenerativeModel, Player, register_model
-
-LOSSES = ("minimax", "non-saturating", "hinge", "wgan-gp")
-
-
-# -- the losses, on logits ------------------------------------------------------------------------
-def discriminator_loss_bce(real_logits, fake_logits):
-    """Minimax and non-saturating D loss:  L_D = -E[log D(x)] - E[log(1 - D(G(z)))]
-    = E[softplus(-l(x))] + E[softplus(l(G(z)))]."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-
-
-def generator_loss_minimax(fake_logits):
-    """The original, saturating G loss:  L_G = E[log(1 - D(G(z)))] = -E[softplus(l(G(z)))].
-    Its gradient vanishes where D confidently rejects the samples (D(G(z)) -> 0)."""
-    return -F.softplus(fake_logits).mean()
-
-
-def generator_loss_non_saturating(fake_logits):
-    """The -log D trick:  L_G = -E[log D(G(z))] = E[softplus(-l(G(z)))]; same fixed point,
-    strong gradients early in training."""
-    return F.softplus(-fake_logits).mean()
-
-
-def discriminator_loss_hinge(real_logits, fake_logits):
-    """Hinge D loss (Lim & Ye 2017):  L_D = E[relu(1 - l(x))] + E[relu(1 + l(G(z)))]."""
-    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-
-
-def generator_loss_linear(fake_logits):
-    """Hinge and WGAN G loss:  L_G = -E[l(G(z))]."""
-    return -fake_logits.mean()
-
-
-def critic_loss_wasserstein(real_logits, fake_logits):
-    """WGAN critic loss (Arjovsky et al. 2017):  L_D = E[l(G(z))] - E[l(x)]."""
-    return fake_logits.mean() - real_logits.mean()
-
-
-def gradient_penalty(critic, real, fake, y=None):
-    """WGAN-GP (Gulrajani et al. 2017):  E[(||grad_x^ l(x^)||_2 - 1)^2],  x^ = eps x + (1 - eps) G(z)."""
-    eps = torch.rand(len(real), *[1] * (real.dim() - 1), device=real.device)
-    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat, y).sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-
-
-def r1_penalty(critic, real, y=None):
-    """R1 (Mescheder et al. 2018):  1/2 E[||grad_x l(x)||^2] on real data (times r1_weight)."""
-    real = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(real, y).sum(), real, create_graph=True)
-    return 0.5 * grad.flatten(1).pow(2).sum(1).mean()
 
 
 def drs_accept(logit, max_logit, gamma: float = 0.0, eps: float = 1e-6):
@@ -91,71 +43,9 @@ def drs_accept(logit, max_logit, gamma: float = 0.0, eps: float = 1e-6):
     return torch.sigmoid(f)
 
 
-# -- the networks ------------------------------------------------------------------------------------
-class MinibatchStd(nn.Module):
-    """Appends the mean (over features) of the per-feature std across the batch: lets D see diversity."""
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        s = h.std(0, unbiased=False).mean().expand(len(h), 1) if len(h) > 1 else h.new_zeros(len(h), 1)
-        return torch.cat([h, s], 1)
-
-
-class Discriminator(nn.Module):
-    """x [, y] -> logit. With pac > 1 it takes groups of `pac` samples (one logit per group)."""
-
-    def __init__(self, spec, net, hidden, channels, pac, num_classes, conditioning, minibatch_std):
-        super().__init__()
-        self.net, self.pac, self.k, self.conditioning = net, pac, num_classes, conditioning
-        concat = num_classes if conditioning == "concat" else 0
-        if net == "conv":
-            c, h, w = spec.shape
-            self.trunk = ConvEncoder((c * pac + concat, h, w), 1, channels, "leaky_relu").trunk
-            feat = ConvEncoder((c * pac + concat, h, w), 1, channels).flat_features
-        else:
-            self.trunk = nn.Sequential(MLP(spec.dim * pac + concat, hidden[-1], hidden[:-1], "leaky_relu"),
-                                       activation("leaky_relu"))
-            feat = hidden[-1]
-        self.mbstd = MinibatchStd() if minibatch_std else None
-        self.head = nn.Linear(feat + (1 if minibatch_std else 0), 1)
-        self.embed = nn.Embedding(num_classes, feat) if conditioning == "projection" and num_classes else None
-
-    def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        if self.pac > 1:  # [B, ...] -> [B / pac, pac * ...]: pac samples side by side
-            x = x.reshape(len(x) // self.pac, -1, *x.shape[2:]) if self.net == "conv" else x.reshape(len(x) // self.pac, -1)
-        if self.conditioning == "concat" and y is not None:
-            c = one_hot(y, self.k, len(x), x.device)
-            x = torch.cat([x, c[:, :, None, None].expand(-1, -1, *x.shape[2:])] if self.net == "conv" else [x, c], 1)
-        h = self.trunk(x if self.net == "conv" else x.flatten(1)).flatten(1)
-        logit = self.head(self.mbstd(h) if self.mbstd is not None else h).squeeze(1)
-        if self.embed is not None and y is not None:
-            logit = logit + (self.embed(y) * h).sum(1)
-        return logit
-
-
-class Generator(nn.Module):
-    """z [, y] -> sample in the working scale (tanh for images in [-1, 1], linear for vectors)."""
-
-    def __init__(self, spec, latent_dim, net, hidden, channels, num_classes):
-        super().__init__()
-        self.net, self.shape = net, tuple(spec.shape)
-        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
-        z_dim = latent_dim * (2 if num_classes else 1)
-        if net == "conv":  # DCGAN: transposed convolutions with batch norm, tanh output
-            self.body = ConvDecoder(z_dim, spec.shape, tuple(reversed(channels)), "relu", norm="batch")
-        else:
-            self.body = MLP(z_dim, spec.dim, tuple(reversed(hidden)), "relu")
-        self.image = spec.kind == "image"
-
-    def forward(self, z: torch.Tensor, y=None) -> torch.Tensor:
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(y)], 1)
-        out = self.body(z).reshape(len(z), *self.shape)
-        return torch.tanh(out) if self.image else out
-
-
 @register_model("gan")
 class GAN(GenerativeModel):
-    description = "GAN: minimax / non-saturating / hinge / WGAN-GP, DCGAN nets, cGAN, minibatch-std, PacGAN"
+    description = "GAN: minimax / non-saturating / hinge / WGAN-GP / LSGAN, DCGAN nets, cGAN, minibatch-std, PacGAN"
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": 0.999, "batch_size": 64}
 
     def __init__(self, spec, latent_dim: int = 64, net: str = "auto", hidden: tuple = (256, 256),
@@ -165,7 +55,6 @@ class GAN(GenerativeModel):
                  d_lr: float = 0.0):
         super().__init__(spec)
         if loss not in LOSSES:
-            from ..errors import unknown_name
             raise unknown_name("GAN loss", loss, LOSSES)
         if not isinstance(n_critic, int) or n_critic < 1:
             raise ConfigError(f"n_critic must be a positive integer, got {n_critic!r}")
@@ -198,9 +87,6 @@ class GAN(GenerativeModel):
     def from_working(self, u):
         return (u + 1) / 2 if self.spec.kind == "image" else super().from_working(u)
 
-    def _y(self, y):
-        return y if self.conditional else None
-
     def _trim(self, x, y):
         """Drop the tail of a batch that does not fill a pack of `pac` samples."""
         m = len(x) - len(x) % self.pac
@@ -211,36 +97,16 @@ class GAN(GenerativeModel):
 
     def discriminator_loss(self, x, y=None):
         """One critic step: real batch x against G(z) for fresh z (G is not updated)."""
-        x, y = self._trim(self.to_working(x), self._y(y))
+        x, y = self._trim(self.to_working(x), self.condition(y, len(x)))
         with torch.no_grad():
             fake = self.generator(self.draw_z(len(x)), y)
-        real_l, fake_l = self.discriminator(x, y), self.discriminator(fake, y)
-        if self.loss_name in ("minimax", "non-saturating"):
-            loss = discriminator_loss_bce(real_l, fake_l)
-        elif self.loss_name == "hinge":
-            loss = discriminator_loss_hinge(real_l, fake_l)
-        else:
-            loss = critic_loss_wasserstein(real_l, fake_l)
-        out = {"real_logit": real_l.mean().detach(), "fake_logit": fake_l.mean().detach()}
-        if self.loss_name == "wgan-gp":
-            gp = gradient_penalty(self.discriminator, x, fake, y)
-            loss, out["gp"] = loss + self.gp_weight * gp, gp.detach()
-        if self.r1_weight:
-            r1 = r1_penalty(self.discriminator, x, y)
-            loss, out["r1"] = loss + self.r1_weight * r1, r1.detach()
-        return {"loss": loss, **out}
+        return discriminator_step(self.discriminator, x, fake, self.loss_name, y, gp_weight=self.gp_weight,
+                                  r1_weight=self.r1_weight)
 
     def generator_loss(self, x, y=None):
         """One generator step: make D accept G(z); labels (conditional) follow the data batch."""
-        x, y = self._trim(x, self._y(y))
-        fake_l = self.discriminator(self.generator(self.draw_z(len(x)), y), y)
-        if self.loss_name == "minimax":
-            loss = generator_loss_minimax(fake_l)
-        elif self.loss_name == "non-saturating":
-            loss = generator_loss_non_saturating(fake_l)
-        else:
-            loss = generator_loss_linear(fake_l)
-        return {"loss": loss, "d_of_fake": torch.sigmoid(fake_l).mean().detach()}
+        x, y = self._trim(x, self.condition(y, len(x)))
+        return generator_step(self.discriminator, self.generator(self.draw_z(len(x)), y), self.loss_name, y)
 
     # -- sampling and latent access ----------------------------------------------------------------
     @torch.no_grad()
@@ -249,25 +115,26 @@ class GAN(GenerativeModel):
         was = self.training
         self.eval()
         try:
-            return self.from_working(self.generator(z.to(self.device), self.labels_for(len(z), y)))
+            return self.from_working(self.generator(z.to(self.device), self.condition(y, len(z), sample=True)))
         finally:
             self.train(was)
 
     @torch.no_grad()
-    def sample(self, n, y=None, generator=None, z=None, rejection: bool = False, gamma: float = 0.0,
+    def sample(self, n, y=None, generator=None, *, z=None, rejection: bool = False, gamma: float = 0.0,
                refine: int = 0, refine_step: float = 0.01, refine_noise: float = 0.0):
         """n samples G(z, y). `rejection=True`: discriminator rejection sampling (see `drs_accept`);
         `refine=K`: K discriminator-driven steps on z before decoding (see `refine_latent`)."""
         if rejection:
             if z is not None or refine:
                 raise ConfigError("rejection sampling draws its own z; do not pass z or refine with rejection=true")
-            return self._rejection_sample(n, self.labels_for(n, y), generator, gamma)
+            return self._rejection_sample(n, self.condition(y, n, sample=True), generator, gamma)
         z = self.draw_z(n, generator) if z is None else z
         if refine:
-            z = self.refine_latent(z, y, refine, refine_step, refine_noise, generator)
+            z = self.refine_latent(z, y, steps=refine, step_size=refine_step, noise=refine_noise,
+                                   generator=generator)
         return self.generate(z, y)
 
-    def refine_latent(self, z, y=None, steps: int = 10, step_size: float = 0.01, noise: float = 0.0,
+    def refine_latent(self, z, y=None, *, steps: int = 10, step_size: float = 0.01, noise: float = 0.0,
                       generator=None) -> torch.Tensor:
         """Discriminator-driven latent sampling (DDLS, Che et al. 2020). With d the discriminator's
         logit, G and d define an energy on the latent space,
@@ -283,7 +150,7 @@ class GAN(GenerativeModel):
         if not (isinstance(steps, int) and steps >= 1) or step_size <= 0 or noise < 0:
             raise ConfigError(f"refinement needs steps >= 1, step_size > 0, noise >= 0 "
                               f"(got {steps}, {step_size}, {noise})")
-        labels = self.labels_for(len(z), y)
+        labels = self.condition(y, len(z), sample=True)
         was = self.training
         self.eval()
         try:
@@ -302,7 +169,7 @@ class GAN(GenerativeModel):
             self.train(was)
 
     def _check_density_ratio_discriminator(self, what):
-        if self.loss_name not in ("minimax", "non-saturating"):
+        if self.loss_name not in DENSITY_RATIO_LOSSES:
             raise ConfigError(f"{what} needs a discriminator trained with the cross-entropy loss "
                               f"(minimax or non-saturating), not {self.loss_name}: only then is its logit "
                               "log p_data/p_G")

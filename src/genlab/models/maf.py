@@ -15,16 +15,21 @@ one network pass for the density (exact); sampling inverts the layers one dimens
 (D passes per layer). MADE's activation defaults by data kind: ReLU for vectors, ELU for
 images — over three seeds at equal CPU time ELU was 9 nats better on digits and 0.3 nats worse
 on the checkerboard toy (bench/flows.py, docs/benchmarks.md). alpha is soft-clamped to
-+-scale_bound = 6.9 (about log 1000, zuko's bound). Images are flattened after dequantisation and the logit transform
-(see `genlab.nn.flows.FlowModel`); "exact" refers, as for `realnvp`, to the density of the
-dequantised image, whose bits/dim bounds the discrete code length from above.
++-scale_bound = 6.9 (about log 1000, zuko's bound). The rest of the model is
+`genlab.nn.flow_model.FlowModel`: images are dequantised, logit-transformed to v and flattened,
+
+    log p(x) = log N(f(v); 0, I) + log|det df/dv| + log|det dv/dx|;
+
+"exact" refers, as for `realnvp`, to the density of the dequantised image, whose bits/dim
+bounds the discrete code length from above.
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..nn.flows import (ActNorm, Flatten, FlowModel, FlowSequence, MaskedAffineAutoregressive,
-                        MaskedSplineAutoregressive, Permutation)
+from ..nn.flow_model import FlowModel
+from ..nn.flows import (ActNorm, Flatten, FlowSequence, MaskedAffineAutoregressive, MaskedSplineAutoregressive,
+                        Permutation)
 from .base import GenerativeModel, register_model
 
 TRANSFORMS = ("affine", "spline")

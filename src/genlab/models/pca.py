@@ -4,6 +4,8 @@
 
 Maximum likelihood: with S = U diag(lambda) U^T the data covariance,
     sigma^2 = mean(lambda_{q+1..D}),   W = U_q (Lambda_q - sigma^2 I)^{1/2}.
+
+It is unconditional: the `y` its methods take (the contract's signature) is ignored.
 """
 
 from __future__ import annotations
@@ -76,18 +78,18 @@ class PCA(GenerativeModel):
     def loss(self, x, y=None):
         return {"loss": -self.log_prob(x).mean()}
 
-    def encode(self, x):
+    def encode(self, x, y=None):
         """Posterior mean E[z | x] = M^{-1} W^T (x - mu), M = W^T W + sigma^2 I."""
         W = self.W
         M = W.T @ W + self.noise_variance * torch.eye(W.shape[1], device=W.device)
         return torch.linalg.solve(M, W.T @ (self._flat(x) - self.mean).T).T
 
-    def decode(self, z):
+    def decode(self, z, y=None):
         """E[x | z] = W z + mu, clipped to [0, 1] for images."""
         x = (z @ self.W.T + self.mean).reshape(len(z), *self.spec.shape)
         return x.clamp(0, 1) if self.spec.kind == "image" else x
 
-    def reconstruct(self, x):
+    def reconstruct(self, x, y=None):
         """Orthogonal projection onto the principal subspace: U_q U_q^T (x - mu) + mu."""
         U = self.components
         r = (self._flat(x) - self.mean) @ U @ U.T + self.mean
@@ -95,9 +97,9 @@ class PCA(GenerativeModel):
         return r.clamp(0, 1) if self.spec.kind == "image" else r
 
     @torch.no_grad()
-    def sample(self, n, y=None, generator=None, noise: bool = False):
+    def sample(self, n, y=None, generator=None, *, noise: bool = False):
         """z ~ N(0, I) -> W z + mu (+ sigma * eps with noise=True)."""
-        self.labels_for(n, y)
+        self.condition(y, n, sample=True)  # an error if y is given: there is nothing to condition on
         z = torch.randn(n, self.W.shape[1], generator=generator, device=self.W.device)
         x = z @ self.W.T + self.mean
         if noise:
@@ -105,7 +107,8 @@ class PCA(GenerativeModel):
         x = x.reshape(n, *self.spec.shape)
         return x.clamp(0, 1) if self.spec.kind == "image" else x
 
-    def anomaly_score(self, x):
+    def anomaly_score(self, x, y=None):
+        """-log p(x)."""
         return -self.log_prob(x)
 
     def explained_variance_ratio(self) -> torch.Tensor:

@@ -13,8 +13,10 @@ alternating masks, MLP conditioner].
 Images (multi-scale): per scale, `n_checkerboard` checkerboard couplings, squeeze
 (C x H x W -> 4C x H/2 x W/2), `steps_per_scale` x [ActNorm, invertible 1x1 conv (LU) or
 permutation, channel-mask coupling with a conv conditioner], then half the channels are
-factored out (all scales but the last). The data are dequantised and logit-transformed first
-(see `genlab.nn.flows.FlowModel`), every Jacobian term counted.
+factored out (all scales but the last). The rest of the model is `genlab.nn.flow_model.FlowModel`:
+images are dequantised and logit-transformed to v first, every Jacobian term counted,
+
+    log p(x) = log N(f(v); 0, I) + log|det df/dv| + log|det dv/dx|.
 
 Hyperparameters: `n_layers`, `hidden` shape the vector flow; `channels`, `n_scales`,
 `steps_per_scale`, `n_checkerboard`, `alpha` the image flow; `mixing`, `actnorm`,
@@ -31,9 +33,9 @@ Glow and MAF papers report.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..nn.flows import (ActNorm, AffineCoupling, ConvConditioner, FlowModel, FlowSequence, InvertibleLinearLU,
-                        MLPConditioner, MultiScale, Permutation, Squeeze, alternating_mask, channel_mask,
-                        checkerboard_mask)
+from ..nn.flow_model import FlowModel
+from ..nn.flows import (ActNorm, AffineCoupling, ConvConditioner, FlowSequence, InvertibleLinearLU, MLPConditioner,
+                        MultiScale, Permutation, Squeeze, alternating_mask, channel_mask, checkerboard_mask)
 from .base import GenerativeModel, register_model
 
 MIXINGS = ("lu", "reverse", "random", "none")

@@ -2,7 +2,7 @@
 importance-weighted bound (Burda et al. 2016).
 
     p(z) = N(0, I),   q(z | x, y) = N(mu(x, y), diag sigma^2(x, y)),   p(x | z, y) Bernoulli or Gaussian
-    z = mu + sigma * eps,  eps ~ N(0, I)                  (reparameterisation)
+    z = mu + sigma * eps,  eps ~ N(0, I)                  (`reparameterize`)
 
 Training maximises `elbo` (iwae_k = 1) or `iwae_bound` (iwae_k > 1); `log_prob`
 is the importance-sampled estimate L_k with large k, a lower bound on log p(x)
@@ -12,15 +12,26 @@ that tightens as k grows.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch.nn import functional as F
 
-from ..nn import Decoder, Encoder
 from ..errors import ConfigError
+from ..nn import Decoder, Encoder
+from ..nn.density import LOG_2PI, log_normal, marginal_log_prob
 from .base import GenerativeModel, register_model
 
-LOG_2PI = math.log(2 * math.pi)
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:
+    """A sample of q = N(mu, diag sigma^2) that is differentiable in mu and logvar:
+
+        z = mu + sigma * eps,    sigma = exp(logvar / 2),    eps ~ N(0, I)
+
+    One sample per row ([N, d]), or with k, k of them stacked on dim 0 ([k, N, d])."""
+    sigma = (0.5 * logvar).exp()
+    eps = torch.randn_like(mu) if k is None else torch.randn(k, *mu.shape, device=mu.device)
+    return mu + sigma * eps
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -50,17 +61,11 @@ def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
 
 
-def log_normal(z: torch.Tensor, mu=None, logvar=None) -> torch.Tensor:
-    """log N(z; mu, diag exp(logvar)) summed over the last dim (standard normal by default)."""
-    if mu is None:
-        return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-    return -0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + LOG_2PI).sum(-1)
-
-
 @register_model("vae")
 class VAE(GenerativeModel):
     description = "variational autoencoder: ELBO or IWAE training, Bernoulli/Gaussian likelihood, conditional"
     likelihood_kind = "estimate"  # L_k: importance-sampled, a lower bound in expectation
+    preview_log_prob_options = {"k": 50}  # a density picture needs many points, not a tight L_k
 
     @property
     def discrete_likelihood(self) -> bool:
@@ -93,13 +98,11 @@ class VAE(GenerativeModel):
     # -- the pieces of the bound ---------------------------------------------------------
     def posterior(self, x, y=None):
         """mu, log sigma^2 of q(z | x, y) (log-variance clamped for stability)."""
-        if self.conditional and y is None:
+        y = self.condition(y, len(x))
+        if y is None and self.condition_kind != "none":
             raise ConfigError("this VAE is conditional: pass the labels y")
-        mu, logvar = self.encoder(self.to_working(x), self._y(y)).chunk(2, -1)
+        mu, logvar = self.encoder(self.to_working(x), y).chunk(2, -1)
         return mu, logvar.clamp(-12, 8)
-
-    def _y(self, y):
-        return y if self.conditional else None
 
     def log_likelihood(self, x, out) -> torch.Tensor:
         """log p(x | z) per example; `out` holds logits (Bernoulli) or means (Gaussian, working scale).
@@ -120,11 +123,11 @@ class VAE(GenerativeModel):
         yy = None if y is None else y.repeat(k)
         return self.decoder(z.reshape(k * n, -1), yy).reshape(k, n, *self.spec.shape)
 
-    def log_weights(self, x, y, k: int) -> torch.Tensor:
+    def log_weights(self, x, y=None, *, k: int = 1) -> torch.Tensor:
         """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x); shape [k, N]."""
-        y = self._y(y)
+        y = self.condition(y, len(x))
         mu, logvar = self.posterior(x, y)
-        z = mu + (0.5 * logvar).exp() * torch.randn(k, *mu.shape, device=mu.device)
+        z = reparameterize(mu, logvar, k)
         return self.log_likelihood(x, self._decode_flat(z, y)) + log_normal(z) - log_normal(z, mu, logvar)
 
     # -- the contract ---------------------------------------------------------------------
@@ -136,16 +139,16 @@ class VAE(GenerativeModel):
         if self.binarize:
             x = torch.bernoulli(x)
         if self.iwae_k > 1:
-            return {"loss": -iwae_bound(self.log_weights(x, y, self.iwae_k)).mean()}
-        y = self._y(y)
+            return {"loss": -iwae_bound(self.log_weights(x, y, k=self.iwae_k)).mean()}
+        y = self.condition(y, len(x))
         mu, logvar = self.posterior(x, y)
-        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        z = reparameterize(mu, logvar)
         rec = self.log_likelihood(x, self.decoder(z, y))
         bound, kl = elbo(rec, mu, logvar, self.beta)
         return {"loss": -bound.mean(), "recon": -rec.mean(), "kl": kl.mean()}
 
     @torch.no_grad()
-    def log_prob(self, x, y=None, k: int | None = None, rows: int = 50_000):
+    def log_prob(self, x, y=None, *, k: Optional[int] = None, rows: int = 50_000):
         """Importance-sampled estimate L_k of log p(x | y) in nats (a lower bound, tight as k grows).
 
         Images and samples are processed in blocks of about `rows` decoder outputs, so memory
@@ -153,39 +156,40 @@ class VAE(GenerativeModel):
         returns log p(x) = logsumexp_y log p(x | y) - log K (uniform class prior).
         """
         k = k or self.eval_k
-        if self.conditional and y is None:
-            K = self.spec.num_classes
-            per_class = [self.log_prob(x, torch.full((len(x),), c, device=x.device), k, rows) for c in range(K)]
-            return torch.logsumexp(torch.stack(per_class), 0) - math.log(K)
+        y = self.condition(y, len(x))
+        if y is None and self.condition_kind != "none":
+            return marginal_log_prob(lambda x, y: self.log_prob(x, y, k=k, rows=rows), x, self.spec.num_classes)
         n_img = max(1, min(len(x), rows // k))
         chunk = max(1, min(k, rows // n_img))
         out = []
         for i in range(0, len(x), n_img):
             xb, yb = x[i:i + n_img], None if y is None else y[i:i + n_img]
-            parts = [self.log_weights(xb, yb, min(chunk, k - j)) for j in range(0, k, chunk)]
+            parts = [self.log_weights(xb, yb, k=min(chunk, k - j)) for j in range(0, k, chunk)]
             out.append(iwae_bound(torch.cat(parts)))
         return torch.cat(out)
 
-    def anomaly_score(self, x, k: int = 64):
-        """-L_k(x) with k = 64 importance samples."""
-        return -self.log_prob(x, k=k)
+    def anomaly_score(self, x, y=None, *, k: int = 64):
+        """-L_k(x | y) with k = 64 importance samples (the marginal over classes without y)."""
+        return -self.log_prob(x, y, k=k)
 
     def encode(self, x, y=None):
         """Posterior mean of q(z | x, y)."""
         return self.posterior(x, y)[0]
 
     def decode(self, z, y=None):
-        """Mean of p(x | z, y) in data space."""
-        out = self.decoder(z, self._y(y))
+        """Mean of p(x | z, y) in data space (labels cycle through the classes if conditional and y is None)."""
+        out = self.decoder(z, self.condition(y, len(z), sample=True))
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else self.from_working(out)
 
     def reconstruct(self, x, y=None):
+        """decode(encode(x, y), y): the posterior mean decoded."""
+        y = self.condition(y, len(x))
         return self.decode(self.encode(x, y), y)
 
     @torch.no_grad()
-    def sample(self, n, y=None, generator=None, mean: bool = True):
+    def sample(self, n, y=None, generator=None, *, mean: bool = True):
         """z ~ N(0, I), x ~ p(x | z, y); the decoder's mean unless mean=False."""
-        y = self.labels_for(n, y)
+        y = self.condition(y, n, sample=True)
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         m = self.decode(z, y)
         if mean:

@@ -1,4 +1,5 @@
-"""Normalizing-flow building blocks shared by the `realnvp` and `maf` families.
+"""Normalizing-flow layers shared by the `realnvp` and `maf` families (the model they compose
+into, with the change-of-variables log_prob, is `genlab.nn.flow_model.FlowModel`).
 
 Convention: every layer maps data towards noise,
 
@@ -26,18 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .density import sum_except_batch
 from .mlp import MLP, activation
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def sum_except_batch(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(len(t), -1).sum(1)
-
-
-def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """log N(z; 0, I) summed over all but the batch dimension."""
-    return sum_except_batch(-0.5 * (z.pow(2) + LOG_2PI))
 
 
 def soft_clamp(s: torch.Tensor, bound: float) -> torch.Tensor:
@@ -50,7 +41,7 @@ def dequantize(x: torch.Tensor, levels: int, generator: Optional[torch.Generator
     """y = (k + u) / levels, u ~ U[0, 1)^D, for x = k / (levels - 1): a point of level k's bin in [0, 1)^D.
 
     The bin has volume levels^-D, so -log P(k) <= E_u[-log p(y)] + D log levels (see
-    metrics/likelihood.py)."""
+    `genlab.nn.density.bits_per_dim`)."""
     k = torch.round(x * (levels - 1)).clamp_(0, levels - 1)
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (k + u) / levels
@@ -511,124 +502,3 @@ class MultiScale(nn.Module):
                 x = torch.cat([parts[i], x], 1)
             x = self.blocks[i].inverse(x, context)
         return x
-
-
-class FlowModel:
-    """What the flow families share (a mixin placed before GenerativeModel).
-
-    The family sets `self.flow`, a module with forward(v, context) -> (z [N, D], log|det|),
-    inverse(z, context) -> v and data_init(v, context), and `self.alpha` for images. The flow
-    runs on v:
-
-      vectors  v = (x - shift) / scale               (the base class's standardisation)
-      images   y = (k + u) / L,  u ~ U[0, 1)^D        (dequantization; x = k / (L - 1), L = spec.levels)
-               v = logit(alpha + (1 - 2 alpha) y)
-
-    and every step's log-determinant is added, so `log_prob` is in nats of the density of x
-    (vectors) or of the dequantised image y on [0, 1)^D (images):
-
-        log p(x) = log N(f(v); 0, I) + log|det df/dv| + log|det dv/dx|.
-    """
-
-    alpha: float = 0.05
-
-    # -- the scale the flow runs on -----------------------------------------------------------
-    def _levels(self) -> int:
-        return self.spec.levels or 256
-
-    def to_flow_input(self, x, generator=None, centre: bool = False):
-        """(v, log|det dv/dx|) for data x; images are dequantised (u = 1/2 with centre=True)."""
-        if self.spec.kind == "vector":
-            return self.to_working(x), self.working_log_det().expand(len(x))
-        if centre:
-            levels = self._levels()
-            y = (torch.round(x * (levels - 1)).clamp(0, levels - 1) + 0.5) / levels
-        else:
-            y = dequantize(x, self._levels(), generator)
-        return logit_transform(y, self.alpha)
-
-    def from_flow_input(self, v):
-        """Data from v: vectors unstandardised; images mapped back to [0, 1) and quantised to the
-        data's levels (the sample of the discrete model the dequantised density defines)."""
-        if self.spec.kind == "vector":
-            return self.from_working(v)
-        levels = self._levels()
-        y = inverse_logit_transform(v, self.alpha)
-        return torch.floor(y * levels).clamp(0, levels - 1) / (levels - 1)
-
-    def _context(self, y, n):
-        if not self.conditional:
-            return None
-        if y is None:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"this {self.family} model is conditional: pass the labels y")
-        from .embed import one_hot
-
-        return one_hot(torch.as_tensor(y, device=self.device), self.spec.num_classes, n)
-
-    # -- the contract ------------------------------------------------------------------------
-    def log_prob(self, x, y=None, generator=None):
-        """log p(x | y) in nats by the change of variables (see the class docstring).
-
-        Images: the density of the dequantised y = (k + u)/L with a fresh u ~ U[0,1)^D (seed it
-        with `generator`). The discrete model P(k) = int_bin(k) p(y) dy satisfies (Jensen)
-        log P(k) >= E_u[log p((k + u)/L)] - D log L, so the bits/dim computed from it by
-        `metrics.likelihood.bits_per_dim(nll, D, n_levels=L)` bounds the discrete code length from above. A conditional model given no labels returns
-        log p(x) = logsumexp_y log p(x | y) - log K (uniform class prior).
-        """
-        v, ld0 = self.to_flow_input(x, generator)
-        if self.conditional and y is None:
-            k = self.spec.num_classes
-            per_class = []
-            for c in range(k):
-                z, ld = self.flow(v, self._context(torch.full((len(x),), c, device=x.device), len(x)))
-                per_class.append(standard_normal_log_prob(z) + ld)
-            return torch.logsumexp(torch.stack(per_class), 0) - math.log(k) + ld0
-        z, ld = self.flow(v, self._context(y, len(x)))
-        return standard_normal_log_prob(z) + ld + ld0
-
-    def loss(self, x, y=None):
-        """Negative log-likelihood, nats per example (plus bits/dim for images)."""
-        nll = -self.log_prob(x, y if self.conditional else None).mean()
-        out = {"loss": nll}
-        if self.spec.kind == "image":
-            from ..metrics.likelihood import bits_per_dim
-
-            out["bpd"] = bits_per_dim(nll.detach(), self.spec.dim, n_levels=self._levels())
-        return out
-
-    def anomaly_score(self, x, y=None):
-        """-log p(x): low density = anomalous."""
-        with torch.no_grad():
-            return -self.log_prob(x, y)
-
-    @torch.no_grad()
-    def encode(self, x, y=None):
-        """z = f(v), the flow's latent code (images: dequantised at the bin centres), [N, D]; a
-        conditional model needs the labels y."""
-        v, _ = self.to_flow_input(x, centre=True)
-        return self.flow(v, self._context(y, len(x)))[0]
-
-    @torch.no_grad()
-    def decode(self, z, y=None):
-        """x = f^-1(z) in data space."""
-        return self.from_flow_input(self.flow.inverse(z, self._context(self.labels_for(len(z), y), len(z))))
-
-    @torch.no_grad()
-    def sample(self, n, y=None, generator=None, temperature: float = 1.0):
-        """z ~ N(0, temperature^2 I), x = f^-1(z) (labels cycle through the classes if conditional)."""
-        labels = self.labels_for(n, y)
-        dtype = next(self.parameters()).dtype
-        z = temperature * torch.randn(n, self.spec.dim, generator=generator, device=self.device, dtype=dtype)
-        return self.from_flow_input(self.flow.inverse(z, self._context(labels, n)))
-
-    def prepare(self, data) -> None:
-        """Standardisation (vectors), then ActNorm's data-dependent init on up to 512 training examples."""
-        super().prepare(data)
-        g = torch.Generator().manual_seed(0)
-        idx = torch.randperm(len(data.train), generator=g)[:512]
-        x = data.train[idx].to(self.device, next(self.parameters()).dtype)
-        labels = None if data.train_labels is None else data.train_labels[idx].to(self.device)
-        v, _ = self.to_flow_input(x, generator=torch.Generator(device=self.device).manual_seed(0))
-        self.flow.data_init(v, self._context(labels, len(x)) if self.conditional else None)

@@ -13,7 +13,9 @@ cropped back, so 28 px works with any depth.
 
 The time t is a float tensor [N] at whatever scale the family chooses (DDPM: the integer step
 0..T-1; flow matching: 1000 t). y is a LongTensor [N] in 0..num_classes, where num_classes is
-the "null" label of classifier-free guidance; y=None means null.
+the "null" label of classifier-free guidance; y=None means null. With cond_channels > 0 the
+input carries a condition image in its last cond_channels channels (SR3-style conditioning;
+nn/diffusion.py's Denoiser concatenates it) and the output has in_channels channels.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    """forward(x [N, C, H, W], t [N] float, y [N] long or None) -> [N, C, H, W].
+    """forward(x [N, C + cond_channels, H, W], t [N] float, y [N] long or None) -> [N, C, H, W].
 
     `mults` gives the width of each level as a multiple of `base` (one level per entry; all but
     the last halve the resolution). `attention=True` puts self-attention at the lowest
@@ -85,7 +87,7 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, size: int = 8, base: int = 32, mults: Sequence[int] = (1, 2, 2),
                  num_res_blocks: int = 1, attention: Union[bool, Sequence[int]] = True, num_classes: int = 0,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, cond_channels: int = 0):
         super().__init__()
         if not mults or base < 1 or num_res_blocks < 1:
             raise ValueError("UNet needs base >= 1, num_res_blocks >= 1 and at least one level in mults")
@@ -101,7 +103,7 @@ class UNet(nn.Module):
         emb = 4 * base
         self.time = nn.Sequential(nn.Linear(base, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.label = LabelEmbedding(num_classes, emb) if num_classes else None
-        self.conv_in = nn.Conv2d(in_channels, base, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels + cond_channels, base, 3, padding=1)
 
         chans = [base * m for m in mults]
         self.down = nn.ModuleList()

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 def image_grid(x: torch.Tensor, nrow: Optional[int] = None, pad: Optional[int] = None, min_cell: int = 28,

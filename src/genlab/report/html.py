@@ -1,7 +1,7 @@
 """The comparison page: one self-contained HTML file (PNG figures embedded as base64), no
 scripts, no external resources, semantic tables, alt text on every image, print styles.
 
-Built from the results of `compare` / `report` (see report/compare.py); every family on it
+Built from the results of `compare` / `report` (see workflows/compare.py); every family on it
 comes from those results, so a family added to the registry appears without changes here.
 """
 
@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Optional
 
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 # direction of "better" for the metrics we know; others are shown without an arrow
 LOWER = {"fid", "kid", "balance_kl", "classes_dropped", "nll", "bpd", "kl", "mmd", "swd", "mode_kl"}
@@ -272,9 +272,16 @@ def families_table(results: dict) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def timing_table(results: dict) -> str:
-    from .compare import _budget_text
+def budget_text(b: dict) -> str:
+    """A training budget as the page shows it: '150 s', '3 epochs' or '500 steps'."""
+    if "minutes" in b:
+        return f"{b['minutes'] * 60:.0f} s"
+    if "epochs" in b:
+        return f"{b['epochs']:g} epochs"
+    return f"{b['steps']} steps"
 
+
+def timing_table(results: dict) -> str:
     n = results.get("n")
     rows = []
     for e in results["families"]:
@@ -283,7 +290,7 @@ def timing_table(results: dict) -> str:
         closed = t.get("closed_form")
         rows.append(
             f'<tr><th scope="row">{escape(e["name"])}</th>'
-            f'<td>{"closed form" if closed else escape(_budget_text(b)) if b else "—"}</td>'
+            f'<td>{"closed form" if closed else escape(budget_text(b)) if b else "—"}</td>'
             f'<td>{_fmt(t.get("steps")) if t else "—"}</td><td>{_fmt(t.get("epochs")) if t else "—"}</td>'
             f'<td>{"—" if closed or not t else _seconds(t.get("seconds"))}</td>'
             f'<td>{_seconds(e.get("sampling_seconds"))}</td><td>{_seconds(e.get("evaluate_seconds"))}</td></tr>')

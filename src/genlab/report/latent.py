@@ -5,7 +5,6 @@ of its samples), beside the same panels for the data.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from pathlib import Path
@@ -18,16 +17,16 @@ from .figures import _plt, image_grid, save_figure, save_png
 
 GRID = 120            # density panels: GRID x GRID points
 HIST_SAMPLES = 20000  # samples histogrammed for families without log_prob
-MAX_K = 50            # importance samples per point where log_prob takes `k` (a picture, not a metric)
 MIN_GRID = 40         # coarsest grid drawn; a slower log_prob gets the sample histogram instead
 
 
 @torch.no_grad()
-def encode_codes(model, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """model.encode over x in batches, flattened to N x d (the first element if encode returns a tuple)."""
+def encode_codes(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, batch: int = 500) -> torch.Tensor:
+    """model.encode(x, y) over x in batches, flattened to N x d (the first element if encode returns a tuple)."""
     out = []
-    for b in x.split(batch):
-        z = model.encode(b.to(model.device))
+    for i in range(0, len(x), batch):
+        b, yb = x[i:i + batch], None if y is None else y[i:i + batch].to(model.device)
+        z = model.encode(b.to(model.device), yb)
         if isinstance(z, (tuple, list)):
             z = z[0]
         out.append(z.detach().float().cpu().reshape(len(b), -1))
@@ -41,14 +40,16 @@ def latent_map(model, data, path, n: int = 2000, seed: int = 0, seconds: Optiona
     if not hasattr(model, "encode"):
         return None
     n = min(n, len(data.test))
+    cond = data.conditions("test", model.condition_kind) if model.condition_kind != "none" else None
+    c = (lambda i, j: None) if cond is None else (lambda i, j: cond[i:j])
     if seconds:
-        encode_codes(model, data.test[:8])  # warm-up: the first call pays one-off costs
+        encode_codes(model, data.test[:8], c(0, 8))  # warm-up: the first call pays one-off costs
         t = time.perf_counter()
-        encode_codes(model, data.test[8:16])
+        encode_codes(model, data.test[8:16], c(8, 16))
         per = (time.perf_counter() - t) / 8
         n = min(n, max(100, int(seconds / max(per, 1e-12))))
     x, y = data.test[:n], (None if data.test_labels is None else data.test_labels[:n])
-    z = encode_codes(model, x).numpy().astype(np.float64)
+    z = encode_codes(model, x, c(0, n)).numpy().astype(np.float64)
     d = z.shape[1]
     if d > 2:
         from sklearn.decomposition import PCA
@@ -111,10 +112,6 @@ def _heatmap(values: np.ndarray, lims, path, title: str) -> Path:
     return save_figure(fig, path)
 
 
-def _log_prob_options(model) -> dict:
-    return {"k": MAX_K} if "k" in inspect.signature(model.log_prob).parameters else {}
-
-
 @torch.no_grad()
 def grid_size(model, lims, seconds: Optional[float], probe: int = 64) -> int:
     """The largest grid (<= GRID a side) whose log_prob fits in `seconds`, from timing `probe` points."""
@@ -122,7 +119,7 @@ def grid_size(model, lims, seconds: Optional[float], probe: int = 64) -> int:
         return GRID
     pts = _grid(lims, 8)[:probe].to(model.device)
     t = time.perf_counter()
-    model.log_prob(pts, **_log_prob_options(model))
+    model.log_prob(pts, **model.preview_log_prob_options)
     per = (time.perf_counter() - t) / len(pts)
     return int(min(GRID, math.sqrt(seconds / max(per, 1e-12))))
 
@@ -131,7 +128,7 @@ def grid_size(model, lims, seconds: Optional[float], probe: int = 64) -> int:
 def model_density(model, lims, size=GRID, batch: int = 2048) -> np.ndarray:
     """exp(log_prob) on a size x size grid (rows = y)."""
     pts = _grid(lims, size)
-    kw = _log_prob_options(model)
+    kw = model.preview_log_prob_options
     lp = torch.cat([model.log_prob(b.to(model.device), **kw).float().cpu() for b in pts.split(batch)])
     return lp.exp().reshape(size, size).numpy()
 

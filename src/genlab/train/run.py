@@ -18,13 +18,14 @@ from typing import Optional, Sequence
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..data import Dataset, dataset_from_spec, load_dataset
 from ..errors import GenlabError
+from ..io import atomic_write_json, load_state
 from ..models.base import GenerativeModel, create_model, hyperparameters
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
 from . import distributed
-from .checkpoint import atomic_write_json, seed_everything
+from .checkpoint import seed_everything
 from .config import Budget, TrainConfig, split_settings
 from .trainer import CHECKPOINT, Trainer
 
@@ -88,20 +89,18 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
            callbacks: Sequence[Callback] = (), data: Optional[Dataset] = None) -> Run:
     """Continue a run from its checkpoint. With no budget, finish the original one;
     with a budget, train that much more (`--minutes 5`: five more minutes)."""
-    from .checkpoint import load_state
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
     cfg = json.loads(cfg_path.read_text())
-    if not (run_dir / CHECKPOINT).exists():
-        raise GenlabError(f"{run_dir}: no checkpoint to resume from"
-                          + (" (closed-form fit: nothing to resume)" if cfg["family"] == "pca" else ""))
-    ds = data if data is not None else dataset_from_spec(cfg["data"])
     from ..data.spec import DataSpec
 
     model = create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    if not (run_dir / CHECKPOINT).exists():
+        raise GenlabError(f"{run_dir}: no checkpoint to resume from"
+                          + (" (closed-form fit: nothing to resume)" if not model.players() else ""))
+    ds = data if data is not None else dataset_from_spec(cfg["data"])
     config = TrainConfig.from_dict(cfg["train"])
     state = load_state(run_dir / CHECKPOINT)
     budget = Budget(**state["budget"])
@@ -144,14 +143,18 @@ def write_figures(run: Run, n: int = 64, seed: int = 0) -> dict:
     model, ds, d = run.model, run.data, run.path
     out = {}
     g = torch.Generator(device=model.device).manual_seed(seed)
-    x = model.sample(n, generator=g)
+    kind = model.condition_kind
+    cond = ds.conditions("test", kind) if kind != "none" else None
+    if kind == "tensor":  # a paired task: answer the first test inputs, shown beside their samples
+        n = min(n, len(ds.test))
+    y = cond[:n].to(model.device) if kind == "tensor" else None
+    x = model.sample(n, y, generator=g)
     ref = ds.test[:2000] if ds.spec.shape == (2,) else None
     out["samples"] = save_samples(x, model.spec, d / "samples.png", title=f"{model.family} samples", reference=ref)
     if hasattr(model, "reconstruct") and ds.spec.kind == "image":
         xt = ds.test[:32].to(model.device)
-        yt = ds.test_labels[:32].to(model.device) if model.conditional else None
-        x_hat = model.reconstruct(xt, yt) if model.conditional else model.reconstruct(xt)
-        out["reconstructions"] = save_reconstructions(xt, x_hat, d / "reconstructions.png")
+        yt = cond[:32].to(model.device) if cond is not None else None
+        out["reconstructions"] = save_reconstructions(xt, model.reconstruct(xt, yt), d / "reconstructions.png")
     curve = save_loss_curve(read_metrics(d / "metrics.jsonl"), d / "loss.png", title=f"{model.family} training")
     if curve is not None:
         out["loss"] = curve

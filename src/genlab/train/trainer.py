@@ -5,7 +5,7 @@ discriminator updates, then one generator update), each with its own optimizer:
 
     for player in model.players():
         repeat player.steps times:
-            x, y <- next minibatch
+            x, y <- next minibatch (y: the condition, labels or a tensor per example)
             loss = model(player.method, x, y)["loss"]
             player's optimizer: zero_grad, backward, clip, step
 
@@ -27,10 +27,11 @@ from torch import nn
 
 from ..data.spec import Dataset
 from ..errors import TrainingDiverged
+from ..io import load_state, save_state
 from ..models.base import GenerativeModel
 from . import distributed
 from .callbacks import Callback
-from .checkpoint import load_state, rng_state, save_state, seed_everything, set_rng_state
+from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import Budget, TrainConfig
 from .ema import EMA
 from .stream import BatchStream
@@ -66,7 +67,8 @@ class Trainer:
             self.wrapped = DDP(self.model, device_ids=ids, find_unused_parameters=len(self.players) > 1)
         self.stream = BatchStream(len(self.data.train), cfg.batch_size, cfg.seed, rank, world)
         self.x = self.data.train.to(self.device)
-        self.y = None if self.data.train_labels is None else self.data.train_labels.to(self.device)
+        y = self.data.conditions("train", self.model.condition_kind)  # labels, tensor conditions or None
+        self.y = None if y is None else y.to(self.device)
         self.steps_per_epoch = self.stream.batches_per_epoch / max(1, sum(p.steps for p in self.players))
 
     def _optimizer(self, params, overrides: dict) -> torch.optim.Optimizer:

@@ -33,10 +33,11 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..data import Dataset, dataset_from_spec, load_dataset
 from ..errors import ConfigError, GenlabError, unknown_name
-from ..train.checkpoint import atomic_write_json
+from ..io import atomic_write_json
+from ..report.html import budget_text
 
 DEFAULT_MINUTES = 2.5  # total training minutes of `genlab compare` (the digits demo: <= 5 min in all)
 EVAL_N = 2500          # generated and reference samples per family, at most (digits: its 360 test images)
@@ -90,14 +91,6 @@ def plan_budgets(families: Sequence[str], spec, minutes: Optional[float] = None,
     for f, w in weights.items():
         plan[f] = {"minutes": total * w / share}
     return {f: plan[f] for f in families}
-
-
-def _budget_text(b: dict) -> str:
-    if "minutes" in b:
-        return f"{b['minutes'] * 60:.0f} s"
-    if "epochs" in b:
-        return f"{b['epochs']:g} epochs"
-    return f"{b['steps']} steps"
 
 
 # -- one family: evaluate and draw -----------------------------------------------------------
@@ -193,7 +186,7 @@ def evaluate_run(model, data: Dataset, run_dir: Optional[Path], n: int, seed: in
 
 
 def _train_record(run_dir: Path) -> dict:
-    from .figures import read_metrics
+    from ..report.figures import read_metrics
 
     cfg = json.loads((run_dir / "config.json").read_text())
     recs = read_metrics(run_dir / "metrics.jsonl")
@@ -217,7 +210,7 @@ def summarise(name: str, model, data: Dataset, run_dir: Path, out: Path, n: int,
 
 
 def _summarise(entry, model, data, run_dir, out, n, seed, lims, nll_seconds) -> dict:
-    from .latent import density_panel, latent_map, sample_scatter
+    from ..report.latent import density_panel, latent_map, sample_scatter
 
     name = entry["name"]
     entry["stage"] = "evaluate"
@@ -282,8 +275,8 @@ def _json_safe(obj):
 # -- the whole page ---------------------------------------------------------------------------
 def _finish(results: dict, data: Dataset, out: Path, lims, t0: float, page: Optional[Path] = None) -> dict:
     """Shared protocol and reference row, the data's own figures, results.json and report.html."""
-    from .html import write_html
-    from .latent import data_panels
+    from ..report.html import write_html
+    from ..report.latent import data_panels
 
     ok = [e for e in results["families"] if e["status"] == "ok"]
     reference: dict = {}
@@ -324,8 +317,8 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
     from tqdm.auto import tqdm
 
     from ..models import get_family
+    from ..report.latent import plot_limits
     from ..train.run import train
-    from .latent import plot_limits
 
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(data)
@@ -358,7 +351,7 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
     bar = tqdm(models, desc="compare", unit="family", disable=not progress, dynamic_ncols=True, position=0)
     for i, fam in enumerate(bar):
         left = sum(b.get("minutes", 0) for f, b in plan.items() if f in models[i:])
-        bar.set_postfix_str(f"{fam} ({_budget_text(plan[fam])}); training left ~{left:.1f} min")
+        bar.set_postfix_str(f"{fam} ({budget_text(plan[fam])}); training left ~{left:.1f} min")
         run_dir, stage, entry = out / fam, "train", None
         try:
             # no training bar for closed-form fits: there are no steps to show (and ProgressBar
@@ -387,7 +380,7 @@ def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress
     from tqdm.auto import tqdm
 
     from ..models.base import load
-    from .latent import plot_limits
+    from ..report.latent import plot_limits
 
     t0 = time.perf_counter()
     runs = [Path(r) for r in runs]
