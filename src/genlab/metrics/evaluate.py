@@ -12,6 +12,7 @@ Metrics register themselves in `METRICS`, so a family's issue can add its own
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -160,22 +161,103 @@ def _needs_log_prob(ctx):
     return None if hasattr(ctx.model, "log_prob") else f"'{ctx.model.family}' has no likelihood (no log_prob)"
 
 
+# What a model's log_prob is over. A family says it with a `likelihood_support` attribute; where it
+# does not, `likelihood_support(model)` derives it from the attributes families already have.
+SUPPORTS = {
+    "dequantized": "density of dequantised data",   # flows, fm: y = (k + u) / L on [0, 1)^D (ddpm: P(x) spread over its bin)
+    "discrete": "probability of the discrete values",  # Bernoulli pixels, discretised decoders
+    "lattice": "density at the lattice points",      # a density evaluated at x = k / (L - 1): pca, gmm, Gaussian VAE
+    "continuous": "density",                         # continuous data (vectors, images without levels)
+}
+LATTICE_DRAWS = 8  # uniform draws per example when a lattice density is dequantised at evaluation
+
+
+def likelihood_support(model) -> str:
+    """One of SUPPORTS: the model's `likelihood_support` where it states one, else derived:
+    discrete_likelihood -> "discrete"; data without levels (vectors, continuous images) ->
+    "continuous"; a Gaussian decoder (likelihood="gaussian") or dequantize=false on quantised
+    images -> "lattice"; otherwise "dequantized" (flows, fm, ddpm)."""
+    s = getattr(model, "likelihood_support", None)
+    if s is not None:
+        if s not in SUPPORTS:
+            raise ConfigError(f"'{model.family}': likelihood_support must be one of {', '.join(SUPPORTS)}, not {s!r}")
+        return s
+    spec = model.spec
+    if getattr(model, "discrete_likelihood", False):
+        return "discrete"
+    if spec.kind != "image" or not spec.levels:
+        return "continuous"
+    if getattr(model, "likelihood", None) == "gaussian" or getattr(model, "dequantize", True) is False:
+        return "lattice"
+    return "dequantized"
+
+
+@torch.no_grad()
+def dequantized_log_prob(model, x: torch.Tensor, y: Optional[torch.Tensor], levels: int, draws: int = LATTICE_DRAWS,
+                         generator: Optional[torch.Generator] = None, batch_size: int = 500) -> torch.Tensor:
+    """[draws, N] log-densities of dequantised data, for a model whose log_prob is a density at the
+    lattice points x = k / (L - 1) of quantised images (L = levels):
+
+        log p_y(y) = log p(z) + D log(L / (L - 1)),   z = (k + u - 1/2) / (L - 1),  u ~ U[0, 1)^D
+
+    z is the dequantised point y = (k + u) / L mapped to the model's scale (the bin of width
+    1 / (L - 1) centred on the lattice point k / (L - 1)); the second term is the log-Jacobian
+    of y -> z. The mean over draws estimates E_u log p_y((k + u) / L), so that
+    bits_per_dim(-mean, D, n_levels=L) bounds the discrete code length from above, as for the flows."""
+    k = torch.round(x * (levels - 1)).clamp(0, levels - 1)
+    jac = x[0].numel() * math.log(levels / (levels - 1))
+    out = []
+    for _ in range(draws):
+        z = (k + torch.rand(k.shape, generator=generator) - 0.5) / (levels - 1)
+        out.append(torch.cat([model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu()
+                              for b, yb in zip(z.split(batch_size), (y if y is not None else z).split(batch_size))]))
+    return torch.stack(out).double() + jac
+
+
+def nll_note(kind: Optional[str], support: str) -> str:
+    """The nll metric's note: "<kind> (<support>): <what that is>"; `parse_nll_note` reads it back."""
+    return f"{kind} ({support}): {SUPPORTS[support]}"
+
+
+def parse_nll_note(note: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """(kind, support) from an nll note (support "density" for notes written before supports)."""
+    import re
+
+    m = re.match(r"\s*(\w+) \((\w+)\)", note or "")
+    return (m.group(1), m.group(2)) if m else (None, None)
+
+
 @register_metric("nll", _needs_log_prob, reference=False,
-                 description="negative log-likelihood of the reference split, nats and bits/dim")
+                 description="negative log-likelihood of the reference split (nats) and bits/dim of the "
+                             "discrete data (an upper bound on its code length)")
 @torch.no_grad()
 def _nll(ctx, x):
+    """nll: -mean log_prob in nats, as the model gives it. bpd, for quantised images: bits per dim
+    of the discrete data, an upper bound on its code length whatever the support (lattice densities
+    are dequantised here, with bpd_se their Monte Carlo standard error over the uniform draws);
+    for a Bernoulli likelihood only when the data are binary."""
     model, ref = ctx.model, ctx.reference
     y = ctx.reference_conditions
     lp = torch.cat([model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu()
                     for b, yb in zip(ref.split(500), (y if y is not None else ref).split(500))])
     out = {"nll": float(-lp.mean())}
     spec = ctx.data.spec
-    if model.discrete_likelihood:  # Bernoulli pixels: a code length only for binary data
+    support = likelihood_support(model)
+    if support == "discrete":  # Bernoulli pixels: a code length only for binary data
         if bool(((ref == 0) | (ref == 1)).all()):
             out["bpd"] = bits_per_dim(out["nll"], spec.dim, n_levels=None)
-    elif spec.levels:
+    elif support == "lattice" and spec.levels:
+        g = torch.Generator().manual_seed(ctx.seed)
+        lpd = dequantized_log_prob(model, ref, y, spec.levels, LATTICE_DRAWS, g)     # [S, N]
+        S, N = lpd.shape
+        out["bpd"] = bits_per_dim(float(-lpd.mean()), spec.dim, n_levels=spec.levels)
+        se = math.sqrt(float(lpd.var(0).mean()) / (S * N))  # Monte Carlo error of the mean over draws
+        out["bpd_se"] = se / (spec.dim * math.log(2))
+    elif spec.levels and support == "dequantized":
         out["bpd"] = bits_per_dim(out["nll"], spec.dim, n_levels=spec.levels)
-    ctx.notes["nll"] = f"{model.likelihood_kind} ({'discrete' if model.discrete_likelihood else 'density'})"
+    ctx.notes["nll"] = nll_note(model.likelihood_kind, support) + (
+        f"; bits/dim dequantised at evaluation ({LATTICE_DRAWS} uniform draws per example, bpd_se = their "
+        "Monte Carlo standard error)" if "bpd_se" in out else "")
     if ctx.data.log_density is not None:
         true_lp = ctx.data.log_density(ref)
         out["kl"] = kl_estimate(lp, true_lp)

@@ -25,6 +25,11 @@ class PCA(GenerativeModel):
     description = "probabilistic PCA: linear-Gaussian baseline, closed-form fit, exact log-likelihood"
     likelihood_kind = "exact"
 
+    @property
+    def likelihood_support(self) -> str:
+        """A density at the lattice points of quantised images (dequantised by evaluation)."""
+        return "lattice" if self.spec.kind == "image" and self.spec.levels else "continuous"
+
     def __init__(self, spec, latent_dim: Optional[int] = None, min_variance: float = 1e-6):
         super().__init__(spec)
         if latent_dim is None:  # auto: 16 components, fewer for low-dimensional data

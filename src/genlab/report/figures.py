@@ -14,8 +14,13 @@ import torch
 from ..io import atomic_write_bytes
 
 
-def image_grid(x: torch.Tensor, nrow: Optional[int] = None, pad: int = 1, min_cell: int = 28) -> np.ndarray:
-    """N x C x H x W in [0, 1] -> one H' x W' x C uint8 array, cells upscaled to >= min_cell px."""
+def image_grid(x: torch.Tensor, nrow: Optional[int] = None, pad: Optional[int] = None, min_cell: int = 28,
+               background: float = 0.85) -> np.ndarray:
+    """N x C x H x W in [0, 1] -> one H' x W' x C uint8 array, cells upscaled to >= min_cell px.
+
+    Cells are separated (and framed) by `pad` px of a light `background` (grey level in [0, 1]);
+    pad=None: a quarter of the upscaled cell (at least 2 px), so small images read as separate
+    images rather than as strips."""
     x = x.detach().float().cpu().clamp(0, 1)
     n, c, h, w = x.shape
     nrow = nrow or math.ceil(math.sqrt(n))
@@ -23,7 +28,9 @@ def image_grid(x: torch.Tensor, nrow: Optional[int] = None, pad: int = 1, min_ce
     scale = max(1, math.ceil(min_cell / max(h, w)))
     x = x.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
     h, w = h * scale, w * scale
-    grid = torch.ones(c, ncol * (h + pad) + pad, nrow * (w + pad) + pad)
+    if pad is None:
+        pad = max(2, round(max(h, w) / 4))
+    grid = torch.full((c, ncol * (h + pad) + pad, nrow * (w + pad) + pad), float(background))
     for i in range(n):
         r, q = divmod(i, nrow)
         grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]

@@ -24,7 +24,7 @@ LABELS = {"fid": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precisi
           "bpd": "bits/dim", "kl": "KL(data‖model)", "true_entropy": "true entropy", "mmd": "MMD²", "swd": "SWD",
           "modes": "modes", "high_quality": "high quality", "mode_kl": "mode KL"}
 SUBSET = {"nll", "bpd", "kl"}  # the likelihood metric's outputs (scored on a subset under a time limit)
-HIDDEN = {"kid_std", "true_entropy"}  # shown in the notes / reference, not as their own column
+HIDDEN = {"kid_std", "true_entropy", "bpd_se"}  # shown in the notes / reference, not as their own column
 
 CSS = """
 :root { color-scheme: light; }
@@ -139,18 +139,53 @@ def _best(families: list[dict], col: str) -> Optional[float]:
     return min(vals) if col in LOWER else max(vals)
 
 
+# what a family's log_prob is over (metrics/evaluate.py SUPPORTS), as the NLL column says it
+SUPPORT_TEXT = {"discrete": "discrete", "dequantized": "density of dequantised data",
+                "lattice": "density at the lattice points", "continuous": "density", "density": "density"}
+KIND_MARK = {"bound": "b", "estimate": "e"}  # superscripts on likelihood numbers
+
+
+def _likelihood(e: dict) -> tuple[Optional[str], Optional[str]]:
+    """(likelihood kind, support) of a family's entry, from its nll note (and its likelihood_kind)."""
+    from ..metrics.evaluate import parse_nll_note
+
+    kind, support = parse_nll_note((e.get("notes") or {}).get("nll"))
+    return e.get("likelihood_kind") or kind, support
+
+
+def _quantised(results: dict) -> bool:
+    """Whether bits/dim of discrete data is the page's likelihood column (quantised images)."""
+    spec = results.get("data_spec") or {}
+    return bool(spec.get("levels")) or any("bpd" in e.get("metrics", {}) for e in results["families"])
+
+
 def metrics_table(results: dict) -> str:
+    """One comparable quantity per column. The likelihood columns: on quantised images, bits/dim of
+    the discrete data (every family's an upper bound on its code length; the best marked over that
+    column only) and the raw NLL with its kind as text (no best: discrete probabilities, densities of
+    dequantised data and densities at the lattice points are not comparable); on continuous data the
+    NLL in nats, a density of the same data for every family (best marked, discrete excluded)."""
     fams = results["families"]
-    cols = _metric_columns(fams)
+    quantised = _quantised(results)
+    cols = []
+    for c in _metric_columns(fams):
+        if c in ("nll", "bpd", "bpd_se"):
+            c = "bpd" if quantised else "nll"
+            cols += [] if c in cols else ([c, "nll_text"] if quantised else [c])
+        else:
+            cols.append(c)
     ref = results.get("reference") or {}
+    labels = {**LABELS, "nll_text": "NLL (as the model gives it)"}
     head = "".join(
-        f'<th scope="col">{escape(LABELS.get(c, c))}'
+        f'<th scope="col">{escape(labels.get(c, c))}'
         f'{" ↓" if c in LOWER else " ↑" if c in HIGHER else ""}</th>' for c in cols)
     rows = []
     if ref:
-        cells = "".join(f"<td>{_fmt(ref.get(c))}</td>" for c in cols)
+        cells = "".join(f'<td{" class=text" if c == "nll_text" else ""}>'
+                        f'{_fmt(ref.get("nll" if c == "nll_text" else c))}</td>' for c in cols)
         rows.append(f'<tr class="reference"><th scope="row">real data (train vs test)</th>{cells}</tr>')
-    best = {c: _best(fams, c) for c in cols}
+    comparable = [e for e in fams if e["status"] == "ok" and _likelihood(e)[1] != "discrete"]
+    best = {c: _best(comparable if c == "nll" else fams, c) for c in cols}
     subset = [e for e in fams if e["status"] == "ok" and e.get("nll_examples")]
     for e in fams:
         name = escape(e["name"])
@@ -159,20 +194,44 @@ def metrics_table(results: dict) -> str:
             rows.append(f'<tr class="failed"><th scope="row">{name}</th><td class="text" colspan="{max(1, len(cols))}">'
                         f'failed during {escape(e.get("stage", "?"))}: {msg}</td></tr>')
             continue
+        kind, support = _likelihood(e)
+        met = e.get("metrics", {})
         cells = []
         for c in cols:
-            v = e["metrics"].get(c)
-            is_best = best[c] is not None and _num(v) is not None and _num(v) == best[c]
-            mark = "&nbsp;†" if c in SUBSET and e.get("nll_examples") and v is not None else ""
-            cells.append(f'<td{" class=best" if is_best else ""}>{_fmt(v)}{mark}</td>')
+            v = met.get("nll" if c == "nll_text" else c)
+            mark = "&nbsp;†" if c in SUBSET | {"nll_text"} and e.get("nll_examples") and v is not None else ""
+            if c == "nll_text":
+                text = "—" if v is None else ", ".join(
+                    [f"{_fmt(v)} nats"] + [escape(t) for t in (kind, SUPPORT_TEXT.get(support, support)) if t])
+                cells.append(f'<td class="text">{text}{mark}</td>')
+                continue
+            is_best = (best[c] is not None and _num(v) is not None and _num(v) == best[c]
+                       and (c != "nll" or e in comparable))
+            text = _fmt(v)
+            if c in ("bpd", "nll") and v is not None:
+                if c == "bpd" and _num(met.get("bpd_se")) is not None:
+                    text += f'<small> ±{float(met["bpd_se"]):.2g}</small>'
+                if kind in KIND_MARK:
+                    text += f"<sup>{KIND_MARK[kind]}</sup>"
+            cells.append(f'<td{" class=best" if is_best else ""}>{text}{mark}</td>')
         rows.append(f'<tr><th scope="row">{name}</th>{"".join(cells)}</tr>')
     caption = (f"Metrics on {escape(results['data'])}: each family's samples against the test split; "
                "the first row is real training data against the same test split")
+    if quantised:
+        like = ('Bits/dim: of the discrete (quantised) test images, an upper bound on their code length for '
+                'every family (densities are dequantised: the flows in training, families whose density lives at '
+                'the pixel values at evaluation, ± its Monte Carlo standard error), so the column compares; '
+                '<sup>b</sup> the likelihood is itself a bound, <sup>e</sup> a stochastic estimate. '
+                'NLL: what the model\'s log p(x) gives, in nats, with what it is over; not comparable across kinds.')
+    else:
+        like = ('NLL: nats per example, a density of the same continuous data for every family (so the column '
+                'compares; a discrete likelihood, if any, is left out of the best); <sup>b</sup> a bound, '
+                '<sup>e</sup> a stochastic estimate.')
     return (f'<div class="scroll"><table id="metrics"><caption>{caption}</caption>'
             f'<thead><tr><th scope="col">family</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
             '<p class="muted">↓ lower is better, ↑ higher is better; the best family in a column is '
             '<span style="font-weight:700;text-decoration:underline">bold and underlined</span>; — : '
-            'does not apply. NLL is exact, a bound or an estimate as the families table says.'
+            f'does not apply. {like}'
             + (f' †: on {", ".join(str(e["nll_examples"]) + " (" + escape(e["name"]) + ")" for e in subset)} of the '
                f'{results.get("n")} reference examples, to keep within {results.get("nll_seconds", 0):g} s per family '
                '(an unbiased estimate of the same mean, with a larger standard error).' if subset else '')

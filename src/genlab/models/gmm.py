@@ -1,0 +1,206 @@
+"""Gaussian mixture model: the classical density baseline, fitted by EM (scikit-learn).
+
+    p(x) = sum_c pi_c N(x; mu_c, Sigma_c)
+
+    log p(x) = logsumexp_c [ log pi_c - D/2 log 2 pi + log det P_c - 1/2 || P_c^T (x - mu_c) ||^2 ]
+
+where P_c is the Cholesky factor of the precision, Sigma_c^-1 = P_c P_c^T (scikit-learn's
+`precisions_cholesky_`; a vector for diag, a scalar for spherical, one matrix for tied).
+The fit is scikit-learn's `GaussianMixture` (`fit_closed_form`, seeded from the run); its
+weights, means and precision Cholesky factors are kept as float64 buffers, so the model saves
+to safetensors and reloads exactly, and `log_prob` needs no scikit-learn.
+
+Images are flattened and modelled on [0, 1] as they are (a density evaluated at the lattice
+points x = k / (L - 1): `likelihood_support = "lattice"`; evaluation dequantises it, see
+metrics/evaluate.py); samples are clamped to [0, 1]. Vectors are modelled standardised, and
+log_prob is the density of the data (the standardisation's log-det included).
+
+conditional=true fits one mixture per class: log_prob(x, y) uses the class's mixture, and
+y=None marginalises over classes with the training data's class frequencies,
+log p(x) = logsumexp_k [log pi(k) + log p(x | k)].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from ..data.spec import Dataset
+from ..errors import ConfigError
+from .base import GenerativeModel, register_model
+
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+LOG_2PI = math.log(2 * math.pi)
+AUTO_FULL_MAX_DIM = 256  # covariance_type="auto": full up to this dimension, diag above (MNIST: 784)
+
+
+@register_model("gmm")
+class GMM(GenerativeModel):
+    description = "Gaussian mixture: EM fit (scikit-learn), exact log-likelihood, one mixture per class"
+    likelihood_kind = "exact"
+
+    def __init__(self, spec, n_components: int = 10, covariance_type: str = "auto",
+                 reg_covar: Optional[float] = None, max_iter: int = 100, n_init: int = 1,
+                 init_params: str = "kmeans", conditional: bool = False):
+        super().__init__(spec)
+        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
+            raise ConfigError(f"gmm: n_components must be a positive integer, got {n_components!r}")
+        if covariance_type == "auto":
+            covariance_type = "full" if spec.dim <= AUTO_FULL_MAX_DIM else "diag"
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ConfigError(f"gmm: covariance_type must be auto, {', '.join(COVARIANCE_TYPES)}; "
+                              f"got {covariance_type!r}")
+        if reg_covar is None:  # quantised images: the variance of a dequantisation bin, 1 / (12 (L-1)^2)
+            reg_covar = 1 / (12 * (spec.levels - 1) ** 2) if spec.kind == "image" and spec.levels else 1e-6
+        if not reg_covar >= 0:
+            raise ConfigError(f"gmm: reg_covar must be >= 0, got {reg_covar!r}")
+        if max_iter < 1 or n_init < 1:
+            raise ConfigError("gmm: max_iter and n_init must be >= 1")
+        if init_params not in ("kmeans", "k-means++", "random", "random_from_data"):
+            raise ConfigError(f"gmm: init_params must be kmeans, k-means++, random or random_from_data; "
+                              f"got {init_params!r}")
+        self.covariance_type, self.reg_covar = covariance_type, float(reg_covar)
+        self.max_iter, self.n_init, self.init_params = max_iter, n_init, init_params
+        K = spec.num_classes if conditional else 1  # one mixture per class
+        C, D = n_components, spec.dim
+        f64 = dict(dtype=torch.float64)
+        chol_shape = {"full": (K, C, D, D), "tied": (K, D, D), "diag": (K, C, D), "spherical": (K, C)}
+        self.register_buffer("class_log_prior", torch.full((K,), -math.log(K), **f64))
+        self.register_buffer("log_weights", torch.full((K, C), -math.log(C), **f64))
+        self.register_buffer("means", torch.zeros(K, C, D, **f64))
+        self.register_buffer("precisions_cholesky", torch.ones(chol_shape[covariance_type], **f64))
+
+    @property
+    def likelihood_support(self) -> str:
+        """What log_prob is over: a density evaluated at the lattice points of quantised images,
+        a density of continuous data otherwise (see metrics/evaluate.py)."""
+        return "lattice" if self.spec.kind == "image" and self.spec.levels else "continuous"
+
+    # -- fitting ---------------------------------------------------------------------------
+    def players(self):
+        return []  # nothing to optimise by gradient: see fit_closed_form
+
+    def fit_closed_form(self, data: Dataset) -> bool:
+        """EM per class (or once), seeded from torch's generator (which the run seeds)."""
+        from sklearn.mixture import GaussianMixture
+
+        x = self.to_working(data.train.to(self.means.device)).flatten(1).double().cpu().numpy()
+        K, C = self.log_weights.shape
+        labels = data.train_labels
+        if K > 1:
+            counts = torch.bincount(labels, minlength=K).double()
+            if (counts < C).any():
+                k = int((counts < C).nonzero()[0])
+                raise ConfigError(f"gmm: class {k} has {int(counts[k])} training examples, fewer than "
+                                  f"n_components={C}")
+            self.class_log_prior.copy_((counts / counts.sum()).log())
+        elif len(x) < C:
+            raise ConfigError(f"gmm: {len(x)} training examples, fewer than n_components={C}")
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        for k in range(K):
+            xk = x if K == 1 else x[(labels == k).numpy()]
+            gm = GaussianMixture(C, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+                                 max_iter=self.max_iter, n_init=self.n_init, init_params=self.init_params,
+                                 random_state=seed + k).fit(xk)
+            as_t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=self.means.device)
+            self.log_weights[k] = as_t(gm.weights_).log()
+            self.means[k] = as_t(gm.means_)
+            self.precisions_cholesky[k] = as_t(gm.precisions_cholesky_)
+        return True
+
+    # -- the mixture ------------------------------------------------------------------------
+    def _flat(self, x) -> torch.Tensor:
+        return self.to_working(x.to(self.means.device)).reshape(len(x), -1).double()
+
+    def component_log_prob(self, x, y=None) -> torch.Tensor:
+        """log pi_c + log N(x; mu_c, Sigma_c) in the working scale, [N, K, C] (K = 1 unless
+        conditional); with labels y, [N, 1, C] for each example's class."""
+        u = self._flat(x)                                              # [N, D]
+        K, C = self.log_weights.shape
+        if y is None:
+            return torch.stack([self._mixture_terms(u, k) for k in range(K)], 1)
+        out = u.new_empty(len(u), 1, C)
+        for k in y.unique().tolist():
+            m = y == k
+            out[m, 0] = self._mixture_terms(u[m], k)
+        return out
+
+    def _mixture_terms(self, u: torch.Tensor, k: int) -> torch.Tensor:
+        """[N, C]: log pi_c - D/2 log 2 pi + log det P_c - 1/2 |P_c^T (u - mu_c)|^2 for class k's mixture."""
+        D, t = u.shape[1], self.covariance_type
+        P, diff = self.precisions_cholesky[k], u[:, None, :] - self.means[k]   # diff: [N, C, D]
+        if t == "full":      # P: [C, D, D]
+            z, logdet = torch.einsum("ncd,cde->nce", diff, P), P.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        elif t == "tied":    # P: [D, D]
+            z, logdet = diff @ P, P.diagonal().log().sum()
+        elif t == "diag":    # P: [C, D]
+            z, logdet = diff * P, P.log().sum(-1)
+        else:                # spherical, P: [C]
+            z, logdet = diff * P[:, None], D * P.log()
+        return self.log_weights[k] - 0.5 * (D * LOG_2PI + z.pow(2).sum(-1)) + logdet
+
+    @torch.no_grad()
+    def log_prob(self, x, y=None, *, batch_size: int = 1000):
+        """Exact log p(x | y) in nats (float32), the equation in the module docstring; a
+        conditional model given y=None returns log p(x) = logsumexp_k log pi(k) p(x | k) with
+        the training class frequencies pi(k)."""
+        y = self.condition(y, len(x))
+        out = []
+        for i in range(0, len(x), batch_size):
+            yb = None if y is None else y[i:i + batch_size]
+            lp = self.component_log_prob(x[i:i + batch_size], yb)     # [n, K, C]
+            prior = 0 if yb is not None else self.class_log_prior[:, None]
+            out.append(torch.logsumexp((lp + prior).flatten(1), 1))
+        return (torch.cat(out) + self.working_log_det().double()).float()
+
+    def loss(self, x, y=None):
+        return {"loss": -self.log_prob(x, y if self.conditional else None).mean()}
+
+    def anomaly_score(self, x, y=None):
+        """-log p(x | y) in nats (higher = more anomalous)."""
+        return -self.log_prob(x, y)
+
+    @torch.no_grad()
+    def encode(self, x, y=None, *, hard: bool = False):
+        """Responsibilities p(component | x): [N, n_components] from the class's mixture when y is
+        given (or the model is unconditional); [N, K * n_components] (class-major) over all
+        classes' components, weighted by the class frequencies, for a conditional model with
+        y=None. hard=True: the index of the most likely component instead ([N], long)."""
+        y = self.condition(y, len(x))
+        lp = self.component_log_prob(x, y)
+        if y is None:
+            lp = lp + self.class_log_prior[:, None]
+        lp = lp.flatten(1)
+        r = (lp - torch.logsumexp(lp, 1, keepdim=True)).exp()
+        return r.argmax(1) if hard else r.float()
+
+    @torch.no_grad()
+    def sample(self, n, y=None, generator: Optional[torch.Generator] = None):
+        """x = mu_c + P_c^-T z, z ~ N(0, I), c ~ pi (of the class y: a label, labels [n], or the
+        class cycle 0, 1, ... when conditional and y=None); clamped to [0, 1] for images."""
+        y = self.condition(y, n, sample=True)
+        dev = self.means.device
+        K, C, D = self.means.shape
+        k = torch.zeros(n, dtype=torch.long, device=dev) if y is None else y.to(dev)
+        c = torch.multinomial(self.log_weights[k].exp(), 1, generator=generator).squeeze(1)
+        z = torch.randn(n, D, generator=generator, device=dev, dtype=torch.float64)
+        u = torch.empty(n, D, dtype=torch.float64, device=dev)
+        t, P = self.covariance_type, self.precisions_cholesky
+        for kk, cc in torch.unique(torch.stack([k, c], 1), dim=0).tolist():
+            m = (k == kk) & (c == cc)
+            zm = z[m]
+            if t in ("full", "tied"):
+                Pc = P[kk, cc] if t == "full" else P[kk]   # Sigma^-1 = P P^T: x = mu + P^-T z
+                e = torch.linalg.solve_triangular(Pc.T, zm.T, upper=False).T
+            else:  # diag: a vector, spherical: a scalar
+                e = zm / P[kk, cc]
+            u[m] = self.means[kk, cc] + e
+        x = self.from_working(u.float().reshape(n, *self.spec.shape))
+        return x.clamp(0, 1) if self.spec.kind == "image" else x
+
+    def __repr__(self):
+        K, C = self.log_weights.shape
+        return (f"GMM(n_components={C}, covariance_type={self.covariance_type!r}"
+                f"{f', classes={K}' if self.conditional else ''})")
