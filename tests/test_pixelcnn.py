@@ -116,13 +116,14 @@ def all_images(shape, levels):
     ((1, 2, 2), 3, {}),                       # categorical over 3 levels: 81 images
     ((2, 1, 2), 3, {}),                       # two channels per pixel: 81 images
     ((1, 2, 2), 17, {"levels": 3}),           # coarser levels than the data's
+    ((2, 1, 2), 3, {"output": "logistic_mix", "n_mix": 2}),  # PixelCNN++'s discretised logistics
 ])
 def test_log_prob_sums_to_one_over_every_image(shape, levels, hp):
     torch.manual_seed(0)
     spec = DataSpec("image", shape, num_classes=3, name="toy", levels=levels)
     model = genlab.create_model("pixelcnn", spec, channels=8, n_layers=2, first_kernel=3, **hp).eval()
     L = model.levels
-    assert model.output == ("bernoulli" if L == 2 else "categorical")
+    assert model.output == hp.get("output", "bernoulli" if L == 2 else "categorical")
     x = all_images(shape, L)
     assert len(x) == L ** math.prod(shape)
     total = model.log_prob(x).double().exp().sum()
@@ -187,6 +188,27 @@ def test_sample_is_one_raster_pass_on_the_level_grid_and_reproducible(digits):
     assert set(xb.unique().tolist()) <= {0.0, 1.0}
 
 
+@pytest.mark.parametrize("hp", [{"levels": 3}, {"levels": 2}, {"levels": 4, "output": "logistic_mix", "n_mix": 3}])
+def test_samples_follow_the_likelihood(hp):
+    """The sampler draws from the distribution log_prob scores: empirical frequencies of all
+    images of a 1 x 2 toy against exp(log_prob), for every output."""
+    torch.manual_seed(0)
+    spec = DataSpec("image", (1, 1, 2), name="toy", levels=hp["levels"])
+    model = genlab.create_model("pixelcnn", spec, channels=8, n_layers=1, first_kernel=3, **hp).eval()
+    head = model.net.head[-1]  # a lopsided distribution, not near-uniform
+    with torch.no_grad():
+        head.bias.copy_(torch.linspace(-2, 1, len(head.bias)))
+        head.weight.normal_(std=1.0)
+    x = all_images((1, 1, 2), model.levels)
+    p = model.log_prob(x).exp()
+    assert p.max() > 1.5 * p.min()
+    n = 40_000
+    s = model.sample(n, generator=torch.Generator().manual_seed(0))
+    idx = (s.flatten(1) * (model.levels - 1)).round().long() @ torch.tensor([model.levels, 1])
+    freq = torch.bincount(idx, minlength=len(x)).double() / n
+    assert (freq - p).abs().max() < 4 * (0.25 / n) ** 0.5 + 1e-3, (freq, p)
+
+
 def test_binarize_resamples_every_batch(digits):
     torch.manual_seed(0)
     model = genlab.create_model("pixelcnn", digits, channels=8, n_layers=1, first_kernel=3, binarize=True)
@@ -234,6 +256,8 @@ def test_bad_settings_are_one_line_config_errors(digits):
         genlab.create_model("pixelcnn", digits, binarize=True, levels=4)
     with pytest.raises(ConfigError, match="output"):
         genlab.create_model("pixelcnn", digits, output="logistic")
+    with pytest.raises(ConfigError, match="n_mix"):
+        genlab.create_model("pixelcnn", digits, output="logistic_mix", n_mix=0)
     with pytest.raises(ConfigError, match="levels"):
         genlab.create_model("pixelcnn", digits, levels=1)
     with pytest.raises(ConfigError, match="bernoulli"):

@@ -12,6 +12,10 @@ conditionally independent given the past pixels. Each factor is
                   intensity levels: 17 for digits, 256 for 8-bit; `levels` overrides it)
     bernoulli     p(x_i = 1 | x_<i) = sigmoid(logit_i)   (binary data; `binarize=true` trains on
                   x ~ Bernoulli(x) resampled each time, Burda et al. 2016)
+    logistic_mix  the discretised logistic mixture of PixelCNN++ (Salimans et al. 2017), on the
+                  levels' grid v_k = 2k/(L-1) - 1 in [-1, 1] with bin half-width b = 1/(L-1):
+                  p(k) = sum_m pi_m [sigma((v_k + b - mu_m) / s_m) - sigma((v_k - b - mu_m) / s_m)],
+                  the outer edges extended to -inf and +inf (3 n_mix outputs per channel, not L)
 
 `log_prob` is the exact log-probability, in nats, of the discrete image k = round(x (L-1)):
 bits/dim = nll / (D log 2), with no dequantisation term. Sampling fills the pixels in raster
@@ -31,35 +35,65 @@ from ..nn.pixelcnn import GatedPixelCNN
 from .base import GenerativeModel, register_model
 
 
-def autoregressive_nll(logits: torch.Tensor, k: torch.Tensor, output: str) -> torch.Tensor:
+def discretized_logistic_mix_log_prob(params: torch.Tensor, k: torch.Tensor, levels: int) -> torch.Tensor:
+    """log p(k) under a mixture of logistics discretised to `levels` bins of [-1, 1] (PixelCNN++):
+
+        p(k) = sum_m pi_m [sigma((v_k + b - mu_m) / s_m) - sigma((v_k - b - mu_m) / s_m)],
+        v_k = 2k/(L-1) - 1,  b = 1/(L-1),  with sigma(-inf) = 0 below k = 0 and sigma(+inf) = 1 above k = L-1.
+
+    params [..., 3 n_mix] = (mixture logits, mu, log s) per pixel, k [...] levels. Where a bin's mass
+    underflows (< 1e-5) the density at its centre times its width stands in, as in PixelCNN++.
+    """
+    logit_pi, mu, log_s = params.chunk(3, -1)
+    log_s = log_s.clamp(min=-7.0)
+    b = 1.0 / (levels - 1)
+    v = (k.to(params.dtype) * (2 * b) - 1).unsqueeze(-1)
+    inv_s = torch.exp(-log_s)
+    plus, minus, mid = inv_s * (v - mu + b), inv_s * (v - mu - b), inv_s * (v - mu)
+    log_cdf_plus = plus - F.softplus(plus)               # log sigma(plus): the bin of k = 0
+    log_one_minus_cdf_minus = -F.softplus(minus)         # log (1 - sigma(minus)): the bin of k = L-1
+    delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    log_mid = mid - log_s - 2 * F.softplus(mid) + math.log(2 * b)
+    log_bin = torch.where(delta > 1e-5, delta.clamp_min(1e-12).log(), log_mid)
+    kk = k.unsqueeze(-1)
+    log_p = torch.where(kk == 0, log_cdf_plus, torch.where(kk == levels - 1, log_one_minus_cdf_minus, log_bin))
+    return torch.logsumexp(log_p + logit_pi.log_softmax(-1), -1)
+
+
+def autoregressive_nll(out: torch.Tensor, k: torch.Tensor, output: str, levels: int) -> torch.Tensor:
     """-log p(x) = -sum_i log p(x_i | x_<i) per example, from the causal network's outputs.
 
-    logits [N, C, L, H, W] (categorical) or [N, C, 1, H, W] (bernoulli, the logit of 1);
-    k [N, C, H, W] the level of every pixel.
+    out [N, C, P, H, W]: P = L logits (categorical), 1 logit of a 1 (bernoulli) or 3 n_mix mixture
+    parameters (logistic_mix) per channel and pixel; k [N, C, H, W] the level of every pixel.
     """
     if output == "bernoulli":
-        nll = F.binary_cross_entropy_with_logits(logits[:, :, 0], k.to(logits.dtype), reduction="none")
+        nll = F.binary_cross_entropy_with_logits(out[:, :, 0], k.to(out.dtype), reduction="none")
+    elif output == "logistic_mix":
+        nll = -discretized_logistic_mix_log_prob(out.movedim(2, -1), k, levels)
     else:
-        nll = -logits.log_softmax(2).gather(2, k.unsqueeze(2)).squeeze(2)
+        nll = -out.log_softmax(2).gather(2, k.unsqueeze(2)).squeeze(2)
     return nll.flatten(1).sum(1)
 
 
 @register_model("pixelcnn")
 class PixelCNN(GenerativeModel):
-    description = "gated PixelCNN: autoregressive pixels (categorical or Bernoulli), no blind spot, conditional"
+    description = ("gated PixelCNN: autoregressive pixels (categorical, Bernoulli or discretised logistic mixture), "
+                   "no blind spot, conditional")
     kinds = ("image",)
     likelihood_kind = "exact"
     discrete_likelihood = True
     likelihood_support = "discrete"
     train_defaults = {"lr": 1e-3, "batch_size": 64, "grad_clip": 100.0}
 
-    def __init__(self, spec, channels: int = 64, n_layers: int = 6, kernel_size: int = 3, first_kernel: int = 7,
-                 levels: int | None = None, binarize: bool = False, output: str = "auto",
+    def __init__(self, spec, channels: int = 32, n_layers: int = 5, kernel_size: int = 3, first_kernel: int = 7,
+                 levels: int | None = None, binarize: bool = False, output: str = "auto", n_mix: int = 5,
                  conditional: bool = False, dropout: float = 0.0):
         super().__init__(spec)
-        if output not in ("auto", "categorical", "bernoulli"):
-            raise ConfigError(f"output must be auto, categorical or bernoulli, not {output!r}")
-        if binarize and (levels is not None or output == "categorical"):
+        if output not in ("auto", "categorical", "bernoulli", "logistic_mix"):
+            raise ConfigError(f"output must be auto, categorical, bernoulli or logistic_mix, not {output!r}")
+        if n_mix < 1:
+            raise ConfigError(f"n_mix must be >= 1, got {n_mix}")
+        if binarize and (levels is not None or output in ("categorical", "logistic_mix")):
             raise ConfigError("binarize=true models binary pixels (Bernoulli): leave levels and output unset")
         if output == "auto":
             output = "bernoulli" if binarize or levels == 2 or (levels is None and spec.levels == 2) else "categorical"
@@ -75,8 +109,9 @@ class PixelCNN(GenerativeModel):
         if kernel_size < 1 or first_kernel < 1 or kernel_size % 2 == 0 or first_kernel % 2 == 0:
             raise ConfigError("kernel_size and first_kernel must be odd and >= 1")
         self.output, self.levels, self.binarize = output, int(levels), binarize
-        self.net = GatedPixelCNN(spec.shape[0], 1 if output == "bernoulli" else self.levels, channels, n_layers,
-                                 kernel_size, first_kernel, spec.num_classes if conditional else 0, dropout)
+        per_channel = {"bernoulli": 1, "categorical": self.levels, "logistic_mix": 3 * n_mix}[output]
+        self.net = GatedPixelCNN(spec.shape[0], per_channel, channels, n_layers, kernel_size, first_kernel,
+                                 spec.num_classes if conditional else 0, dropout)
 
     # -- pieces ---------------------------------------------------------------------------------
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +125,7 @@ class PixelCNN(GenerativeModel):
 
     def nll(self, k: torch.Tensor, y=None) -> torch.Tensor:
         """-log p(k | y) in nats per example (y: long labels of a conditional model, else None)."""
-        return autoregressive_nll(self.logits(k, y), k, self.output)
+        return autoregressive_nll(self.logits(k, y), k, self.output, self.levels)
 
     # -- the contract ---------------------------------------------------------------------------
     def loss(self, x, y=None):
@@ -121,9 +156,9 @@ class PixelCNN(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n, y=None, generator=None, *, temperature: float = 1.0):
-        """Fill the pixels in raster order, x_i ~ p(x_i | x_<i, y), logits divided by `temperature`.
-        One network pass per pixel, all n images at once; a conditional model given no y cycles
-        through the classes."""
+        """Fill the pixels in raster order, x_i ~ p(x_i | x_<i, y), logits divided by `temperature`
+        (logistic_mix: the mixture logits, and the logistic scales multiplied by it). One network pass
+        per pixel, all n images at once; a conditional model given no y cycles through the classes."""
         if temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {temperature}")
         y = self.condition(y, n, sample=True)
@@ -131,10 +166,25 @@ class PixelCNN(GenerativeModel):
         k = torch.zeros(n, C, H, W, dtype=torch.long, device=self.device)
         for r in range(H):
             for c in range(W):
-                logits = self.logits(k, y)[:, :, :, r, c] / temperature  # [n, C, L or 1]
+                out = self.logits(k, y)[:, :, :, r, c]  # [n, C, P]
                 if self.output == "bernoulli":
-                    k[:, :, r, c] = torch.bernoulli(torch.sigmoid(logits[..., 0]), generator=generator).long()
+                    p = torch.sigmoid(out[..., 0] / temperature)
+                    k[:, :, r, c] = torch.bernoulli(p, generator=generator).long()
+                elif self.output == "logistic_mix":
+                    k[:, :, r, c] = self._sample_logistic_mix(out, temperature, generator)
                 else:
-                    probs = logits.softmax(-1).reshape(n * C, -1)
+                    probs = (out / temperature).softmax(-1).reshape(n * C, -1)
                     k[:, :, r, c] = torch.multinomial(probs, 1, generator=generator).reshape(n, C)
         return k.to(torch.get_default_dtype()) / (self.levels - 1)
+
+    def _sample_logistic_mix(self, params, temperature, generator):
+        """Levels [n, C] from mixture parameters [n, C, 3 n_mix]: a component m ~ softmax(logits / T),
+        v = mu_m + T s_m log(u / (1 - u)), u ~ U(0, 1), rounded to the nearest level."""
+        logit_pi, mu, log_s = params.chunk(3, -1)
+        n, C, M = logit_pi.shape
+        m = torch.multinomial((logit_pi / temperature).softmax(-1).reshape(n * C, M), 1, generator=generator)
+        m = m.reshape(n, C, 1)
+        mu, s = mu.gather(-1, m)[..., 0], log_s.clamp(min=-7.0).gather(-1, m)[..., 0].exp() * temperature
+        u = torch.rand(mu.shape, generator=generator, device=mu.device).clamp(1e-5, 1 - 1e-5)
+        v = mu + s * (u.log() - (-u).log1p())
+        return ((v + 1) * (self.levels - 1) / 2).round().clamp(0, self.levels - 1).long()
