@@ -106,3 +106,13 @@ def test_metrics_table_one_comparable_column(digits):
         fam("gmm", "exact", "continuous", {"nll": 2.5}), fam("realnvp", "exact", "continuous", {"nll": 2.9})]}
     html = metrics_table(vec)
     assert "bits/dim" not in html and "<td class=best>2.5" in html
+
+
+def test_a_categorical_likelihood_over_the_data_levels_is_a_code_length(digits):
+    """pixelcnn's log_prob is a probability of the digits' 17 levels: bits/dim is nll / (D log 2), no
+    dequantisation term; with coarser levels (or Bernoulli pixels) it is not a code length of the data."""
+    model = genlab.create_model("pixelcnn", digits, channels=8, n_layers=1).eval()
+    res = evaluate(model, digits, ["nll"], n=50, seed=0)
+    assert res["metrics"]["bpd"] == pytest.approx(res["metrics"]["nll"] / (64 * math.log(2)), rel=1e-9)
+    coarse = genlab.create_model("pixelcnn", digits, channels=8, n_layers=1, levels=5).eval()
+    assert "bpd" not in evaluate(coarse, digits, ["nll"], n=50, seed=0)["metrics"]

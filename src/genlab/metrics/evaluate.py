@@ -235,7 +235,8 @@ def _nll(ctx, x):
     """nll: -mean log_prob in nats, as the model gives it. bpd, for quantised images: bits per dim
     of the discrete data, an upper bound on its code length whatever the support (lattice densities
     are dequantised here, with bpd_se their Monte Carlo standard error over the uniform draws);
-    for a Bernoulli likelihood only when the data are binary."""
+    for a discrete likelihood only when the data lie on its grid (Bernoulli: binary data; pixelcnn:
+    its levels)."""
     model, ref = ctx.model, ctx.reference
     y = ctx.reference_conditions
     lp = torch.cat([model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu()
@@ -243,8 +244,9 @@ def _nll(ctx, x):
     out = {"nll": float(-lp.mean())}
     spec = ctx.data.spec
     support = likelihood_support(model)
-    if support == "discrete":  # Bernoulli pixels: a code length only for binary data
-        if bool(((ref == 0) | (ref == 1)).all()):
+    if support == "discrete":  # a code length only for data on the likelihood's grid (Bernoulli: binary)
+        k = ref * (getattr(model, "discrete_levels", 2) - 1)
+        if bool(((k - k.round()).abs() < 1e-4).all()):
             out["bpd"] = bits_per_dim(out["nll"], spec.dim, n_levels=None)
     elif support == "lattice" and spec.levels:
         g = torch.Generator().manual_seed(ctx.seed)

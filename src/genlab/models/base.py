@@ -63,6 +63,9 @@ class GenerativeModel(nn.Module):
     #: a discretised decoder) rather than a density on [0, 1]^D; bits/dim then adds no
     #: dequantisation term
     discrete_likelihood: ClassVar[bool] = False
+    #: for a discrete likelihood: the values per dimension it covers, k / (levels - 1) for
+    #: k = 0..levels-1 (2: Bernoulli pixels); its bits/dim is a code length of data on that grid
+    discrete_levels: ClassVar[int] = 2
     #: the conditions a conditional model of this family can take: "class" labels and/or
     #: "tensor" conditions (an image, a vector, a mask per example; see DataSpec)
     condition_kinds: ClassVar[tuple[str, ...]] = ("class",)

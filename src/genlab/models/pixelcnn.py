@@ -109,6 +109,7 @@ class PixelCNN(GenerativeModel):
         if kernel_size < 1 or first_kernel < 1 or kernel_size % 2 == 0 or first_kernel % 2 == 0:
             raise ConfigError("kernel_size and first_kernel must be odd and >= 1")
         self.output, self.levels, self.binarize = output, int(levels), binarize
+        self.discrete_levels = self.levels  # log_prob is over k / (levels - 1), k = 0..levels-1
         per_channel = {"bernoulli": 1, "categorical": self.levels, "logistic_mix": 3 * n_mix}[output]
         self.net = GatedPixelCNN(spec.shape[0], per_channel, channels, n_layers, kernel_size, first_kernel,
                                  spec.num_classes if conditional else 0, dropout)
