@@ -316,7 +316,8 @@ def _print_comparison(results) -> None:
     for e in results["families"]:
         if e["status"] == "ok":
             m = e["metrics"]
-            shown = ", ".join(f"{k} {m[k]:.4g}" for k in ("fid", "precision", "recall", "nll", "modes") if k in m)
+            shown = ", ".join(f"{k} {m[k]:.4g}" for k in ("fid", "precision", "recall", "bpd", "nll", "modes")
+                             if k in m and not (k == "nll" and "bpd" in m))
             print(f"{e['name']:12} ok      {shown}")
         else:
             print(f"{e['name']:12} FAILED  ({e['stage']}) {e['error'].splitlines()[0] if e['error'] else ''}")

@@ -30,6 +30,12 @@ from .likelihood import bits_per_dim
 from .prdc import prdc, precision_recall
 from .toy import kl_estimate, mmd, sliced_wasserstein
 
+#: bumped when a metric's meaning changes, so cached results of the old meaning are not reused
+#: (2: bits/dim of lattice densities dequantised at evaluation; conditions of paired data)
+PROTOCOL_VERSION = 2
+#: bumped when a metric's meaning changes, so cached results of the old meaning are not reused
+#: (2: bits/dim of lattice densities dequantised at evaluation; conditions of paired data)
+PROTOCOL_VERSION = 2
 LOW_DIM = 16  # vector data up to this dimension gets MMD and sliced Wasserstein in data space
 
 
@@ -376,7 +382,8 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
     protocol = {
         "data": data.spec.name, "reference_split": split, "n_generated": n, "n_reference": n,
         "n_real_baseline": n_real, "real_baseline": f"{'train' if split == 'test' else 'test'} split vs {split} split",
-        "seed": seed, "feature_extractor": extractor.info(), "precision_recall_k": 3, "density_coverage_k": 5,
+        "seed": seed, "version": PROTOCOL_VERSION, "feature_extractor": extractor.info(),
+        "precision_recall_k": 3, "density_coverage_k": 5,
         "genlab_version": __version__, "sample_options": {k: v for k, v in sample_options.items()},
         "labels": (None if ctx.reference_conditions is None else "reference labels (conditional model)"
                    if model.condition_kind == "class" else f"the {split} split's conditions (paired data)"),

@@ -111,18 +111,25 @@ def _nll_subset(model, data: Dataset, n: int, limit: float, batch: int = 500) ->
     predicted from timing log_prob on a few test examples (n itself when it fits).
 
     Cost model: a fixed cost per call (e.g. building a covariance) plus a cost per example,
-    separated by timing 8 and 32 examples; a family slow already on 8 is taken as per-example."""
+    separated by timing 8 and 32 examples; a family slow already on 8 is taken as per-example.
+    A lattice density on quantised images is scored 1 + LATTICE_DRAWS times (its bits/dim is
+    dequantised at evaluation), and the prediction counts every pass."""
     import torch
+
+    from ..metrics.evaluate import LATTICE_DRAWS, likelihood_support
 
     if not limit or n <= _PROBE:
         return n
+    passes = 1 + LATTICE_DRAWS if likelihood_support(model) == "lattice" and data.spec.levels else 1
+    limit = limit / passes
     x = data.test[:32].to(model.device)
-    y = data.test_labels[:32].to(model.device) if model.conditional and data.test_labels is not None else None
+    cond = data.conditions("test", model.condition_kind) if model.condition_kind != "none" else None
+    y = None if cond is None else cond[:32].to(model.device)
 
     @torch.no_grad()
     def timed(k: int) -> float:
         t = time.perf_counter()
-        model.log_prob(x[:k], y[:k]) if y is not None else model.log_prob(x[:k])
+        model.log_prob(x[:k], None if y is None else y[:k])
         return time.perf_counter() - t
 
     first = timed(_PROBE)  # includes one-off costs
@@ -154,14 +161,15 @@ def evaluate_run(model, data: Dataset, run_dir: Optional[Path], n: int, seed: in
     seeded permutation, so a subset of the same examples), and the note on the page says so:
     an unbiased estimate of the same mean with a larger standard error.
     """
-    from ..metrics.evaluate import evaluate, supported_metrics
+    from ..metrics.evaluate import PROTOCOL_VERSION, evaluate, supported_metrics
 
     cache = Path(run_dir) / "eval.json" if run_dir is not None else None
     weights = Path(run_dir) / "model.safetensors" if run_dir is not None else None
     if cache is not None and cache.exists() and weights.exists() and cache.stat().st_mtime >= weights.stat().st_mtime:
         old = json.loads(cache.read_text())
         p = old.get("protocol", {})
-        if (old.get("metrics_requested") == "all" and p.get("n_generated") == n and p.get("seed") == seed
+        if (old.get("metrics_requested") == "all" and p.get("version") == PROTOCOL_VERSION
+                and p.get("n_generated") == n and p.get("seed") == seed
                 and p.get("reference_split") == "test" and not p.get("sample_options")
                 and ("nll_examples" not in old or old.get("nll_seconds") == nll_seconds)):
             return old
