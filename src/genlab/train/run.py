@@ -73,10 +73,13 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     run_dir = None
     if save:
         run_dir = Path(out) if out is not None else default_run_dir(family, ds.spec.name)
+    if save and (run_dir / "config.json").exists():  # every rank checks before rank 0 writes
+        raise GenlabError(f"{run_dir} already holds a run; resume it with `genlab resume {run_dir}` "
+                          "or choose another --out")
+    if distributed.setup(distributed.pick_device(config.device)) and save and out is None:
+        run_dir = Path(distributed.agree_object(str(run_dir)))  # rank 0's time-stamped name
+    distributed.barrier()
     if save and distributed.world()[0] == 0:  # under torchrun, rank 0 writes the files
-        if (run_dir / "config.json").exists():
-            raise GenlabError(f"{run_dir} already holds a run; resume it with `genlab resume {run_dir}` "
-                              "or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {
             "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
@@ -107,7 +110,8 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     if any(v is not None for v in (epochs, steps, minutes)):
         budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
         cfg["budget"] = budget.to_dict()
-        atomic_write_json(cfg_path, cfg)
+        if distributed.world()[0] == 0:  # every rank computed the same budget; rank 0 records it
+            atomic_write_json(cfg_path, cfg)
     del state
     return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=True)
 

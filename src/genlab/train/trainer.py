@@ -35,6 +35,7 @@ from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import Budget, TrainConfig
 from .ema import EMA
 from .stream import BatchStream
+from ..nn.shard import GlobalBatch
 
 CHECKPOINT = Path("checkpoint") / "last.pt"
 
@@ -65,6 +66,7 @@ class Trainer:
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = DDP(self.model, device_ids=ids, find_unused_parameters=len(self.players) > 1)
+        self.rank, self.world = rank, world
         self.stream = BatchStream(len(self.data.train), cfg.batch_size, cfg.seed, rank, world)
         self.x = self.data.train.to(self.device)
         y = self.data.conditions("train", self.model.condition_kind)  # labels, tensor conditions or None
@@ -144,6 +146,8 @@ class Trainer:
                 now = clock()
                 self.elapsed += now - t_last
                 t_last = now
+                if self.world > 1 and self.budget.minutes is not None:
+                    self.elapsed = distributed.agree(self.elapsed)  # rank 0's clock decides for all
                 at_ckpt = self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0
                 if self.step % self.config.log_every == 0 or at_ckpt or self._done():
                     self._log()
@@ -164,6 +168,13 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _global_batch(self, n: int):
+        """Under DDP: this rank's n examples are rows rank*n.. of the global batch, whose random
+        draws and batch statistics every rank computes alike (`genlab.nn.shard`)."""
+        if self.world == 1:
+            return contextlib.nullcontext()
+        return GlobalBatch(n, n * self.world, n * self.rank)
+
     def _train_step(self) -> None:
         lr_factor = self.lr_factor()
         multi = len(self.players) > 1
@@ -174,7 +185,7 @@ class Trainer:
                 idx = self.stream.next().to(self.device)
                 x = self.x[idx]
                 y = None if self.y is None else self.y[idx]
-                with self._autocast():
+                with self._autocast(), self._global_batch(len(x)):
                     out = self.wrapped(player.method, x, y)
                 opt.zero_grad(set_to_none=True)
                 out["loss"].backward()
@@ -190,7 +201,11 @@ class Trainer:
         """Average the window's losses, stop on NaN/Inf, hand the record to callbacks."""
         if not self._acc:
             return
-        values = {k: (v / self._cnt[k]).item() for k, v in self._acc.items()}
+        keys = list(self._acc)  # the same order on every rank (the same code ran)
+        means = torch.stack([self._acc[k] / self._cnt[k] for k in keys])
+        if self.world > 1:  # the global batch's loss: the mean of the ranks' (equal-sized) batch means
+            means = distributed.mean(means)
+        values = dict(zip(keys, means.tolist()))
         self._acc, self._cnt = {}, {}
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
