@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="settings from a .json or .yaml file")
     t.add_argument("--classes", type=_classes, help="keep only these labels, e.g. 0,3")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--stream", action="store_true", help="read batches with DataLoader workers and keep image "
+                   "folders / .npy files on disk (automatic above GENLAB_STREAM_BYTES, default 2 GiB)")
 
     r = sub.add_parser("resume", help="continue a run from its checkpoint",
                        description="Continue RUN. Without a budget, finish the original one; "
@@ -165,8 +167,9 @@ def cmd_train(a) -> None:
 
     settings = {**(read_config(a.config) if a.config else {}), **parse_settings(a.set)}
     data_options = {k[5:]: settings.pop(k) for k in list(settings) if k.startswith("data.")}
+    stream = True if a.stream else settings.pop("stream", None)
     run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes, seed=a.seed,
-                classes=a.classes, data_options=data_options, progress=not a.quiet, **settings)
+                classes=a.classes, data_options=data_options, progress=not a.quiet, stream=stream, **settings)
     _report(run)
 
 

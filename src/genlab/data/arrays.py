@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .lazy import should_stream
 from .spec import DataSpec, Dataset
 
 
@@ -24,7 +25,7 @@ def split_indices(n: int, test_fraction: float, seed: int, where) -> tuple[np.nd
 
 
 def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0, kind: str | None = None,
-                    label_column=None) -> Dataset:
+                    label_column=None, stream: bool | None = None) -> Dataset:
     """Load `.npy`, `.npz` or `.csv` data into a Dataset.
 
     - `.npy`: one array, N x D vectors or N x H x W / N x C x H x W images
@@ -39,7 +40,9 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     `labels` (array or `.npy` / text file path) labels `x`. Without an explicit test
     set, a seeded `test_fraction` is held out. `kind` is inferred: 2-D arrays are
     'vector', 3-D / 4-D 'image' (values in [0, 1]; uint8 is divided by 255);
-    kind='vector' flattens images.
+    kind='vector' flattens images. A `.npy` is memory-mapped and read as batches are drawn
+    (`genlab.data.lazy.NpyRows`) with `stream=True`, or with None when its decoded float32
+    size exceeds `lazy.stream_threshold()`.
     """
     path = Path(path)
     if not path.is_file():
@@ -49,6 +52,10 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     suffix = path.suffix.lower()
     class_names = None
     xtr = xte = ytr = yte = None
+    if suffix == ".npy" and stream is not False:
+        mapped = _np_load(path, mmap_mode="r")
+        if mapped.ndim >= 1 and should_stream(stream, len(mapped), mapped.shape[1:]):
+            return _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column)
     if suffix == ".npy":
         x, y = _np_load(path), None
     elif suffix == ".npz":
@@ -98,6 +105,22 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     as_labels = (lambda a: torch.from_numpy(a)) if ytr is not None else (lambda a: None)
     return Dataset(torch.from_numpy(xtr), torch.from_numpy(xte), spec, as_labels(ytr), as_labels(yte),
                    location=str(path))
+
+
+def _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column) -> Dataset:
+    """A memory-mapped .npy as two lazy splits (the same seeded split as in memory)."""
+    from .lazy import NpyRows
+
+    if label_column is not None:
+        raise DataError(f"{path}: label_column= only applies to .csv files")
+    _, kind = _examples(mapped[:1], path, kind)
+    y = _check_labels(_read_labels(labels, path), len(mapped), path) if labels is not None else None
+    itr, ite = split_indices(len(mapped), test_fraction, seed, path)
+    xtr, xte = NpyRows(path, itr, kind), NpyRows(path, ite, kind)
+    k = int(y.max()) + 1 if y is not None else 0
+    spec = DataSpec(kind, tuple(xtr.example_shape), k, [str(i) for i in range(k)], name=path.stem)
+    as_labels = (lambda i: torch.from_numpy(y[i])) if y is not None else (lambda i: None)
+    return Dataset(xtr, xte, spec, as_labels(itr), as_labels(ite), location=str(path))
 
 
 def _np_load(path, **kw):

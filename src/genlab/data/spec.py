@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import DataError
+from .lazy import is_lazy
 
 
 @dataclass
@@ -123,7 +124,8 @@ class Dataset:
         spec = DataSpec(**{**self.spec.__dict__})
         spec.source = {**spec.source, "classes": classes}
         cond = (None, None) if self.train_cond is None else (self.train_cond[tr], self.test_cond[te])
-        return Dataset(self.train[tr], self.test[te], spec, self.train_labels[tr], self.test_labels[te],
+        pick = lambda x, m: x.take(m) if is_lazy(x) else x[m]  # noqa: E731  (lazy splits stay lazy)
+        return Dataset(pick(self.train, tr), pick(self.test, te), spec, self.train_labels[tr], self.test_labels[te],
                        self.location, self.sampler, self.log_density, *cond)
 
     def __repr__(self) -> str:
@@ -136,6 +138,10 @@ def validate(ds: Dataset) -> None:
     """One clear error for each way a data set can be unusable."""
     name = ds.spec.name
     for split, x, y in (("train", ds.train, ds.train_labels), ("test", ds.test, ds.test_labels)):
+        if is_lazy(x):  # read on demand: check the first examples here, the rest as they are read
+            if len(x) == 0:
+                raise DataError(f"{name}: the {split} split is empty")
+            x = x[:64]
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise DataError(f"{name}: {split} split must be a float tensor")
         if len(x) == 0:
@@ -148,7 +154,7 @@ def validate(ds: Dataset) -> None:
         if ds.spec.kind == "image" and (x.min() < 0 or x.max() > 1):
             raise DataError(f"{name}: image values must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]")
         if y is not None:
-            if len(y) != len(x):
+            if len(y) != len(ds.train if split == "train" else ds.test):
                 raise DataError(f"{name}: {len(y)} {split} labels for {len(x)} examples")
             if len(y) and (y.min() < 0 or y.max() >= max(ds.spec.num_classes, 1)):
                 raise DataError(f"{name}: {split} labels outside 0..{ds.spec.num_classes - 1}")

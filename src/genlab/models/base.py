@@ -123,7 +123,16 @@ class GenerativeModel(nn.Module):
         """Called once before training starts (not on resume): data-dependent init.
 
         Sets the standardisation of vector data; families extend it (call super())."""
-        if self.spec.kind == "vector":
+        if self.spec.kind == "vector" and hasattr(data.train, "batches"):  # on disk: moments in one pass
+            n, s1, s2 = 0, 0.0, 0.0
+            for b in data.train.batches(4096):
+                b = b.double()
+                n, s1, s2 = n + len(b), s1 + b.sum(0), s2 + b.square().sum(0)
+            mean = s1 / n
+            var = (s2 - n * mean.square()) / max(n - 1, 1)
+            self.data_shift.copy_(mean)
+            self.data_scale.copy_(var.clamp_min(0).sqrt().clamp_min(1e-6))
+        elif self.spec.kind == "vector":
             x = data.train.to(self.data_shift.device)
             self.data_shift.copy_(x.mean(0))
             self.data_scale.copy_(x.std(0).clamp_min(1e-6))

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import torch
 
 from .._version import __version__
-from ..data import Dataset, dataset_from_spec, load_dataset
+from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
 from ..errors import GenlabError
 from ..io import atomic_write_json, load_state
 from ..models.base import GenerativeModel, create_model, hyperparameters
@@ -53,14 +53,22 @@ def default_run_dir(family: str, data_name: str) -> Path:
 
 def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minutes=None, seed: int = 0,
           classes=None, data_options: Optional[dict] = None, progress: bool = True,
-          callbacks: Sequence[Callback] = (), save: bool = True, **settings) -> Run:
+          callbacks: Sequence[Callback] = (), save: bool = True, stream: Optional[bool] = None, **settings) -> Run:
     """Train `family` on `data` (a name, a path or a Dataset) and write a run directory.
 
     `settings` mix the family's hyperparameters (latent_dim=...) and trainer settings
     (lr=, batch_size=, ema_decay=, ...). With no budget, 20 epochs. `out=None` writes
     to runs/<family>-<data>-<time>; `save=False` keeps everything in memory.
+    `stream=True` reads batches through DataLoader workers, and leaves image folders and .npy
+    files on disk (read as needed); None streams data whose decoded size exceeds
+    `genlab.data.lazy.stream_threshold()`; False loads it into memory.
     """
-    ds = data if isinstance(data, Dataset) else load_dataset(data, classes=classes, **(data_options or {}))
+    options = dict(data_options or {})
+    if stream is not None and not isinstance(data, Dataset) and str(data) not in DATASETS:
+        options.setdefault("stream", stream)  # a folder or .npy: the loader keeps it on disk
+    if stream is not None:
+        settings["stream"] = stream
+    ds = data if isinstance(data, Dataset) else load_dataset(data, classes=classes, **options)
     if isinstance(data, Dataset) and classes is not None:
         ds = ds.select_classes(classes)
     model_kw, train_kw = split_settings(settings, hyperparameters(family))

@@ -36,6 +36,11 @@ class BatchStream:
     def epochs_done(self) -> float:
         return self.epoch + self.pos / self.batches_per_epoch
 
+    def copy(self) -> "BatchStream":
+        twin = BatchStream(self.n, self.batch_size, self.seed, self.rank, self.world)
+        twin.load_state_dict(self.state_dict())
+        return twin
+
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
 

@@ -34,7 +34,9 @@ from .callbacks import Callback
 from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import Budget, TrainConfig
 from .ema import EMA
+from .loader import stream_batches
 from .stream import BatchStream
+from ..data.lazy import is_lazy
 from ..nn.shard import GlobalBatch
 
 CHECKPOINT = Path("checkpoint") / "last.pt"
@@ -68,9 +70,14 @@ class Trainer:
             self.wrapped = DDP(self.model, device_ids=ids, find_unused_parameters=len(self.players) > 1)
         self.rank, self.world = rank, world
         self.stream = BatchStream(len(self.data.train), cfg.batch_size, cfg.seed, rank, world)
-        self.x = self.data.train.to(self.device)
         y = self.data.conditions("train", self.model.condition_kind)  # labels, tensor conditions or None
-        self.y = None if y is None else y.to(self.device)
+        self.streamed = bool(cfg.stream) or is_lazy(self.data.train)
+        self._batches = None
+        if self.streamed:  # read by DataLoader workers as the stream asks (data larger than memory)
+            self.x, self.y = self.data.train, y
+        else:
+            self.x = self.data.train.to(self.device)
+            self.y = None if y is None else y.to(self.device)
         self.steps_per_epoch = self.stream.batches_per_epoch / max(1, sum(p.steps for p in self.players))
 
     def _optimizer(self, params, overrides: dict) -> torch.optim.Optimizer:
@@ -175,6 +182,20 @@ class Trainer:
             return contextlib.nullcontext()
         return GlobalBatch(n, n * self.world, n * self.rank)
 
+    def _next_batch(self):
+        """The stream's next minibatch (x, y) on the device."""
+        if not self.streamed:
+            idx = self.stream.next().to(self.device)
+            return self.x[idx], (None if self.y is None else self.y[idx])
+        if self._batches is None:  # started here, after a resume has set the stream's position
+            self._batches = stream_batches(self.x, self.y, self.stream, self.config.workers,
+                                           pin=self.device.type == "cuda")
+        idx = self.stream.next()
+        got, x, y = next(self._batches)
+        assert torch.equal(got, idx), "the loader left the stream's order"
+        x = x.to(self.device, non_blocking=True)
+        return x, (None if y is None else y.to(self.device, non_blocking=True))
+
     def _train_step(self) -> None:
         lr_factor = self.lr_factor()
         multi = len(self.players) > 1
@@ -182,9 +203,7 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * lr_factor
             for _ in range(player.steps):
-                idx = self.stream.next().to(self.device)
-                x = self.x[idx]
-                y = None if self.y is None else self.y[idx]
+                x, y = self._next_batch()
                 with self._autocast(), self._global_batch(len(x)):
                     out = self.wrapped(player.method, x, y)
                 opt.zero_grad(set_to_none=True)
@@ -223,8 +242,9 @@ class Trainer:
     def _finish_closed_form(self) -> GenerativeModel:
         self.closed_form = True
         self.model.eval()
+        x = self.x[:] if is_lazy(self.x) else self.x
         with torch.no_grad():
-            out = self.model.loss(self.x, self.y)
+            out = self.model.loss(x.to(self.device), None if self.y is None else self.y.to(self.device))
         record = {"step": 0, "epoch": 1, "time": 0.0, "lr": 0.0,
                   **{k: float(v) for k, v in out.items()}}
         self.history.append(record)
