@@ -1,0 +1,130 @@
+"""Training throughput: steps per CPU-second of every family's genlab training step, and genlab
+against a peer library on the same network, batch and data where the peer is installed.
+
+    python bench/throughput.py --quick            # a few steps each: a smoke run, not a result
+    python bench/throughput.py --steps 200        # the protocol: 1 thread, quiet machine
+
+One thread (torch.set_num_threads(1)), time counted as process CPU time by the Trainer
+(`clock=cpu`, logging and callbacks excluded), the same seed for both sides; each side first
+runs `warmup` steps that are not counted. Peers: zuko MAF and NSF against genlab's maf (affine and
+spline) on the 64-d digits vectors. Peers not installed are skipped with a line saying so.
+Prints one table and the ratios, and writes bench/results/throughput.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import genlab
+from genlab.data.spec import DataSpec, Dataset
+from genlab.models.base import hyperparameters
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: family -> small settings that train on digits (8x8) in milliseconds per step
+FAMILIES = {
+    "ae": {}, "vae": {}, "gan": {}, "realnvp": {}, "maf": {},
+    "pixelcnn": {"channels": 16, "n_layers": 3},
+    "ddpm": {"base": 16, "mults": (1, 2), "attention": False},
+    "fm": {"base": 16, "mults": (1, 2), "attention": False},
+}
+
+
+def genlab_rate(family: str, data, steps: int, warmup: int, batch: int, **hp) -> float:
+    """Steps per CPU-second of genlab's own loop (the Trainer's CPU clock over `steps` steps)."""
+    kw = dict(save=False, progress=False, batch_size=batch, clock="cpu", log_every=10**9, checkpoint_every=0)
+    genlab.train(family, data, steps=warmup, **kw, **hp)
+    run = genlab.train(family, data, steps=steps, **kw, **hp)
+    return steps / max(run.history[-1]["time"], 1e-9)
+
+
+def vector_digits() -> Dataset:
+    ds = genlab.load_dataset("digits")
+    spec = DataSpec("vector", (64,), name="digits-vectors")
+    return Dataset(ds.train.flatten(1), ds.test.flatten(1), spec)
+
+
+def zuko_rate(kind: str, data: Dataset, steps: int, warmup: int, batch: int, hidden, transforms: int) -> float:
+    """zuko's flow trained the way its README does: Adam on -log_prob, same batches, same data scale."""
+    import zuko
+
+    torch.manual_seed(0)
+    cls = zuko.flows.NSF if kind == "nsf" else zuko.flows.MAF
+    flow = cls(features=data.spec.dim, context=0, transforms=transforms, hidden_features=tuple(hidden))
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+    x = data.train
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+    g = torch.Generator().manual_seed(0)
+
+    def step():
+        idx = torch.randint(len(x), (batch,), generator=g)
+        loss = -flow().log_prob(x[idx]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    t0 = time.process_time()
+    for _ in range(steps):
+        step()
+    return steps / max(time.process_time() - t0, 1e-9)
+
+
+PEERS = [  # (genlab family, genlab settings, peer name, peer module, rate function, its settings)
+    ("maf", {"n_layers": 5, "hidden": (128, 128)}, "zuko MAF", "zuko", zuko_rate,
+     {"kind": "maf", "hidden": (128, 128), "transforms": 5}),
+    ("maf", {"n_layers": 5, "hidden": (128, 128), "transform": "spline"}, "zuko NSF", "zuko", zuko_rate,
+     {"kind": "nsf", "hidden": (128, 128), "transforms": 5}),
+]
+NOT_YET = ["pythae VAE", "diffusers UNet2DModel + DDPMScheduler", "torchcfm"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="5 steps each (smoke run; not a measurement)")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--families", help="comma-separated (default: all in the table)")
+    p.add_argument("--out", default=str(RESULTS / "throughput.json"))
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    steps, warmup = (5, 2) if a.quick else (a.steps, max(5, a.steps // 10))
+    names = a.families.split(",") if a.families else list(FAMILIES)
+    rows = {}
+    for fam in names:
+        rows[fam] = genlab_rate(fam, "digits", steps, warmup, a.batch, **FAMILIES[fam])
+        print(f"{fam:10s} {rows[fam]:8.1f} steps/CPU-s  (batch {a.batch}, digits 8x8, 1 thread)", flush=True)
+    vec = vector_digits()
+    ratios = []
+    for fam, hp, peer, module, rate, peer_hp in PEERS:
+        if importlib.util.find_spec(module) is None:
+            print(f"{peer}: skipped ({module} is not installed: pip install 'genlab[bench]')")
+            continue
+        if "transform" in hp and "transform" not in hyperparameters(fam):
+            print(f"{peer}: skipped (genlab {fam} has no setting transform=)")
+            continue
+        ours = genlab_rate(fam, vec, steps, warmup, a.batch, **hp)
+        theirs = rate(data=vec, steps=steps, warmup=warmup, batch=a.batch, **peer_hp)
+        ratios.append({"genlab": f"{fam} {hp}", "peer": peer, "genlab_steps_per_s": ours,
+                       "peer_steps_per_s": theirs, "ratio": ours / theirs})
+        print(f"genlab {fam} vs {peer}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
+    for peer in NOT_YET:
+        print(f"{peer}: not in this benchmark yet")
+    out = {"quick": a.quick, "steps": steps, "batch": a.batch, "threads": 1, "clock": "process CPU time",
+           "families": rows, "peers": ratios, "torch": torch.__version__,
+           "note": "a --quick run is a smoke test, not a measurement"}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
