@@ -221,7 +221,7 @@ class Trainer:
         if not self._acc:
             return
         keys = list(self._acc)  # the same order on every rank (the same code ran)
-        means = torch.stack([self._acc[k] / self._cnt[k] for k in keys])
+        means = torch.stack([(self._acc[k] / self._cnt[k]).reshape(()) for k in keys])  # one host sync
         if self.world > 1:  # the global batch's loss: the mean of the ranks' (equal-sized) batch means
             means = distributed.mean(means)
         values = dict(zip(keys, means.tolist()))
