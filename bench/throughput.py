@@ -6,8 +6,11 @@ against a peer library on the same network, batch and data where the peer is ins
 
 One thread (torch.set_num_threads(1)), time counted as process CPU time by the Trainer
 (`clock=cpu`, logging and callbacks excluded), the same seed for both sides; each side first
-runs `warmup` steps that are not counted. Peers: zuko MAF and NSF against genlab's maf (affine and
-spline) on the 64-d digits vectors. Peers not installed are skipped with a line saying so.
+runs `warmup` steps that are not counted. Peers (each skipped, with a line saying so, when not installed):
+zuko MAF and NSF vs genlab maf (affine, spline) on the 64-d digits vectors; pythae's VAE vs
+genlab vae (the IWAE-paper MLP on MNIST, from bench/vae_mnist.py); diffusers' UNet2DModel +
+DDPMScheduler vs genlab ddpm (bench/diffusion.py's configuration and loops); torchcfm vs genlab fm
+(the same UNet, bench/diffusion_fm.py). Ratios > 1: genlab trains more steps per CPU-second.
 Prints one table and the ratios, and writes bench/results/throughput.json (or --out).
 """
 
@@ -23,6 +26,8 @@ from pathlib import Path
 import torch
 
 import genlab
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the side-by-side benchmarks beside this file
 from genlab.data.spec import DataSpec, Dataset
 from genlab.models.base import hyperparameters
 
@@ -84,7 +89,34 @@ PEERS = [  # (genlab family, genlab settings, peer name, peer module, rate funct
     ("maf", {"n_layers": 5, "hidden": (128, 128), "transform": "spline"}, "zuko NSF", "zuko", zuko_rate,
      {"kind": "nsf", "hidden": (128, 128), "transforms": 5}),
 ]
-NOT_YET = ["pythae VAE", "diffusers UNet2DModel + DDPMScheduler", "torchcfm"]
+
+
+def loop_pair(module: str, ours: str, theirs: str, minutes: float) -> tuple[float, float]:
+    """Steps per CPU-second of the two training functions of a side-by-side benchmark in bench/
+    (diffusion.py: ddpm vs diffusers' UNet2DModel + DDPMScheduler; diffusion_fm.py: fm vs torchcfm),
+    each trained for `minutes` of process CPU time by its own loop, as those benchmarks do."""
+    bench = __import__(module)
+    a, b = getattr(bench, ours)(minutes, 0), getattr(bench, theirs)(minutes, 0)
+    return a["steps"] / a["cpu_seconds"], b["steps"] / b["cpu_seconds"]
+
+
+def vae_pair(steps: int) -> tuple[float, float]:
+    """genlab vae vs pythae's VAE, the IWAE-paper MLP (784-200-200-50) on MNIST at batch 100, best of
+    interleaved repeats of `steps` steps (bench/vae_mnist.py's step_times)."""
+    import vae_mnist
+
+    ms = vae_mnist.step_times(genlab.load_dataset("mnist"), ["genlab-vae", "pythae-vae"], seed=0,
+                              repeats=3, steps=steps)
+    return 1e3 / ms["genlab-vae"], 1e3 / ms["pythae-vae"]
+
+
+LOOP_PEERS = [  # (pair name, peer module, measure(quick) -> (genlab rate, peer rate))
+    ("genlab vae vs pythae VAE", "pythae", lambda quick: vae_pair(5 if quick else 50)),
+    ("genlab ddpm vs diffusers UNet2DModel + DDPMScheduler", "diffusers",
+     lambda quick: loop_pair("diffusion", "train_genlab", "train_diffusers", 0.05 if quick else 2.0)),
+    ("genlab fm vs torchcfm", "torchcfm",
+     lambda quick: loop_pair("diffusion_fm", "train_genlab", "train_torchcfm", 0.05 if quick else 2.0)),
+]
 
 
 def main(argv=None) -> int:
@@ -93,7 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--families", help="comma-separated (default: all in the table)")
-    p.add_argument("--out", default=str(RESULTS / "throughput.json"))
+    p.add_argument("--out", help="JSON file (default bench/results/throughput.json; --quick writes none unless given)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     steps, warmup = (5, 2) if a.quick else (a.steps, max(5, a.steps // 10))
@@ -116,13 +148,24 @@ def main(argv=None) -> int:
         ratios.append({"genlab": f"{fam} {hp}", "peer": peer, "genlab_steps_per_s": ours,
                        "peer_steps_per_s": theirs, "ratio": ours / theirs})
         print(f"genlab {fam} vs {peer}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
-    for peer in NOT_YET:
-        print(f"{peer}: not in this benchmark yet")
+    for pair, module, measure in LOOP_PEERS:
+        if importlib.util.find_spec(module) is None:
+            print(f"{pair}: skipped ({module} is not installed)")
+            continue
+        try:
+            ours, theirs = measure(a.quick)
+        except genlab.DataError as e:  # MNIST for the VAE pair
+            print(f"{pair}: skipped ({e})")
+            continue
+        ratios.append({"pair": pair, "genlab_steps_per_s": ours, "peer_steps_per_s": theirs, "ratio": ours / theirs})
+        print(f"{pair}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
     out = {"quick": a.quick, "steps": steps, "batch": a.batch, "threads": 1, "clock": "process CPU time",
            "families": rows, "peers": ratios, "torch": torch.__version__,
            "note": "a --quick run is a smoke test, not a measurement"}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    path = a.out or (None if a.quick else str(RESULTS / "throughput.json"))
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=1))
     return 0
 
 
