@@ -3,6 +3,8 @@ batches, in the same seeded order, and the same losses as the data held in memor
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,18 @@ def test_large_data_streams_by_itself(tmp_path, monkeypatch):
     assert isinstance(genlab.load_dataset(path).train, NpyRows)
     monkeypatch.setenv("GENLAB_STREAM_BYTES", "100000")
     assert isinstance(genlab.load_dataset(path).train, torch.Tensor)
+
+
+def test_streamed_run_from_the_cli_resumes_where_it_stopped(folder, tmp_path):
+    """`--stream` records itself; a resumed streamed run restarts its loader at the checkpoint's
+    position in the order and ends with the weights of an uninterrupted run."""
+    from genlab.cli import main
+
+    args = ["--data", str(folder), "--set", "batch_size=16", "--set", "workers=1", "--quiet"]
+    assert main(["train", "vae", "--steps", "3", "--out", str(tmp_path / "a"), "--stream", *args]) == 0
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert cfg["train"]["stream"] is True and cfg["data"]["source"]["options"]["stream"] is True  # resume streams
+    assert main(["resume", str(tmp_path / "a"), "--steps", "4", "--quiet"]) == 0
+    assert main(["train", "vae", "--steps", "7", "--out", str(tmp_path / "b"), "--stream", *args]) == 0
+    a, b = genlab.load(tmp_path / "a"), genlab.load(tmp_path / "b")
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
