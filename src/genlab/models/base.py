@@ -209,7 +209,7 @@ class GenerativeModel(nn.Module):
                 y = y.expand(n)
             if y.shape != (n,):
                 raise ConfigError(f"expected {n} labels, got a tensor of shape {tuple(y.shape)}")
-            if (y < 0).any() or (y >= k).any():
+            if ((y < 0) | (y >= k)).any():  # one host sync, not two
                 raise ConfigError(f"label must be in 0..{k - 1}")
             return y
         shape = tuple(self.spec.condition_shape)

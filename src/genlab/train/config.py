@@ -27,6 +27,7 @@ class TrainConfig:
     sample_every: int = 0              # steps between progress grids; 0: none
     checkpoint_every: int = 500        # steps between checkpoints (and one at the end)
     precision: str = "fp32"            # fp32 | bf16 (autocast)
+    channels_last: bool = False        # images and conv weights in NHWC (mkldnn: ~14% faster UNet steps on CPU)
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     seed: int = 0
     stream: Optional[bool] = None      # True: batches read by DataLoader workers (always so for data

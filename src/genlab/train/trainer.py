@@ -58,6 +58,9 @@ class Trainer:
     def _build(self) -> None:
         cfg = self.config
         self.ema = None
+        self._nhwc = bool(cfg.channels_last) and len(self.data.spec.shape) == 3
+        if self._nhwc:  # before DDP's gradient buckets and the EMA copies: they take the layout
+            self.model.to(memory_format=torch.channels_last)
         self.players = self.model.players()
         self.optimizers = [self._optimizer(p.parameters, {**p.overrides}) for p in self.players]
         self.wrapped: nn.Module = self.model
@@ -183,7 +186,13 @@ class Trainer:
         return GlobalBatch(n, n * self.world, n * self.rank)
 
     def _next_batch(self):
-        """The stream's next minibatch (x, y) on the device."""
+        """The stream's next minibatch (x, y) on the device (NHWC with channels_last)."""
+        x, y = self._read_batch()
+        if self._nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _read_batch(self):
         if not self.streamed:
             idx = self.stream.next().to(self.device)
             return self.x[idx], (None if self.y is None else self.y[idx])
