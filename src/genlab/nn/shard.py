@@ -51,6 +51,7 @@ _INPLACE = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.bernoulli_
             torch.Tensor.random_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 #: dropout function -> number of trailing dimensions its mask broadcasts over
 _DROPOUT = {F.dropout: 0, F.dropout1d: 1, F.dropout2d: 2, F.dropout3d: 3}
+_HANDLED = frozenset({*_CREATE, *_LIKE, *_INPLACE, *_DROPOUT, torch.randint, torch.bernoulli, F.batch_norm})
 
 
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:
@@ -91,6 +92,8 @@ class GlobalBatch(TorchFunctionMode):
 
     # -- the dispatch ------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func not in _HANDLED:  # nearly every op: straight through, one set lookup
+            return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
         if "out" in kwargs:
             return func(*args, **kwargs)
