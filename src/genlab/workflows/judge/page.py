@@ -123,6 +123,7 @@ async function next() {
     if (pair) await Promise.all([loadImage($("img-left"), item.images[0]), loadImage($("img-right"), item.images[1])]);
     else await loadImage($("img-single"), item.images[0]);
     S.item = item;
+    if (document.activeElement && document.activeElement.blur) document.activeElement.blur();  // no side looks chosen
     document.body.dataset.pair = item.id;
     setState("ready");
   } catch (e) {

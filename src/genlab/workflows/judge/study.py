@@ -201,7 +201,9 @@ class Study:
     """An open study: serves items and records answers; safe to share between threads (one SQLite
     connection per thread, every answer in its own IMMEDIATE transaction)."""
 
-    def __init__(self, db):
+    def __init__(self, db, seed: Optional[int] = None):
+        """`seed`: make the choice of pairs and checks reproducible (tests); by default it is
+        unpredictable (random.SystemRandom). Ids are always unpredictable."""
         self.path = Path(db)
         if not self.path.exists():
             raise GenlabError(f"{self.path}: no such study (create one: genlab judge RUN [RUN ...] --db {self.path})")
@@ -220,7 +222,9 @@ class Study:
         for item, source in self.con.execute("SELECT id, source FROM items ORDER BY source, idx"):
             by_source.setdefault(source, []).append(item)
         self.items = by_source
-        self._rng = random.SystemRandom()
+        self._rng = random.SystemRandom() if seed is None else random.Random(seed)
+        self._pairs = [(s, t) for i, s in enumerate(self.sources) for t in self.sources[i + 1:]]
+        self._pair_counts: Optional[dict] = None
 
     @property
     def con(self) -> sqlite3.Connection:
@@ -300,19 +304,24 @@ class Study:
 
     def _least_judged_pair(self, rng) -> tuple[str, str]:
         """Two different competitors, the pair served least often so far (ties at random): every
-        pair gets its share of judgements, whatever the number of raters."""
-        counts: dict[tuple[str, str], int] = {}
-        for a, b, k in self.con.execute(
-                "SELECT la.source, ra.source, COUNT(*) FROM served s JOIN items la ON la.id = s.left_item "
-                "JOIN items ra ON ra.id = s.right_item WHERE s.task = 'pairwise' AND s.is_check = 0 "
-                "GROUP BY la.source, ra.source"):
-            key = tuple(sorted((a, b)))
-            counts[key] = counts.get(key, 0) + k
-        pairs = [(s, t) for i, s in enumerate(self.sources) for t in self.sources[i + 1:]]
-        if not pairs:
+        pair gets its share of judgements, whatever the number of raters. The counts are read from
+        the database once, then kept here (callers hold the write transaction, so they agree)."""
+        if self._pair_counts is None:
+            counts = {p: 0 for p in self._pairs}
+            for a, b, k in self.con.execute(
+                    "SELECT la.source, ra.source, COUNT(*) FROM served s JOIN items la ON la.id = s.left_item "
+                    "JOIN items ra ON ra.id = s.right_item WHERE s.task = 'pairwise' AND s.is_check = 0 "
+                    "GROUP BY la.source, ra.source"):
+                key = (a, b) if (a, b) in counts else (b, a)
+                if key in counts:
+                    counts[key] += k
+            self._pair_counts = counts
+        if not self._pairs:
             raise Rejected(409, "a pairwise study needs two competitors (two runs, or one run and --real)")
-        least = min(counts.get(tuple(sorted(p)), 0) for p in pairs)
-        return rng.choice([p for p in pairs if counts.get(tuple(sorted(p)), 0) == least])
+        least = min(self._pair_counts.values())
+        pair = rng.choice([p for p, k in self._pair_counts.items() if k == least])
+        self._pair_counts[pair] += 1
+        return pair
 
     # -- answers -----------------------------------------------------------------------------
     def record(self, rater: str, served_id, choice) -> dict:
