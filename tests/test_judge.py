@@ -3,10 +3,10 @@ concurrent raters against a running server, and the scores beside FD on the repo
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -235,14 +235,33 @@ def test_report_shows_people_beside_fd(rated_study, runs, tmp_path, capsys):
 
 
 # -- the JSON API ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def running(study):
+    """The study's app under uvicorn on a free loopback port, in a thread; yields its URL."""
+    from genlab.workflows.judge.server import bind, make_server, url_of
+
+    sock = bind("127.0.0.1", 0)
+    srv = make_server(study)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert srv.started, "uvicorn did not start"
+    try:
+        yield url_of(sock)
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
 @pytest.fixture
 def client(runs, tmp_path):
-    from starlette.testclient import TestClient
-
-    from genlab.workflows.judge.server import make_app
+    import httpx
 
     study = create_study(runs, tmp_path / "api.sqlite", real=False, n=4, goal=5, progress=False)
-    with TestClient(make_app(study), base_url="http://127.0.0.1") as c:
+    with running(study) as url, httpx.Client(base_url=url, timeout=20) as c:
         yield c, study
 
 
@@ -317,6 +336,8 @@ def test_cli_judge_refuses_without_the_web_extra_and_warns_off_loopback(runs, tm
     assert "holds a study of other runs" in capsys.readouterr().err
     assert main(["judge", str(tmp_path), "--db", str(tmp_path / "t.sqlite")]) == 2
     assert "not a genlab run" in capsys.readouterr().err
+    assert main(["judge", str(runs[0]), "--db", str(tmp_path / "t.sqlite")]) == 2
+    assert "add --real" in capsys.readouterr().err and not (tmp_path / "t.sqlite").exists()
 
 
 # -- under load ------------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -24,26 +22,14 @@ GOAL = 30
 
 @pytest.fixture
 def server(tmp_path):
-    from test_judge import tiny_runs
+    from test_judge import running, tiny_runs
 
     from genlab.workflows.judge import Study, create_study
-    from genlab.workflows.judge.server import bind, make_server, url_of
 
-    runs = tiny_runs(tmp_path)
-    create_study(runs, tmp_path / "study.sqlite", real=True, n=6, goal=GOAL, progress=False)
+    create_study(tiny_runs(tmp_path), tmp_path / "study.sqlite", real=True, n=6, goal=GOAL, progress=False)
     study = Study(tmp_path / "study.sqlite", seed=0)
-    sock = bind("127.0.0.1", 0)
-    srv = make_server(study)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert srv.started
-    yield url_of(sock), study
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with running(study) as url:
+        yield url, study
 
 
 @pytest.fixture

@@ -145,6 +145,8 @@ def create_study(runs: Sequence, db, real: bool = False, n: int = 50, seed: int 
     names = _names(runs, families)
     if real and "real" in names:
         raise ConfigError("a run named 'real' clashes with the real images (--real)")
+    if len(names) + bool(real) < 2:
+        raise ConfigError("one run alone has nothing to be compared with: add --real (or another run)")
     data = dataset_from_spec(cfgs[0]["data"])
     if len(data.test) < 2:
         raise DataError(f"{data.spec.name}: too few test images for real images and attention checks")
