@@ -172,22 +172,25 @@ def format_scores(scores: dict) -> str:
     lines = [f"study {scores['study']} ({scores['data']}): {scores['judgements']} judgements from "
              f"{scores['raters']} raters; {scores['attention_checks']} attention checks, "
              f"{scores['attention_failed']} failed; {scores['careless_raters']} careless raters "
-             + ("(included)" if scores["include_careless"] else f"(their {scores['excluded']} answers excluded)")]
+             + ("(included)" if scores["include_careless"] else
+                f"(their {scores['excluded']} answers excluded; --include-careless counts them)"
+                if scores["careless_raters"] else "")]
     pw = scores["pairwise"]
     lines.append(f"\npairwise preference: Bradley-Terry strength (log-odds scale, mean 0), 95% bootstrap interval; "
                  f"{pw['judgements']} judgements")
-    lines.append(f"  {'model':20} {'strength':>9} {'95% interval':>18} {'wins':>6} {'judged':>7}")
+    lines.append(f"  {'model':24} {'strength':>9} {'95% interval':>18} {'wins':>6} {'judged':>7}")
     for m in sorted(pw["models"], key=lambda m: -m["strength"]):
-        lines.append(f"  {m['name']:20} {m['strength']:9.3f} {_iv(m['low'], m['high']):>18} {m['wins']:6d} "
+        strength = f"{m['strength']:.3f}" if m["judgements"] else "—"
+        lines.append(f"  {m['name']:24} {strength:>9} {_iv(m['low'], m['high']):>18} {m['wins']:6d} "
                      f"{m['judgements']:7d}")
     rf = scores.get("realfake")
     if rf:
         lines.append(f"\nreal vs generated (HYPE-inf): error rate, 95% Wilson interval; {rf['judgements']} judgements")
-        lines.append(f"  {'images':20} {'error':>9} {'95% interval':>18} {'errors':>6} {'judged':>7}")
+        lines.append(f"  {'images':24} {'error':>9} {'95% interval':>18} {'errors':>6} {'judged':>7}")
         for m in rf["models"]:
             what = "real (judged generated)" if m["name"] == "real" else m["name"]
             err = "—" if not m["judgements"] else f"{m['error']:.3f}"
-            lines.append(f"  {what:20} {err:>9} {_iv(m['low'], m['high']):>18} {m['errors']:6d} {m['judgements']:7d}")
+            lines.append(f"  {what:24} {err:>9} {_iv(m['low'], m['high']):>18} {m['errors']:6d} {m['judgements']:7d}")
     return "\n".join(lines)
 
 
