@@ -1,5 +1,6 @@
-"""Training throughput: steps per CPU-second of every family's genlab training step, and genlab
-against a peer library on the same network, batch and data where the peer is installed.
+"""Training throughput: steps per CPU-second of every family's genlab training step, sampling
+throughput (samples per CPU-second; network calls and CPU-ms per call for iterative samplers), and
+genlab against a peer library on the same network, batch and data where the peer is installed.
 
     python bench/throughput.py --quick            # a few steps each: a smoke run, not a result
     python bench/throughput.py --steps 200        # the protocol: 1 thread, quiet machine
@@ -42,12 +43,34 @@ FAMILIES = {
 }
 
 
-def genlab_rate(family: str, data, steps: int, warmup: int, batch: int, **hp) -> float:
+def genlab_rate(family: str, data, steps: int, warmup: int, batch: int, model_out: list | None = None,
+                **hp) -> float:
     """Steps per CPU-second of genlab's own loop (the Trainer's CPU clock over `steps` steps)."""
     kw = dict(save=False, progress=False, batch_size=batch, clock="cpu", log_every=10**9, checkpoint_every=0)
     genlab.train(family, data, steps=warmup, **kw, **hp)
     run = genlab.train(family, data, steps=steps, **kw, **hp)
+    if model_out is not None:
+        model_out.append(run.model)
     return steps / max(run.history[-1]["time"], 1e-9)
+
+
+@torch.no_grad()
+def sampling_rate(model, n: int = 64) -> dict:
+    """Samples per CPU-second of `model.sample(n)` with its default sampler, and the network
+    evaluations it made (calls of the model's busiest direct child module) and CPU-ms per call."""
+    counts = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
+             for name, m in model.named_children()]
+    model.sample(2)  # warm-up
+    counts.clear()
+    t0 = time.process_time()
+    model.sample(n, generator=torch.Generator().manual_seed(0))
+    seconds = time.process_time() - t0
+    for h in hooks:
+        h.remove()
+    nfe = max(counts.values(), default=0)
+    return {"samples_per_s": n / max(seconds, 1e-9), "network_calls": nfe,
+            "ms_per_call": 1e3 * seconds / nfe if nfe else None}
 
 
 def vector_digits() -> Dataset:
@@ -131,9 +154,14 @@ def main(argv=None) -> int:
     steps, warmup = (5, 2) if a.quick else (a.steps, max(5, a.steps // 10))
     names = a.families.split(",") if a.families else list(FAMILIES)
     rows = {}
+    sampling = {}
     for fam in names:
-        rows[fam] = genlab_rate(fam, "digits", steps, warmup, a.batch, **FAMILIES[fam])
-        print(f"{fam:10s} {rows[fam]:8.1f} steps/CPU-s  (batch {a.batch}, digits 8x8, 1 thread)", flush=True)
+        trained = []
+        rows[fam] = genlab_rate(fam, "digits", steps, warmup, a.batch, model_out=trained, **FAMILIES[fam])
+        sampling[fam] = s = sampling_rate(trained[0])
+        per_call = f", {s['network_calls']} network calls, {s['ms_per_call']:.1f} CPU-ms each" if s["ms_per_call"] else ""
+        print(f"{fam:10s} {rows[fam]:8.1f} steps/CPU-s  (batch {a.batch}, digits 8x8, 1 thread); sampling "
+              f"{s['samples_per_s']:.0f} samples/CPU-s (64 at once{per_call})", flush=True)
     vec = vector_digits()
     ratios = []
     for fam, hp, peer, module, rate, peer_hp in PEERS:
@@ -160,7 +188,7 @@ def main(argv=None) -> int:
         ratios.append({"pair": pair, "genlab_steps_per_s": ours, "peer_steps_per_s": theirs, "ratio": ours / theirs})
         print(f"{pair}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
     out = {"quick": a.quick, "steps": steps, "batch": a.batch, "threads": 1, "clock": "process CPU time",
-           "families": rows, "peers": ratios, "torch": torch.__version__,
+           "families": rows, "sampling": sampling, "peers": ratios, "torch": torch.__version__,
            "note": "a --quick run is a smoke test, not a measurement"}
     path = a.out or (None if a.quick else str(RESULTS / "throughput.json"))
     if path:
