@@ -2,7 +2,7 @@
 
 One torchrun launch trains every case below on 2 ranks (vae; a DCGAN with BatchNorm in G and the
 minibatch-std feature in D; ddpm with dropout; ddpm conditioned on a tensor per example, the
-stand-in for image-to-image), a closed-form family (pca: nothing to all-reduce, no deadlock),
+stand-in for image-to-image; vae with batches read by DataLoader workers), a closed-form family (pca: nothing to all-reduce, no deadlock),
 a --minutes run (rank 0's clock decides: both ranks stop at the same step), and finally a GAN
 run that is killed after its first checkpoint; a second launch resumes it under torchrun.
 """
@@ -30,6 +30,8 @@ CASES = {
                  dropout=0.1, warmup_steps=2),
     "ddpm-sr": dict(family="ddpm", data="digits-sr", steps=4, batch_size=8, base=16, mults=(1, 2),
                     attention=False, conditional=True, p_uncond=0.3, warmup_steps=2),
+    # each rank's DataLoader worker reads that rank's batches; the reference holds the data in memory
+    "vae-streamed": dict(family="vae", data="digits", steps=6, batch_size=8, stream=True, workers=1),
 }
 
 SCRIPT = textwrap.dedent("""
@@ -96,6 +98,7 @@ def test_two_ranks_reproduce_one_process_at_the_same_global_batch(ddp_runs, name
     kw = dict(CASES[name])
     family, data = kw.pop("family"), kw.pop("data")
     kw["batch_size"] *= 2
+    kw.pop("stream", None), kw.pop("workers", None)
     single = genlab.train(family, data, save=False, progress=False, log_every=1, **kw)
     ddp = _history(ddp_runs / name)
     assert [h["step"] for h in ddp] == [h["step"] for h in single.history]
