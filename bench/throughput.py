@@ -148,6 +148,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--families", help="comma-separated (default: all in the table)")
+    p.add_argument("--no-peers", action="store_true", help="genlab's families only")
+    p.add_argument("--channels-last", action="store_true", help="train with channels_last=true (NHWC)")
     p.add_argument("--out", help="JSON file (default bench/results/throughput.json; --quick writes none unless given)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -157,14 +159,15 @@ def main(argv=None) -> int:
     sampling = {}
     for fam in names:
         trained = []
-        rows[fam] = genlab_rate(fam, "digits", steps, warmup, a.batch, model_out=trained, **FAMILIES[fam])
+        extra = {"channels_last": True} if a.channels_last else {}
+        rows[fam] = genlab_rate(fam, "digits", steps, warmup, a.batch, model_out=trained, **FAMILIES[fam], **extra)
         sampling[fam] = s = sampling_rate(trained[0])
         per_call = f", {s['network_calls']} network calls, {s['ms_per_call']:.1f} CPU-ms each" if s["ms_per_call"] else ""
         print(f"{fam:10s} {rows[fam]:8.1f} steps/CPU-s  (batch {a.batch}, digits 8x8, 1 thread); sampling "
               f"{s['samples_per_s']:.0f} samples/CPU-s (64 at once{per_call})", flush=True)
     vec = vector_digits()
     ratios = []
-    for fam, hp, peer, module, rate, peer_hp in PEERS:
+    for fam, hp, peer, module, rate, peer_hp in ([] if a.no_peers else PEERS):
         if importlib.util.find_spec(module) is None:
             print(f"{peer}: skipped ({module} is not installed: pip install 'genlab[bench]')")
             continue
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
         ratios.append({"genlab": f"{fam} {hp}", "peer": peer, "genlab_steps_per_s": ours,
                        "peer_steps_per_s": theirs, "ratio": ours / theirs})
         print(f"genlab {fam} vs {peer}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
-    for pair, module, measure in LOOP_PEERS:
+    for pair, module, measure in ([] if a.no_peers else LOOP_PEERS):
         if importlib.util.find_spec(module) is None:
             print(f"{pair}: skipped ({module} is not installed)")
             continue

@@ -44,6 +44,9 @@ def test_streamed_folder_gives_the_in_memory_batches_and_losses(folder):
     kw = dict(steps=6, batch_size=16, log_every=1, save=False, progress=False)
     a = genlab.train("vae", folder, stream=False, **kw)
     b = genlab.train("vae", folder, stream=True, workers=1, **kw)
+    import multiprocessing
+
+    assert not multiprocessing.active_children()  # the workers stopped with training
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
 

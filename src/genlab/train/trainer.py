@@ -168,6 +168,7 @@ class Trainer:
                 t_last += clock() - now  # callbacks and logging are not training time
             self.save_checkpoint()
         finally:
+            self._batches = None  # a streamed run's DataLoader workers stop here, not at garbage collection
             for cb in self.callbacks:
                 cb.on_train_end(self)
         self.model.eval()
