@@ -41,6 +41,7 @@ def test_streamed_folder_gives_the_in_memory_batches_and_losses(folder):
             idx = stream.next()
             got, x, y = next(batches)
             assert torch.equal(got, idx) and torch.equal(x, mem.train[idx]) and torch.equal(y, mem.train_labels[idx])
+        del batches  # stops its workers
     kw = dict(steps=6, batch_size=16, log_every=1, save=False, progress=False)
     a = genlab.train("vae", folder, stream=False, **kw)
     b = genlab.train("vae", folder, stream=True, workers=1, **kw)
