@@ -89,3 +89,18 @@ def test_streamed_run_from_the_cli_resumes_where_it_stopped(folder, tmp_path):
     assert main(["train", "vae", "--steps", "7", "--out", str(tmp_path / "b"), "--stream", *args]) == 0
     a, b = genlab.load(tmp_path / "a"), genlab.load(tmp_path / "b")
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_stream_position_survives_a_change_of_world_size():
+    """A checkpoint taken by 1 process at batch 16 resumed by 2 processes at batch 8 (the same global
+    batch) continues with the very next global batch, split between the two ranks."""
+    one = BatchStream(100, 16, seed=5)
+    for _ in range(3):
+        one.next()
+    state, expected = one.state_dict(), one.next()
+    halves = []
+    for rank in (0, 1):
+        s = BatchStream(100, 8, seed=5, rank=rank, world=2)
+        s.load_state_dict(state)
+        halves.append(s.next())
+    assert torch.equal(torch.cat(halves), expected)
