@@ -167,7 +167,7 @@ def _ssim(ctx, x):
     return {"ssim": ctx._cached(("psnr_ssim", id(x)), lambda: psnr_ssim(x.cpu(), ctx.reference))["ssim"]}
 
 
-DIVERSITY_INPUTS, DIVERSITY_DRAWS = 32, 4  # inputs, outputs per input for the diversity metric
+DIVERSITY_INPUTS, DIVERSITY_DRAWS = 16, 4  # inputs, outputs per input for the diversity metric
 
 
 @register_metric("diversity", _needs_translation, reference=False,

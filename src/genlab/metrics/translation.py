@@ -105,12 +105,14 @@ class Upsample(nn.Module):
         return up.clamp(0, 1)
 
 
-def baseline_result(data, n: Optional[int] = None, seed: int = 0, mode: str = "bicubic") -> Optional[dict]:
-    """The baseline row of a super-resolution task (None for other data): `evaluate` of `Upsample`."""
+def baseline_result(data, n: Optional[int] = None, seed: int = 0, mode: str = "bicubic",
+                    metrics=None) -> Optional[dict]:
+    """The baseline row of a super-resolution task (None for other data): `evaluate` of `Upsample`
+    (every metric that applies, or those named)."""
     from .evaluate import evaluate
 
     if not is_super_resolution(data.spec) or data.spec.unpaired:
         return None
-    result = evaluate(Upsample(data.spec, mode), data, n=n, seed=seed, reference=False)
+    result = evaluate(Upsample(data.spec, mode), data, metrics, n=n, seed=seed, reference=False)
     result["name"] = mode
     return result
