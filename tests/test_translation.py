@@ -269,6 +269,7 @@ def test_compare_on_paired_data_picks_translators_conditions_them_and_shows_the_
     fams = families_for(sr.spec)
     assert {"pix2pix", "cyclegan", "ddpm", "fm"} <= set(fams) and "vae" not in fams
     assert families_for(inverted.spec) == ["cyclegan"]
+    assert not {"pix2pix", "cyclegan"} & set(families_for(genlab.load_dataset("digits").spec))  # they need inputs
     got = translation_settings(["pix2pix", "ddpm", "fm"], sr.spec, {"fm": {"conditional": False}})
     assert got["ddpm"] == {"conditional": True} and got["fm"] == {"conditional": False} and "pix2pix" not in got
     res = compare(sr, ["pix2pix"], steps=2, out=tmp_path / "c", n=40, progress=False,

@@ -46,14 +46,15 @@ EVAL_N = 2500          # generated and reference samples per family, at most (di
 # -- which families, how long ---------------------------------------------------------------
 def families_for(spec) -> list[str]:
     """Registered families that model this kind of data, in registration order; on paired data (an
-    input tensor per example) those that can be conditioned on it (on unpaired data: learn unpaired)."""
-    from ..models import MODELS
+    input tensor per example) those that can be conditioned on it (on unpaired data: learn unpaired);
+    elsewhere those that do not need an input (not pix2pix, cyclegan)."""
+    from ..models import MODELS, hyperparameters
 
     names = [name for name, cls in MODELS.items() if spec.kind in cls.kinds]
-    if spec.condition_kind == "tensor":
-        names = [n for n in names if "tensor" in MODELS[n].condition_kinds
-                 and (MODELS[n].learns_unpaired or not spec.unpaired)]
-    return names
+    if spec.condition_kind != "tensor":  # families conditional by construction (pix2pix, cyclegan) need inputs
+        return [n for n in names if hyperparameters(n).get("conditional") is not True]
+    return [n for n in names if "tensor" in MODELS[n].condition_kinds
+            and (MODELS[n].learns_unpaired or not spec.unpaired)]
 
 
 def translation_settings(families: Sequence[str], spec, settings: dict) -> dict:
