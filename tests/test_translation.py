@@ -280,3 +280,4 @@ def test_compare_on_paired_data_picks_translators_conditions_them_and_shows_the_
     assert b["name"] == "bicubic" and b["metrics"]["psnr"] == pytest.approx(want)
     page = (tmp_path / "c" / "report.html").read_text()
     assert "bicubic (baseline, no learning)" in page and "psnr" in page
+    assert 'id="translations"' in page and (tmp_path / "c" / "pix2pix" / "translations.png").is_file()

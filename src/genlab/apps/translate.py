@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..errors import ConfigError, DataError
 
@@ -55,10 +54,10 @@ def load_inputs(paths: Sequence, shape: tuple) -> tuple[torch.Tensor, list[str]]
 
 
 def side_by_side(inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-    """[N, C, H, 2W + gap]-ish rows: the input (resized by nearest neighbours, channels matched) | the output."""
-    x = F.interpolate(inputs.float(), size=outputs.shape[-2:], mode="nearest")
-    if x.shape[1] != outputs.shape[1]:  # grey input, colour output or the reverse
-        x = x.mean(1, keepdim=True).expand(-1, outputs.shape[1], -1, -1)
+    """Rows for a grid: the input (at the output's size and channels, nearest neighbours) | the output."""
+    from ..report.figures import resized_like
+
+    x = resized_like(inputs, outputs)
     gap = torch.ones(len(x), outputs.shape[1], outputs.shape[2], max(1, outputs.shape[3] // 8))
     return torch.cat([x, gap, outputs.float()], 3)
 

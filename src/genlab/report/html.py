@@ -340,6 +340,12 @@ def build_html(results: dict, base) -> str:
         section("samples", "Samples", f'<p class="muted">{escape(what.capitalize())} from each family, seed '
                 f'{results["seed"]}.</p><div class="grid">{"".join(cards)}</div>')
 
+    tra = [fig(e, "translations", f"test inputs, {e['name']}'s outputs and the targets, row under row",
+               f"<strong>{escape(e['name'])}</strong>: inputs, outputs, targets (rows)", True) for e in ok]
+    if any(tra):
+        section("translations", "Translations", '<p class="muted">The first test inputs (top row), each '
+                'family\'s outputs (middle) and the targets (bottom).</p>' f'<div class="grid">{"".join(tra)}</div>')
+
     rec = [fig(e, "reconstructions", f"test examples and their {e['name']} reconstructions, row under row",
                f"<strong>{escape(e['name'])}</strong>: originals (odd rows), reconstructions (even rows)", True)
            for e in ok]

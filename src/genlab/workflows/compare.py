@@ -252,7 +252,7 @@ def _summarise(entry, model, data, run_dir, out, n, seed, lims, nll_seconds) -> 
                   "evaluate_seconds": round(time.perf_counter() - t0, 3)})
     entry["stage"] = "figures"
     figs = {}
-    for key in ("samples", "reconstructions", "loss"):
+    for key in ("samples", "translations", "reconstructions", "loss"):
         p = run_dir / f"{key}.png"
         if p.exists():
             figs[key] = {"path": _rel(p, out)}
