@@ -31,11 +31,9 @@ from .prdc import prdc, precision_recall
 from .toy import kl_estimate, mmd, sliced_wasserstein
 
 #: bumped when a metric's meaning changes, so cached results of the old meaning are not reused
-#: (2: bits/dim of lattice densities dequantised at evaluation; conditions of paired data)
-PROTOCOL_VERSION = 2
-#: bumped when a metric's meaning changes, so cached results of the old meaning are not reused
-#: (2: bits/dim of lattice densities dequantised at evaluation; conditions of paired data)
-PROTOCOL_VERSION = 2
+#: (2: bits/dim of lattice densities dequantised at evaluation; conditions of paired data;
+#: 3: psnr, ssim and diversity for translation)
+PROTOCOL_VERSION = 3
 LOW_DIM = 16  # vector data up to this dimension gets MMD and sliced Wasserstein in data space
 
 
