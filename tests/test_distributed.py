@@ -1,10 +1,11 @@
 """torchrun data parallelism on CPU (gloo): 2 processes at batch B reproduce 1 process at batch 2B.
 
 One torchrun launch trains every case below on 2 ranks (vae; a DCGAN with BatchNorm in G and the
-minibatch-std feature in D; ddpm with dropout; ddpm conditioned on a tensor per example, the
-stand-in for image-to-image; vae with batches read by DataLoader workers), a closed-form family (pca: nothing to all-reduce, no deadlock),
-a --minutes run (rank 0's clock decides: both ranks stop at the same step), and finally a GAN
-run that is killed after its first checkpoint; a second launch resumes it under torchrun.
+minibatch-std feature in D; ddpm with dropout; ddpm conditioned on a tensor per example; pix2pix,
+whose U-Net has BatchNorm and dropout; vae with batches read by DataLoader workers), a closed-form
+family (pca: nothing to all-reduce, no deadlock), a --minutes run (rank 0's clock decides: both
+ranks stop at the same step), and finally a GAN run that is killed after its first checkpoint; a
+second launch resumes it under torchrun.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ CASES = {
                  dropout=0.1, warmup_steps=2),
     "ddpm-sr": dict(family="ddpm", data="digits-sr", steps=4, batch_size=8, base=16, mults=(1, 2),
                     attention=False, conditional=True, p_uncond=0.3, warmup_steps=2),
+    # image-to-image: a U-Net generator with BatchNorm and dropout (its noise), a PatchGAN critic
+    "pix2pix": dict(family="pix2pix", data="digits-sr", steps=4, batch_size=8, base=8, d_base=8),
     # each rank's DataLoader worker reads that rank's batches; the reference holds the data in memory
     "vae-streamed": dict(family="vae", data="digits", steps=6, batch_size=8, stream=True, workers=1),
 }
@@ -112,7 +115,7 @@ def test_two_ranks_reproduce_one_process_at_the_same_global_batch(ddp_runs, name
     for k, v in single.model.state_dict().items():
         if k not in pinned:
             assert torch.allclose(v, weights[k], atol=1e-5, rtol=0), (k, (v - weights[k]).abs().max())
-    if pinned:  # what those entries feed is the same function: G(z) with batch statistics
+    if pinned and hasattr(single.model, "latent_dim"):  # what they feed is the same function: G(z), batch statistics
         other = genlab.load(ddp_runs / name)
         z = torch.randn(16, single.model.latent_dim, generator=torch.Generator().manual_seed(0))
         single.model.generator.train(), other.generator.train()
