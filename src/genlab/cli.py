@@ -412,10 +412,10 @@ def cmd_impute(a) -> None:
 
     model = load(a.run)
     data, col = _use_data(a)
-    tag = (a.mask or "default").replace(":", "").replace("/", "_")
-    out = Path(a.out) if a.out else Path(a.run) / f"impute-{Path(tag).stem}"
+    tag = Path(a.mask).stem if a.mask and a.mask.endswith(".npy") else (a.mask or "default").replace(":", "")
+    out = Path(a.out) if a.out else Path(a.run) / f"impute-{tag}"
     r = impute(model, data, mask=a.mask, n=a.n, label_column=col, out=out, seed=a.seed,
-               with_baselines=not a.no_baselines, progress=not a.quiet, **parse_settings(a.set))
+               baselines=() if a.no_baselines else ("mean", "knn", "iterative"), progress=not a.quiet, **parse_settings(a.set))
     if "methods" in r:
         print(f"{r['n']} examples of {r['data']}, mask {r['mask']} ({100 * r['missing_fraction']:.1f}% missing):")
         for name, m in r["methods"].items():

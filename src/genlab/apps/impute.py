@@ -38,6 +38,8 @@ from ..errors import ConfigError, DataError
 from .anomaly import require, scoring_data
 from .inpaint import make_mask
 
+BASELINES = ("mean", "knn", "iterative")
+
 
 def parse_mask(kind, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """A known-mask (1 = known, 0 = missing) for the examples x [N, ...]:
@@ -118,13 +120,17 @@ def impute_batched(model, x: torch.Tensor, mask: torch.Tensor, y=None, *, batch_
     return out
 
 
-def baselines(train: torch.Tensor, x_masked: torch.Tensor, known: torch.Tensor, *, seed: int = 0,
+def run_baselines(train: torch.Tensor, x_masked: torch.Tensor, known: torch.Tensor, *, seed: int = 0,
               image: bool = False, max_train: int = 2000, which=("mean", "knn", "iterative")) -> dict:
     """The first things a data person tries, on flattened features [N, D]: mean imputation (training
     split means), KNNImputer(5) fit on the training split, IterativeImputer (BayesianRidge, 10 rounds,
     at most 50 nearest features) fit on the training split plus the masked rows. Each: (filled, seconds)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer
+    from threadpoolctl import threadpool_limits
 
     n = len(x_masked)
     g = torch.Generator().manual_seed(seed)
@@ -135,18 +141,27 @@ def baselines(train: torch.Tensor, x_masked: torch.Tensor, known: torch.Tensor, 
     out = {}
     for name in which:
         t = time.process_time()
-        if name == "mean":
-            filled = np.where(km, xm, tr.mean(0))
-        elif name == "knn":
-            filled = KNNImputer(n_neighbors=5).fit(tr).transform(xm)
-        else:
-            d = tr.shape[1]
-            imp = IterativeImputer(max_iter=10, random_state=seed, n_nearest_features=min(50, d - 1) if d > 50 else None,
-                                   min_value=0.0 if image else -np.inf, max_value=1.0 if image else np.inf)
-            filled = imp.fit_transform(np.vstack([tr, xm]))[len(tr):]
+        if name not in ("mean", "knn", "iterative"):
+            raise ConfigError(f"unknown baseline {name!r} (mean, knn, iterative)")
+        with threadpool_limits(1), warnings.catch_warnings():  # many small BLAS calls: threads only spin
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            filled = _baseline(name, tr, xm, image, seed, IterativeImputer, KNNImputer)
         filled = np.where(km, xm, filled)  # sklearn drops all-missing columns: keep the shape
         out[name] = (torch.as_tensor(filled, dtype=x_masked.dtype).reshape(x_masked.shape), time.process_time() - t)
     return out
+
+
+def _baseline(name, tr, xm, image, seed, IterativeImputer, KNNImputer):
+    if name == "mean":
+        filled = np.where(np.isnan(xm), tr.mean(0), xm)
+    elif name == "knn":
+        filled = KNNImputer(n_neighbors=5).fit(tr).transform(xm)
+    else:
+        d = tr.shape[1]
+        imp = IterativeImputer(max_iter=10, random_state=seed, n_nearest_features=min(50, d - 1) if d > 50 else None,
+                               min_value=0.0 if image else -np.inf, max_value=1.0 if image else np.inf)
+        filled = imp.fit_transform(np.vstack([tr, xm]))[len(tr):]
+    return filled
 
 
 def _rmse(a: torch.Tensor, b: torch.Tensor, missing: torch.Tensor, scale: Optional[torch.Tensor] = None) -> float:
@@ -166,11 +181,11 @@ def _classifier(spec):
 
 
 def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", label_column=None, out=None,
-           seed: int = 0, with_baselines: bool = True, batch_size: int = 100, progress: bool = False,
+           seed: int = 0, baselines=BASELINES, batch_size: int = 100, progress: bool = False,
            **options) -> dict:
     """Impute with `model` (see the module docstring). `data`: a Dataset, a name or a path (default:
     the run's data); a .csv with missing cells is filled whole. `options` go to `model.impute`
-    (e.g. steps=). `mask` defaults to center for images, random:0.2 for tables. `out`: a directory for impute.json, impute.png (images: masked | imputed | truth)
+    (e.g. steps=). `baselines`: which of mean, knn, iterative to run beside it. `mask` defaults to center for images, random:0.2 for tables. `out`: a directory for impute.json, impute.png (images: masked | imputed | truth)
     and imputed.csv (tables). Returns the numbers."""
     require(model, "impute", "impute missing entries")
     if split not in ("test", "train"):
@@ -207,8 +222,8 @@ def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", la
     image = ds.spec.kind == "image"
     scale = None if image else ds.train.std(0).clamp_min(1e-12)
     methods = {model.family: (filled, seconds)}
-    if with_baselines:
-        methods.update(baselines(ds.train, x_masked, known, seed=seed, image=image))
+    if baselines:
+        methods.update(run_baselines(ds.train, x_masked, known, seed=seed, image=image, which=baselines))
     clf = _classifier(ds.spec) if image else None
     labels = (ds.test_labels if split == "test" else ds.train_labels)
     labels = None if labels is None else labels[:n]

@@ -48,15 +48,21 @@ def anomaly_figure(scores_normal: Optional[np.ndarray], scores_anomalous: Option
     return save_figure(fig, path)
 
 
-def image_rows(columns: Sequence[torch.Tensor], path, max_rows: int = 16) -> object:
-    """One row per example, one column per tensor (e.g. masked | imputed | truth, or
-    noisy | denoised | clean): a PNG grid."""
+def image_rows(columns: Sequence[torch.Tensor], path, max_rows: int = 32, per_row: int = 4) -> object:
+    """A PNG of examples side by side, each as a tuple of cells (one per tensor in `columns`, e.g.
+    masked | imputed | truth, or noisy | denoised | clean), `per_row` tuples across. Tensors with 3
+    channels (e.g. `show_missing`) make the whole figure colour; grey images are repeated to RGB."""
     n = min(max_rows, *(len(c) for c in columns))
-    cells = torch.stack([c[:n].detach().float().cpu() for c in columns], 1).flatten(0, 1)
-    return save_png(image_grid(cells, nrow=len(columns)), path)
+    cols = [c[:n].detach().float().cpu() for c in columns]
+    if any(c.shape[1] == 3 for c in cols):
+        cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in cols]
+    cells = torch.stack(cols, 1).flatten(0, 1)
+    return save_png(image_grid(cells, nrow=len(columns) * min(per_row, n)), path)
 
 
-def show_missing(x: torch.Tensor, mask: torch.Tensor, value: float = 0.5) -> torch.Tensor:
-    """Images with their missing pixels (mask == 0) painted a flat `value` (mid-grey), for figures."""
-    m = torch.as_tensor(mask).bool().expand_as(x)
-    return torch.where(m, torch.nan_to_num(x), torch.full_like(x, value))
+def show_missing(x: torch.Tensor, mask: torch.Tensor, colour=(0.85, 0.15, 0.15)) -> torch.Tensor:
+    """Images with their missing pixels (mask == 0) painted in `colour` (red), as RGB, for figures."""
+    m = torch.as_tensor(mask).bool().expand_as(x).all(1, keepdim=True)  # known in every channel
+    rgb = torch.nan_to_num(x).expand(-1, 3, -1, -1) if x.shape[1] == 1 else torch.nan_to_num(x)
+    paint = torch.tensor(colour, dtype=x.dtype).view(1, 3, 1, 1).expand_as(rgb)
+    return torch.where(m, rgb, paint)
