@@ -259,3 +259,13 @@ def test_mask_file(digits, tmp_path):
     with pytest.raises(ConfigError):
         np.save(tmp_path / "bad.npy", np.zeros((5, 5)))
         parse_mask(str(tmp_path / "bad.npy"), digits.test[:3])
+
+
+def test_compare_page_says_which_family_supports_which_use():
+    from genlab.report.html import uses_table
+
+    fams = [{"name": f, "capabilities": capabilities_of(f)} for f in ("gan", "pca")]
+    html = uses_table({"families": fams})
+    gan = html.split('<th scope="row">gan</th>')[1].split("</tr>")[0]
+    pca = html.split('<th scope="row">pca</th>')[1].split("</tr>")[0]
+    assert gan.count("✓") == 1 and pca.count("✓") == 5  # gan: anomaly only; pca: every use
