@@ -135,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
 
+    tr = sub.add_parser("translate", help="translate images with an image-to-image run (pix2pix, cyclegan, "
+                                          "conditional ddpm / fm on paired data)",
+                        description="Translate INPUTS (image files and / or .npy arrays of one or N inputs) with "
+                                    "RUN. Writes DIR/<name>.png per input, DIR/grid.png (input | output) and "
+                                    "DIR/outputs.npy.")
+    tr.add_argument("run")
+    tr.add_argument("inputs", nargs="+", metavar="INPUT")
+    tr.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    tr.add_argument("--direction", choices=["AB", "BA"], help="cyclegan: AB (default) or BA")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampling option (repeatable), "
+                                                                     "e.g. noise=false (pix2pix), steps=50 (ddpm)")
+
     x = sub.add_parser("experiment", help="reproduce one concept as a figure plus numbers",
                        description="Run experiment NAME (omit NAME to list them) into --out.")
     x.add_argument("name", nargs="?")
@@ -345,6 +358,16 @@ def cmd_eval(a) -> None:
     print(json.dumps(result, indent=2) if a.json else format_table(result))
 
 
+def cmd_translate(a) -> None:
+    from .apps.translate import translate
+
+    options = parse_settings(a.set)
+    if a.direction:
+        options["direction"] = a.direction
+    r = translate(a.run, a.inputs, a.out, seed=a.seed, **options)
+    print(f"translated {len(r['files'])} input(s) into {a.out}: one PNG each, {r['grid']}, {r['npy']}")
+
+
 def cmd_experiment(a) -> None:
     from .experiments import list_experiments, run_experiment
 
@@ -544,6 +567,7 @@ def cmd_models(a) -> None:
 
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "experiment": cmd_experiment,
+            "translate": cmd_translate,
             "compare": cmd_compare, "report": cmd_report, "judge": cmd_judge,
             "anomaly": cmd_anomaly, "impute": cmd_impute, "denoise": cmd_denoise,
             "datasets": cmd_datasets,

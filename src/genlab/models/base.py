@@ -74,6 +74,9 @@ class GenerativeModel(nn.Module):
     #: the conditions a conditional model of this family can take: "class" labels and/or
     #: "tensor" conditions (an image, a vector, a mask per example; see DataSpec)
     condition_kinds: ClassVar[tuple[str, ...]] = ("class",)
+    #: True for families that learn from two unrelated collections (CycleGAN); the others refuse
+    #: unpaired data (`DataSpec.unpaired`) when conditioned on it
+    learns_unpaired: ClassVar[bool] = False
     #: keyword options that make `log_prob` cheap where a picture needs many evaluations
     #: (a density heat map), not a metric: e.g. fewer importance samples
     preview_log_prob_options: ClassVar[dict] = {}
@@ -301,8 +304,16 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
             raise ConfigError(f"conditional=true needs labelled data (or paired data); '{spec.name}' has neither")
         if spec.condition_kind not in cls.condition_kinds:
             able = [n for n, c in MODELS.items() if spec.condition_kind in c.condition_kinds]
-            raise ConfigError(f"'{family}' cannot be conditioned on the {spec.condition_type or 'tensor'} "
-                              f"inputs of '{spec.name}' (families that can: {', '.join(able) or 'none yet'})")
+            what = ("class labels" if spec.condition_kind == "class" else
+                    f"{spec.condition_type or 'tensor'} inputs")
+            takes = " or ".join("paired data (an input tensor per example)" if k == "tensor" else "class labels"
+                                for k in cls.condition_kinds)
+            raise ConfigError(f"'{family}' cannot be conditioned on the {what} of '{spec.name}' (it takes {takes}; "
+                              f"families that can: {', '.join(able) or 'none yet'})")
+        if spec.unpaired and spec.condition_kind == "tensor" and not cls.learns_unpaired:
+            able = [n for n, c in MODELS.items() if c.learns_unpaired]
+            raise ConfigError(f"'{family}' learns from pairs, and '{spec.name}' is unpaired (its inputs and targets "
+                              f"do not correspond): use {', '.join(able) or 'an unpaired family'}")
     try:
         model = cls(spec, **config)
     except (TypeError, ValueError) as e:
