@@ -118,10 +118,21 @@ class Dataset:
         return self.spec.class_names
 
     def select_classes(self, classes) -> "Dataset":
-        """Keep only examples whose label is in `classes` (labels keep their meaning)."""
+        """Keep only examples whose label is in `classes`, indices or label names (labels keep their meaning)."""
         if self.train_labels is None:
             raise DataError(f"data set '{self.spec.name}' has no labels, so --classes cannot select from it")
-        classes = sorted({int(c) for c in classes})
+        names = [str(n) for n in self.spec.class_names]
+
+        def index(c):  # an index, or a label name ("setosa")
+            if isinstance(c, str) and c.strip() in names:
+                return names.index(c.strip())
+            try:
+                return int(c)
+            except (TypeError, ValueError):
+                raise DataError(f"class {c!r} not in data set '{self.spec.name}' "
+                                f"(labels: {', '.join(names) or 'none'})") from None
+
+        classes = sorted({index(c) for c in classes})
         bad = [c for c in classes if not 0 <= c < self.spec.num_classes]
         if bad:
             raise DataError(f"classes {bad} not in data set '{self.spec.name}' (labels 0..{self.spec.num_classes - 1})")

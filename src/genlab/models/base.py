@@ -5,6 +5,8 @@
     model.sample(n, y=None, generator=None, **options) -> tensor in data space and scale
     model.log_prob(x, y=None)             -> [N] nats (docstring says exact, bound or estimate)
     model.encode(x, y=None) / decode(z, y=None) / reconstruct(x, y=None) / anomaly_score(x, y=None)
+    model.impute(x, mask, y=None, *, generator=None) -> x with the mask == 0 entries filled, known kept
+    model.denoise_gaussian(x_noisy, sigma, y=None, *, generator=None) -> estimate of the clean x
                                           where they make sense; extra knobs keyword-only
 
 `y` is the condition (None, class labels, or a tensor per example: see `condition`).
@@ -27,7 +29,10 @@ from torch import nn
 from ..data.spec import DataSpec, Dataset
 from ..errors import ConfigError, GenlabError, unknown_name
 
-CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score")
+CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise")
+#: the method behind a capability where its name differs: "denoise" is
+#: `denoise_gaussian(x_noisy, sigma, y=None, *, generator=None)` -> the clean estimate
+CAPABILITY_METHODS = {"denoise": "denoise_gaussian"}
 
 
 @dataclass
@@ -153,7 +158,7 @@ class GenerativeModel(nn.Module):
 
     def capabilities(self) -> list[str]:
         """Which optional parts of the contract this model has (log_prob, encode, ...)."""
-        return [c for c in CAPABILITIES if hasattr(self, c)]
+        return [c for c in CAPABILITIES if hasattr(self, CAPABILITY_METHODS.get(c, c))]
 
     def forward(self, method: str, *args, **kwargs):
         """Dispatch `model("loss", x, y)` so a DDP wrapper can drive any named objective."""
@@ -268,6 +273,13 @@ def hyperparameters(family: str) -> dict[str, Any]:
     cls = get_family(family)
     sig = inspect.signature(cls.__init__)
     return {k: p.default for k, p in sig.parameters.items() if k not in ("self", "spec")}
+
+
+def capabilities_of(family: str) -> list[str]:
+    """What a family's models can do beyond train and sample (the methods its class defines),
+    e.g. ["log_prob", "anomaly_score", "impute"]; an instance's `capabilities()` says the same."""
+    cls = get_family(family)
+    return [c for c in CAPABILITIES if hasattr(cls, CAPABILITY_METHODS.get(c, c))]
 
 
 def get_family(name: str) -> type[GenerativeModel]:

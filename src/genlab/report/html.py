@@ -276,6 +276,21 @@ def families_table(results: dict) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
+USES = (("anomaly", "anomaly_score", "genlab anomaly: outlier scores"), ("impute", "impute", "genlab impute: missing data"),
+        ("denoise", "denoise", "genlab denoise"), ("encode", "encode", "a latent code (explore)"),
+        ("log p(x)", "log_prob", "a likelihood"))
+
+
+def uses_table(results: dict) -> str:
+    """Which family supports which use (from each model's capabilities): a check per cell."""
+    head = "".join(f'<th scope="col" title="{escape(t)}">{escape(n)}</th>' for n, _, t in USES)
+    rows = "".join(f'<tr><th scope="row">{escape(e["name"])}</th>'
+                   + "".join(f'<td>{"✓" if c in e.get("capabilities", []) else "—"}</td>' for _, c, _ in USES)
+                   + "</tr>" for e in results["families"])
+    return ('<div class="scroll"><table id="uses"><caption>What each family can be used for</caption><thead><tr>'
+            f'<th scope="col">family</th>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+
 def budget_text(b: dict) -> str:
     """A training budget as the page shows it: '150 s', '3 epochs' or '500 steps'."""
     if "minutes" in b:
@@ -379,7 +394,7 @@ def build_html(results: dict, base) -> str:
               for e in ok]
     section("training", "Training", timing_table(results)
             + (f'<div class="grid wide">{"".join(curves)}</div>' if any(curves) else "")
-            + families_table(results))
+            + families_table(results) + uses_table(results))
 
     if failed:
         body = "".join(
