@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 IMAGE_FAMILIES = {"pca": {"latent_dim": 64}, "gmm": {"n_components": 10},

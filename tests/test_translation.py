@@ -3,7 +3,6 @@ CycleGAN, the translation metrics and `genlab translate`."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from genlab.metrics.evaluate import evaluate
 from genlab.metrics.translation import Upsample, baseline_result, diversity, is_super_resolution, psnr_ssim
 from genlab.models.base import create_model, load
 from genlab.models.cyclegan import cycle_consistency_loss, identity_loss
-from genlab.nn.translation import ImagePool, PatchDiscriminator, UNetGenerator
+from genlab.nn.translation import ImagePool, UNetGenerator
 
 from conftest import data_dir_available
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch

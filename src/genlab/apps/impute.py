@@ -33,7 +33,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..data.spec import Dataset
 from ..errors import ConfigError, DataError
 from .anomaly import require, scoring_data
 from .inpaint import make_mask

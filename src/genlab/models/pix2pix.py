@@ -22,7 +22,6 @@ The adversarial loss is any of nn/gan.py's (`non-saturating`, pix2pix's; `lsgan`
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch.nn import functional as F
