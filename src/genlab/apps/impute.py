@@ -25,6 +25,7 @@ Two inputs:
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import time
 from pathlib import Path
@@ -127,7 +128,8 @@ def run_baselines(train: torch.Tensor, x_masked: torch.Tensor, known: torch.Tens
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+
+    importlib.import_module("sklearn.experimental.enable_iterative_imputer")  # registers IterativeImputer
     from sklearn.impute import IterativeImputer, KNNImputer
     from threadpoolctl import threadpool_limits
 
