@@ -7,6 +7,8 @@ classifier-free guidance (Ho & Salimans 2022).
     training  `simple_loss`: E_{t, x_0, eps} || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2
     sampling  any sampler of `genlab.samplers` (ddpm ancestral, ddim, euler, heun, dopri5)
     log_prob  the variational bound L_0 + sum_t L_{t-1} + L_T (`variational_bound`)
+    encode    deterministic DDIM inversion x_0 -> x_T (samplers/ddim.py `ddim_invert`, eta = 0);
+    decode    DDIM with eta = 0 from x_T: decode(encode(x)) ~ x, a latent path for interpolation
 
 Images are modelled on [-1, 1] (`to_working`: x -> 2x - 1) and samples are clamped and mapped
 back to [0, 1]; vectors on the standardised scale of the base class. The network is the diffusion
@@ -36,6 +38,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
 from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusion_sample
+from ..samplers.ddim import ddim_invert
 from ..samplers.ddpm import ddpm_step
 from ..samplers.schedule import PREDICTIONS
 from .base import GenerativeModel, register_model
@@ -219,6 +222,25 @@ class DDPM(GenerativeModel):
         return diffusion_sample(sampler, lambda x, t: self.eps(x, t, y, guidance), self.schedule, xt, steps=steps,
                                 eta=eta, variance=variance, spacing=spacing, t_start=t_start, generator=generator,
                                 clip=self.clip, rtol=rtol, atol=atol, progress=progress)
+
+    # -- the latent path: deterministic DDIM both ways ---------------------------------------------
+    @torch.no_grad()
+    def encode(self, x, y=None, *, steps: Optional[int] = 50, spacing: str = "linspace"):
+        """The noise x_T that deterministic DDIM (eta = 0) decodes to x: DDIM inversion
+        (`ddim_invert`) of to_working(x) over `steps` visited steps, on the model scale. A
+        conditional model inverts under its condition y (None: the null condition)."""
+        y = self.condition(y, len(x))
+        steps = None if steps is None else min(int(steps), self.schedule.T)
+        return ddim_invert(lambda u, t: self.eps(u, t, y), self.schedule, self.to_working(x.to(self.device)),
+                           steps, spacing, self.clip)
+
+    @torch.no_grad()
+    def decode(self, z, y=None, *, steps: Optional[int] = 50, spacing: str = "linspace", guidance: float = 1.0):
+        """Deterministic DDIM (eta = 0) from the noise z = x_T to data space: `encode`'s inverse."""
+        self._check_options("ddim", guidance)
+        y = self.condition(y, len(z), sample=True)
+        return self.from_working(self.denoise_from(z.to(self.device), None, y, sampler="ddim", steps=steps, eta=0.0,
+                                                   guidance=guidance, spacing=spacing))
 
     # -- applications -----------------------------------------------------------------------------
     @torch.no_grad()
