@@ -321,7 +321,7 @@ class DDPM(GenerativeModel):
         return mean, s.at(large, t, xt)
 
     @torch.no_grad()
-    def variational_bound(self, x, y=None, *, variance: str = "large", batch_t: int = 100):
+    def variational_bound(self, x, y=None, *, variance: str = "large", batch_t: int = 100, per_step: bool = False):
         """Per example, in nats, on the model scale, the terms of (Ho et al. eq. 5)
 
             L = L_T + sum_{t>1} L_{t-1} + L_0
@@ -331,7 +331,8 @@ class DDPM(GenerativeModel):
                                                  a Gaussian density for vectors)
 
         -L <= log p(x_0) in expectation over the x_t draws. Returns a dict of [N] tensors
-        ("total", "prior", "terms", "decoder")."""
+        ("total", "prior", "terms", "decoder"); with per_step=True also "per_step" [T, N]: row 0 is
+        L_0 (the decoder) and row t >= 1 is L_{t-1}'s KL at 0-based step t, so rows 1.. sum to "terms"."""
         s = self.schedule
         x0 = self.to_working(x.to(self.device))
         n, T = len(x0), s.T
@@ -342,6 +343,7 @@ class DDPM(GenerativeModel):
                             torch.zeros_like(x0)).sum(dims)
         terms = torch.zeros(n, device=x0.device)
         decoder = None
+        rows = []
         for t0 in range(0, T, batch_t):  # batch_t steps at a time, all examples
             tb = torch.arange(t0, min(T, t0 + batch_t), device=x0.device)
             k = len(tb)
@@ -360,8 +362,15 @@ class DDPM(GenerativeModel):
                     ll = -0.5 * ((x0 - m0).pow(2) * torch.exp(-lv0) + lv0 + LOG_2PI)
                 decoder = -ll.sum(dims)
                 kl = kl[1:]
+                if per_step:
+                    rows.append(decoder.unsqueeze(0))
+            if per_step:
+                rows.append(kl)
             terms = terms + kl.sum(0)
-        return {"total": prior + terms + decoder, "prior": prior, "terms": terms, "decoder": decoder}
+        out = {"total": prior + terms + decoder, "prior": prior, "terms": terms, "decoder": decoder}
+        if per_step:
+            out["per_step"] = torch.cat(rows)
+        return out
 
     @torch.no_grad()
     def log_prob(self, x, y=None, *, variance: str = "large", batch_t: int = 100):
