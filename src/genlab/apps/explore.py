@@ -255,6 +255,15 @@ def parse_pairs(pairs) -> list[tuple[str, str]]:
     return out
 
 
+def default_pairs(data) -> list[tuple[str, str]]:
+    """Two pairs of test examples of different classes (where there are labels), then a random pair."""
+    lab, n = data.test_labels, len(data.test)
+    j = next((k for k in range(1, n) if lab is None or lab[k] != lab[0]), 1)
+    k2 = next((k for k in range(j + 1, n) if lab is None or lab[k] not in (lab[0], lab[j])), j + 1)
+    k3 = next((k for k in range(k2 + 1, n) if lab is None or lab[k] != lab[k2]), k2 + 1)
+    return [("0", str(j)), (str(k2), str(k3)), ("random", "random")]
+
+
 @torch.no_grad()
 def interpolate(model, data, out, pairs=None, steps: int = 9, kinds=("lerp", "slerp"), seed: int = 0,
                 latent_steps: Optional[int] = None) -> dict:
@@ -269,12 +278,7 @@ def interpolate(model, data, out, pairs=None, steps: int = 9, kinds=("lerp", "sl
         if kind == "generator":
             pairs = [("random", "random")] * 3
         else:
-            lab = data.test_labels
-            i = 0
-            j = next((k for k in range(1, len(data.test)) if lab is None or lab[k] != lab[0]), 1)
-            k2 = next((k for k in range(j + 1, len(data.test)) if lab is None or lab[k] not in (lab[0], lab[j])), j + 1)
-            k3 = next((k for k in range(k2 + 1, len(data.test)) if lab is None or lab[k] != lab[k2]), k2 + 1)
-            pairs = [(str(i), str(j)), (str(k2), str(k3)), ("random", "random")]
+            pairs = default_pairs(data)
     pairs = [tuple(map(str, p)) for p in pairs]
     if kind == "generator" and any(p != ("random", "random") for p in pairs):
         raise ConfigError(f"'{model.family}' has no encoder, so it cannot find the code of a data point: "
@@ -657,3 +661,31 @@ def _run_op(op, model, data, out, pairs, seed, latent_steps, n):
     if op == "map":
         return latent_map(model, data, out, n=n or 1000, seed=seed, latent_steps=latent_steps)
     return neighbours(model, data, out, n=n or 500, seed=seed)
+
+
+def page_figures(model, data, out_dir, seed: int = 0, n: int = 500, latent_steps: Optional[int] = 25) -> dict:
+    """The comparison page's Explore figures for one model: an interpolation between two pairs of test
+    examples (random codes for a family without encoder) and the PCA / t-SNE map of the codes of n test
+    examples. {} for a model without a latent path; a failing part is reported, not raised."""
+    kind = latent_kind(model)
+    if kind is None:
+        return {}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figs: dict = {}
+    try:
+        pairs = [("random", "random")] * 2 if kind == "generator" else default_pairs(data)[:2]
+        r = interpolate(model, data, out_dir, pairs=pairs, steps=8, seed=seed, latent_steps=latent_steps)
+        figs["interpolate"] = {"path": r["figure"], "latent": r["latent"],
+                               "how": "data | decoded lerp / slerp path (ends: reconstructions) | data"
+                               if kind == "encoder" else "random codes, lerp and slerp (no encoder)"}
+    except GenlabError as e:
+        figs["interpolate"] = {"error": str(e)}
+    if kind == "encoder":
+        try:
+            r = latent_map(model, data, out_dir, n=n, seed=seed, latent_steps=latent_steps)
+            figs["map"] = {"path": r["figure"], "knn5_accuracy": r.get("knn5_accuracy", {}).get("codes"),
+                           "how": f"PCA and t-SNE of the {r['code_dim']}-D codes of {r['n']} test examples"}
+        except GenlabError as e:
+            figs["map"] = {"error": str(e)}
+    return figs

@@ -38,8 +38,8 @@ def one_class(out, seed: int = 0, quick: bool = False) -> dict:
     data = load_dataset("digits")
     classes = [0, 1, 2] if quick else list(range(10))
     families = {"pca": {"latent_dim": 8}} if quick else {
-        "pca": {"latent_dim": 8}, "gmm": {"n_components": 4}, "ae": {"latent_dim": 8, "steps": 1500},
-        "vae": {"latent_dim": 8, "steps": 1500}}
+        "pca": {"latent_dim": 8}, "gmm": {"n_components": 4}, "ae": {"latent_dim": 8, "steps": 800},
+        "vae": {"latent_dim": 8, "steps": 800}}
     results = {f: {} for f in families}
     for fam, hp in families.items():
         hp = dict(hp)

@@ -43,7 +43,7 @@ def prior_sampling(out, seed: int = 0, quick: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset("digits")
     ex = extractor_for(data.spec)
-    steps = 300 if quick else 5000
+    steps = 300 if quick else 3000
     d = 16
     n = 200 if quick else 1000
     ae = train("ae", data, steps=steps, seed=seed, save=False, progress=False, latent_dim=d).model.eval()

@@ -106,7 +106,7 @@ def _vae_part(seed: int, draws: int = 2000) -> dict:
     from ..train.run import train
 
     data = load_dataset("digits")
-    run = train("vae", data, steps=1500, seed=seed, save=False, progress=False)
+    run = train("vae", data, steps=1000, seed=seed, save=False, progress=False)
     model = run.model.eval()
     x = data.test[:16]
     with torch.no_grad():
