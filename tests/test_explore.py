@@ -84,7 +84,6 @@ def test_ddpm_encode_then_decode_reconstructs_its_input(tiny_ddpm):
     x = data.test[:200]
     z = model.encode(x, steps=100)
     back = model.decode(z, steps=100)
-    print(float((back - x).norm(dim=1).mean()), float(torch.cdist(x, x).mean()), float(z.std()))
     err = float((back - x).norm(dim=1).mean())
     spread = float(torch.cdist(x, x).mean())  # typical distance between two data points
     assert err < 0.05 * spread, (err, spread)
@@ -205,3 +204,14 @@ def test_explore_end_to_end_via_the_cli(in_tmp, capsys):
     assert main(["explore", "g", "--what", "traverse"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("genlab: error:") and "families that can" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ddpm_encode_decode_follow_the_contracts_signature():
+    import inspect
+
+    from genlab.models.ddpm import DDPM
+
+    for name, first in (("encode", "x"), ("decode", "z")):
+        params = list(inspect.signature(getattr(DDPM, name)).parameters.values())[1:]
+        assert [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD] == [first, "y"]
+        assert params[1].default is None and all(p.kind == p.KEYWORD_ONLY for p in params[2:])

@@ -46,7 +46,7 @@ def ae_vs_pca(out, seed: int = 0, quick: bool = False) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset("digits")
-    steps = 300 if quick else 3000
+    steps = 80 if quick else 3000
     pca = train("pca", data, save=False, progress=False, seed=seed, latent_dim=2).model.eval()
     ae = train("ae", data, steps=steps, save=False, progress=False, seed=seed, latent_dim=2).model.eval()
     xtr = data.train.reshape(len(data.train), -1).double()
@@ -93,7 +93,7 @@ def latent_dim_sweep(out, seed: int = 0, quick: bool = False) -> dict:
     data = load_dataset("digits")
     dims = [2, 8] if quick else [2, 4, 8, 16, 32]
     families = ["pca", "ae"] if quick else ["pca", "ae", "vae"]
-    steps = 150 if quick else 1500
+    steps = 60 if quick else 1500
     results: dict = {f: [] for f in families}
     per_example_pca = []
     for d in dims:

@@ -33,9 +33,9 @@ def diffusion_bound(out, seed: int = 0, quick: bool = False) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if quick:
-        data = load_dataset("moons", n_train=2000, n_test=500, seed=seed)
-        common = {"steps": 150, "timesteps": 100}
-        n_eval = 100
+        data = load_dataset("moons", n_train=1000, n_test=200, seed=seed)
+        common = {"steps": 80, "timesteps": 50, "hidden": (64, 64)}
+        n_eval = 50
     else:
         data = load_dataset("digits")
         common = {"minutes": 2.0, "clock": "cpu", "timesteps": 1000, "base": 32}

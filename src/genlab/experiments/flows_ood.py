@@ -62,7 +62,7 @@ def flows_ood(out, seed: int = 0, quick: bool = False) -> dict:
             "digits (test)": digits.test,
             "blank images": torch.zeros_like(digits.test),
             "uniform noise": torch.randint(0, L, digits.test.shape, generator=g).float() / (L - 1)})}
-        budget = {"steps": 300}
+        budget = {"steps": 60, "n_layers": 4, "hidden": (64, 64)}
     else:
         try:
             mnist, fashion = load_dataset("mnist"), load_dataset("fashion-mnist")

@@ -43,9 +43,9 @@ def prior_sampling(out, seed: int = 0, quick: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset("digits")
     ex = extractor_for(data.spec)
-    steps = 300 if quick else 3000
+    steps = 150 if quick else 3000
     d = 16
-    n = 200 if quick else 1000
+    n = 100 if quick else 1000
     ae = train("ae", data, steps=steps, seed=seed, save=False, progress=False, latent_dim=d).model.eval()
     vae = train("vae", data, steps=steps, seed=seed, save=False, progress=False, latent_dim=d).model.eval()
     z = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
