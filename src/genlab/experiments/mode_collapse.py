@@ -51,7 +51,7 @@ def mode_collapse(out, seed: int = 0, quick: bool = False) -> dict:
     out = Path(out)
     data = load_dataset(DATA)
     centers, sigma = mode_centers(DATA), data.spec.source["options"]["sigma"]
-    steps = 40 if quick else 2000
+    steps = 30 if quick else 1500
     seeds = [seed] if quick else [seed, seed + 1, seed + 2]
     setting = {**SETTING, "batch_size": 64} if quick else SETTING
     results, finals = {}, {}
