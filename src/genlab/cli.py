@@ -168,6 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--nll-seconds", type=float, help="time limit of the likelihood metric per run (default 20)")
     rp.add_argument("--quiet", action="store_true")
 
+    j = sub.add_parser("judge", help="ask people: a judging page for samples, human scores with intervals",
+                       description="Serve a page where people judge samples of RUNs (pairwise: which looks more "
+                                   "real?; with --real also real-vs-generated). The first call draws the samples "
+                                   "into the study --db; later calls serve it again. --scores and --export read "
+                                   "the study without serving. See docs/judge.md.")
+    j.add_argument("runs", nargs="*", metavar="RUN", help="run directories (same data) to judge; omit to serve "
+                                                         "or read an existing study")
+    j.add_argument("--db", default="judge.sqlite", help="the study's SQLite file (default judge.sqlite)")
+    j.add_argument("--real", action="store_true", help="add real test images: a competitor in pairs, and the "
+                                                       "real-vs-generated task")
+    j.add_argument("--n", type=int, default=50, help="samples drawn per run (and real images) (default 50)")
+    j.add_argument("--per-rater", type=int, default=50, help="judgements asked of each rater (default 50)")
+    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                       "only; 0.0.0.0 shares it on your network)")
+    j.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    j.add_argument("--scores", action="store_true", help="print the study's scores and exit")
+    j.add_argument("--export", metavar="CSV", help="write every judgement to CSV and exit")
+    j.add_argument("--include-careless", action="store_true", help="count raters who failed attention checks")
+    j.add_argument("--quiet", action="store_true")
+    for parser in (c, rp):
+        parser.add_argument("--judge", metavar="STUDY", help="a `genlab judge` study (SQLite): show its human "
+                                                             "scores beside the metrics, with FD's rank correlation")
+
     sub.add_parser("datasets", help="list data sets and where they are found")
     m = sub.add_parser("models", help="list families, their hyperparameters and defaults")
     m.add_argument("family", nargs="?", help="show one family")
@@ -341,14 +365,61 @@ def cmd_compare(a) -> None:
         settings.setdefault(fam, {})[key] = v
     models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else None
     results = compare(a.data, models, minutes=a.minutes, budgets=budgets, steps=a.steps, seed=a.seed, out=a.out,
-                      n=a.n, progress=not a.quiet, settings=settings, **_nll_limit(a))
+                      n=a.n, progress=not a.quiet, settings=settings, human=_human(a), **_nll_limit(a))
     _print_comparison(results)
 
 
 def cmd_report(a) -> None:
     from .workflows.compare import report
 
-    _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, **_nll_limit(a)))
+    _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, human=_human(a),
+                             **_nll_limit(a)))
+
+
+def _human(a):
+    """The scores of the --judge study, or None."""
+    if not a.judge:
+        return None
+    from .workflows.judge import Study, study_scores
+
+    return study_scores(Study(a.judge))
+
+
+def cmd_judge(a) -> None:
+    from .workflows.judge import Study, format_scores, open_or_create, serve, study_scores
+
+    if a.scores or a.export:
+        if a.runs:
+            raise ConfigError("--scores and --export read an existing study: give --db, not run directories")
+        study = Study(a.db)
+        if a.export:
+            print(f"wrote {len(study.judgements())} judgements to {study.export_csv(a.export)}")
+        if a.scores:
+            print(format_scores(study_scores(study, include_careless=a.include_careless)))
+        return
+    from .workflows.judge.server import is_loopback, require_web
+
+    require_web()  # before drawing samples: say what is missing first
+    if not 0 <= a.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {a.port}")
+    if not is_loopback(a.host):
+        print(f"genlab: warning: --host {a.host} shares the study with every machine that can reach this one; "
+              "anyone there can open the page and submit judgements (there is no login)", file=sys.stderr)
+    study, created = open_or_create(a.runs, a.db, real=a.real, n=a.n, seed=a.seed, goal=a.per_rater,
+                                    progress=not a.quiet)
+    info = study.summary()
+    print(f"{'new study' if created else 'study'} {study.path}: {', '.join(info['sources'])} on {info['data']}; "
+          f"tasks {', '.join(info['tasks'])}; {info['goal']} judgements per rater; "
+          f"{info['judgements']} judgements from {info['raters']} raters so far")
+
+    def announce(url):
+        print(f"judging page: {url}  (Ctrl-C to stop; scores: genlab judge --db {study.path} --scores)", flush=True)
+
+    try:
+        serve(study, host=a.host, port=a.port, announce=announce)
+    except KeyboardInterrupt:
+        pass
+    print(f"stopped; {study.summary()['judgements']} judgements in {study.path}")
 
 
 def _nll_limit(a) -> dict:
@@ -364,6 +435,10 @@ def _print_comparison(results) -> None:
             print(f"{e['name']:12} ok      {shown}")
         else:
             print(f"{e['name']:12} FAILED  ({e['stage']}) {e['error'].splitlines()[0] if e['error'] else ''}")
+    for key, agree in ((results.get("human") or {}).get("agreement") or {}).items():
+        if agree:
+            print(f"people vs FD ({key.replace('_', ' ')}): Spearman {agree['spearman']:+.2f} over "
+                  f"{len(agree['models'])} models")
     base = Path(results["report"]).parent
     print(f"results: {base / 'results.json'}")
     print(f"report: {results['report']}")
@@ -395,7 +470,7 @@ def cmd_models(a) -> None:
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "experiment": cmd_experiment,
             "explore": cmd_explore,
-            "compare": cmd_compare, "report": cmd_report,
+            "compare": cmd_compare, "report": cmd_report, "judge": cmd_judge,
             "datasets": cmd_datasets,
             "models": cmd_models}
 

@@ -325,6 +325,7 @@ def build_html(results: dict, base) -> str:
                             f'{body}</section>')
 
     section("metrics", "Metrics", metrics_table(results) + protocol_stamp(results) + _notes(ok))
+    section("people", "People", human_table(results))
 
     # samples: the data, then each family
     what = "64 samples" if image else "samples (blue) over test points (grey)" if two_d else "samples"
@@ -412,6 +413,36 @@ def build_html(results: dict, base) -> str:
         f'<footer><p class="muted">Run directories (resume, sample or evaluate any of them): {runs}. '
         'Rebuild this page with <code>genlab report RUN [RUN ...] --out report.html</code>.</p></footer>'
         '</body></html>\n')
+
+
+def human_table(results: dict) -> str:
+    """A judging study's scores beside FD (results["human"], from workflows/judge), and the Spearman
+    rank correlation of -FD with each human score; "" without a study."""
+    h = results.get("human")
+    if not h:
+        return ""
+    fd = {e["name"]: e.get("metrics", {}).get("fid") for e in results["families"] if e["status"] == "ok"}
+    names = [n for n in fd if n in h["models"]] + (["real"] if "real" in h["models"] else [])
+
+    def cell(m, key):
+        if not m or not m.get("judgements"):
+            return "<td>—</td>"
+        return (f'<td>{_fmt(m[key])} <small>[{_fmt(m["low"])}, {_fmt(m["high"])}]</small> '
+                f'<small class="muted">n={m["judgements"]}</small></td>')
+
+    rows = "".join(f'<tr><th scope="row">{escape(n)}</th><td>{_fmt(fd.get(n))}</td>'
+                   f'{cell(h["models"][n].get("pairwise"), "strength")}{cell(h["models"][n].get("realfake"), "error")}'
+                   '</tr>' for n in names)
+    agree = "; ".join(f'{escape(k.replace("_", " "))}: ρ = {a["spearman"]:+.2f} over {len(a["models"])} models'
+                      for k, a in (h.get("agreement") or {}).items() if a)
+    return (f'<div class="scroll"><table id="people"><caption>People\'s judgements ({h["judgements"]} from '
+            f'{h["raters"]} raters; study <code>{escape(h["study"])}</code>) beside FD</caption><thead><tr>'
+            '<th scope="col">family</th><th scope="col">FD ↓</th><th scope="col">Bradley-Terry strength ↑</th>'
+            '<th scope="col">judged real (error rate) ↑</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table></div><p class="muted">{escape("; ".join(h.get("methods", {}).values()))}'
+            f'. Spearman rank correlation of −FD with the human score (+1: FD orders the families as people do): '
+            f'{agree or "needs two families with both"}. Raters failing attention checks: {h["careless_raters"]} '
+            '(excluded).</p>')
 
 
 def _pair(label: str, left: str, right: str) -> str:

@@ -285,8 +285,10 @@ def _json_safe(obj):
 
 
 # -- the whole page ---------------------------------------------------------------------------
-def _finish(results: dict, data: Dataset, out: Path, lims, t0: float, page: Optional[Path] = None) -> dict:
-    """Shared protocol and reference row, the data's own figures, results.json and report.html."""
+def _finish(results: dict, data: Dataset, out: Path, lims, t0: float, page: Optional[Path] = None,
+            human: Optional[dict] = None) -> dict:
+    """Shared protocol and reference row, the data's own figures, results.json and report.html;
+    `human`: a judging study's scores (workflows/judge), shown beside the metrics."""
     from ..report.html import write_html
     from ..report.latent import data_panels
 
@@ -301,6 +303,10 @@ def _finish(results: dict, data: Dataset, out: Path, lims, t0: float, page: Opti
         e.pop("protocol", None)
     figs = data_panels(data, out / "figures", lims)
     results["data_figures"] = {k: {**v, "path": _rel(v["path"], out)} for k, v in figs.items()}
+    if human is not None:
+        from .judge.scores import beside_metrics
+
+        results["human"] = beside_metrics(human, human["sources"], results["families"], out)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out / "results.json", _json_safe(results))
     results["report"] = str(write_html(results, out, page or out / "report.html"))
@@ -317,13 +323,14 @@ def _header(data: Dataset, seed: int, n: int, scheme: str, nll_seconds: float) -
 def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Optional[float] = None,
             budgets: Optional[dict] = None, steps: Optional[int] = None, seed: int = 0, out=None,
             n: Optional[int] = None, progress: bool = True, settings: Optional[dict] = None,
-            nll_seconds: float = NLL_SECONDS) -> dict:
+            nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None) -> dict:
     """Train each family on `data`, evaluate all under one protocol, write DIR/report.html.
 
     `models`: family names (default: every registered family that models the data);
     `minutes` / `budgets` / `steps`: see the module docstring; `n`: evaluation samples
     (default min(test split, EVAL_N)); `settings`: {family: {setting: value}} passed to `train`;
-    `nll_seconds`: time limit of the likelihood metric per family (see `evaluate_run`).
+    `nll_seconds`: time limit of the likelihood metric per family (see `evaluate_run`);
+    `human`: scores of a judging study (`judge.study_scores`), shown beside the metrics.
     Returns the results (also in DIR/results.json) with "report" = the page's path.
     """
     from tqdm.auto import tqdm
@@ -379,11 +386,11 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
         results["families"].append(entry)
         run = None  # noqa: F841 - let the finished family's model go before the next one trains
     bar.close()
-    return _finish(results, ds, out, lims, t0)
+    return _finish(results, ds, out, lims, t0, human=human)
 
 
 def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress: bool = True,
-           nll_seconds: float = NLL_SECONDS) -> dict:
+           nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None) -> dict:
     """The comparison page from existing run directories (all on the same data).
 
     `out` is the page's path (…/report.html) or a directory; results.json and figures/ go beside it.
@@ -428,7 +435,7 @@ def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress
         entry["budget"] = c.get("budget", {})
         results["families"].append(entry)
     bar.close()
-    return _finish(results, ds, base, lims, t0, page)
+    return _finish(results, ds, base, lims, t0, page, human)
 
 
 def load_results(directory) -> dict:
