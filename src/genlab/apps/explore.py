@@ -172,7 +172,7 @@ class _Judge:
 
 # -- figures -----------------------------------------------------------------------------------------------
 def _strip_figure(rows: list[torch.Tensor], labels: list[str], spec, path, title: str, data=None,
-                  col_labels: Optional[list[str]] = None):
+                  col_labels: Optional[list[str]] = None, ends: Optional[list] = None):
     """One row of frames per entry: an image strip for images, a path in the plane for 2-D
     vectors, the frames' coordinates as lines for other vectors."""
     from ..report.figures import _plt, image_grid, save_figure, save_png
@@ -195,12 +195,15 @@ def _strip_figure(rows: list[torch.Tensor], labels: list[str], spec, path, title
     if spec.dim == 2:
         fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), squeeze=False)
         ref = data.test[:2000].numpy() if data is not None else None
-        for ax, r, lab in zip(axes[0], rows, labels):
+        for i, (ax, r, lab) in enumerate(zip(axes[0], rows, labels)):
             if ref is not None:
                 ax.scatter(ref[:, 0], ref[:, 1], s=1, c="#cccccc")
             p = r.numpy()
             ax.plot(p[:, 0], p[:, 1], "-", c="#1f5fa8", lw=1)
             ax.scatter(p[:, 0], p[:, 1], c=np.linspace(0, 1, len(p)), cmap="viridis", s=14, zorder=3)
+            e = None if ends is None else ends[i]
+            if e is not None:
+                ax.scatter(e[:, 0].numpy(), e[:, 1].numpy(), marker="x", c="#b2182b", s=40, zorder=4)
             ax.set_title(lab, fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -289,7 +292,7 @@ def interpolate(model, data, out, pairs=None, steps: int = 9, kinds=("lerp", "sl
         n_like = min(len(data.test), 256)
         y_like = _cond(model, _labels(data), n_like)
         like = encode(model, data.test[:n_like], None if y_like is None else y_like[:n_like], **opts)
-    rows, labels, records = [], [], []
+    rows, labels, records, ends = [], [], [], []
     for a, b in pairs:
         if a == "random":
             z = random_codes(model, 2, g, like)
@@ -312,19 +315,22 @@ def interpolate(model, data, out, pairs=None, steps: int = 9, kinds=("lerp", "sl
             diffs = (xs[1:] - xs[:-1]).reshape(steps - 1, -1).abs().mean(1)
             r = {"code_norms": norms.tolist(), "mid_norm_ratio": float(norms[steps // 2] / norms[[0, -1]].mean()),
                  "mean_step_change": float(diffs.mean()), "max_step_change": float(diffs.max())}
+            frames = xs
             if x_ends is not None:
                 r["endpoint_error"] = [float((xs[0] - x_ends[0]).abs().mean()), float((xs[-1] - x_ends[1]).abs().mean())]
-                frames = torch.cat([x_ends[:1], xs, x_ends[1:]])
-            else:
-                frames = xs
+                if _images(model.spec):
+                    frames = torch.cat([x_ends[:1], xs, x_ends[1:]])
             rec[kd] = r
             if _images(model.spec) and x_ends is None:  # keep rows of equal length: blank ends
                 frames = torch.cat([torch.full_like(xs[:1], 0.85), xs, torch.full_like(xs[:1], 0.85)])
             rows.append(frames)
+            ends.append(x_ends)
             labels.append(f"{kd}: {names[0]} -> {names[1]}")
         records.append(rec)
     fig = _strip_figure(rows, labels, model.spec, out / "interpolate.png",
-                        f"{model.family}: interpolation (data | decoded path, ends = reconstructions | data)", data)
+                        f"{model.family}: interpolation (data | decoded path, ends = reconstructions | data)"
+                        if _images(model.spec) else f"{model.family}: decoded interpolation paths (x: the data points)",
+                        data, ends=ends)
     return {"figure": str(fig), "pairs": records, "steps": steps, "latent": kind}
 
 

@@ -9,7 +9,9 @@ through the middle of the ball: at t = 1/2 between two independent codes the nor
 sqrt(d / 2), a point the prior almost never produces. slerp follows the great circle; for two
 codes of the same norm every point of its path has that norm (in general, for unit directions,
 the norm moves from |a| to |b| as the same formula applied to the norms would), so its codes
-look like prior samples. Parallel codes (omega = 0) have no circle: slerp is lerp there.
+look like prior samples. Parallel codes (omega = 0) have no circle: slerp is lerp there. Nearly
+opposite codes (omega -> pi) have no unique circle either, and codes of different norms then swing
+wide (the weights grow like 1 / sin omega): common in a 2-D code, rare in many dimensions.
 
 These work on rows: a and b are [..., d] (images flattened by the caller or not: the last
 dimensions after the first are treated as one vector per example).
