@@ -193,8 +193,29 @@ def _check_labels(y, n, path, split=""):
     return y.astype(np.int64)
 
 
-def _read_csv(path, label_column):
-    """Numeric table -> (x, labels or None, class names or None); optional header row."""
+MISSING_CELLS = ("", "na", "nan", "n/a", "null", "?")
+
+
+def read_table(path, label_column=None, *, allow_missing: bool = True) -> dict:
+    """A CSV table as it is, unsplit, for imputation: {"x": float32 [N, D] with NaN in missing cells
+    (empty, NA, NaN, N/A, null, ?), "labels": int64 [N] or None, "class_names", "header" (the feature
+    columns' names or None), "label_name"}. Training data never goes through here: `load_array_file`
+    rejects missing cells."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    x, y, names, header, col = _read_csv(path, label_column, allow_missing=allow_missing, details=True)
+    if y is not None:
+        y = _check_labels(y, len(x), path)
+    feats = None if header is None else [h for j, h in enumerate(header) if j != col]
+    return {"x": x, "labels": y, "class_names": names, "header": feats,
+            "label_name": None if col is None else (header[col] if header else str(col))}
+
+
+def _read_csv(path, label_column, allow_missing: bool = False, details: bool = False):
+    """Numeric table -> (x, labels or None, class names or None); optional header row. With
+    allow_missing, cells such as "" or "NA" become NaN (imputation's input only); details=True
+    adds the header (or None) and the label column's index."""
     rows = []  # (line number, cells), blank lines skipped
     try:
         with open(path, newline="") as f:
@@ -211,7 +232,7 @@ def _read_csv(path, label_column):
     j = _as_int(label_column)
     if j is not None and -len(first) <= j < len(first):
         del first[j]  # a text label in the first row does not make it a header
-    if any(not _is_number(c) for c in first):
+    if any(not (_is_number(c) or (allow_missing and c.strip().lower() in MISSING_CELLS)) for c in first):
         header = [c.strip() for c in rows[0][1]]
         rows = rows[1:]
         if not rows:
@@ -233,17 +254,18 @@ def _read_csv(path, label_column):
                 raw_labels.append(cell.strip())
                 continue
             try:
-                x[i, k] = float(cell)
+                x[i, k] = float("nan") if allow_missing and cell.strip().lower() in MISSING_CELLS else float(cell)
             except ValueError:
                 raise DataError(f"{path}: row {line}, {colname(j)}: non-numeric value {cell.strip()!r}") from None
             k += 1
+    more = (header, col) if details else ()
     if col is None:
-        return x, None, None
+        return (x, None, None, *more)
     if all(_is_number(v) for v in raw_labels):
-        return x, np.array([float(v) for v in raw_labels]), None
+        return (x, np.array([float(v) for v in raw_labels]), None, *more)
     names = sorted(set(raw_labels))
     index = {v: i for i, v in enumerate(names)}
-    return x, np.array([index[v] for v in raw_labels], np.int64), names
+    return (x, np.array([index[v] for v in raw_labels], np.int64), names, *more)
 
 
 def _column_index(label_column, header, width, path):

@@ -39,6 +39,11 @@ class DataSpec:
     #: the registered set whose images x are, for a set derived from it (digits-sr's targets
     #: are digits): evaluation then uses that set's shipped feature extractor
     domain: Optional[str] = None
+    #: True when the training x and c are two collections with no correspondence (x[i] is not the
+    #: translation of c[i]): data for unpaired translation (CycleGAN). Its test split is paired, so
+    #: outputs can be scored against targets. Families that learn from pairs (pix2pix, a conditional
+    #: diffusion model) refuse it.
+    unpaired: bool = False
 
     @property
     def condition_kind(self) -> str:
@@ -63,6 +68,8 @@ class DataSpec:
             d["condition_shape"] = list(self.condition_shape)
         if self.domain is None:
             d.pop("domain")
+        if not self.unpaired:
+            d.pop("unpaired")
         return d
 
     @classmethod
@@ -110,10 +117,21 @@ class Dataset:
         return self.spec.class_names
 
     def select_classes(self, classes) -> "Dataset":
-        """Keep only examples whose label is in `classes` (labels keep their meaning)."""
+        """Keep only examples whose label is in `classes`, indices or label names (labels keep their meaning)."""
         if self.train_labels is None:
             raise DataError(f"data set '{self.spec.name}' has no labels, so --classes cannot select from it")
-        classes = sorted({int(c) for c in classes})
+        names = [str(n) for n in self.spec.class_names]
+
+        def index(c):  # an index, or a label name ("setosa")
+            if isinstance(c, str) and c.strip() in names:
+                return names.index(c.strip())
+            try:
+                return int(c)
+            except (TypeError, ValueError):
+                raise DataError(f"class {c!r} not in data set '{self.spec.name}' "
+                                f"(labels: {', '.join(names) or 'none'})") from None
+
+        classes = sorted({index(c) for c in classes})
         bad = [c for c in classes if not 0 <= c < self.spec.num_classes]
         if bad:
             raise DataError(f"classes {bad} not in data set '{self.spec.name}' (labels 0..{self.spec.num_classes - 1})")
@@ -156,6 +174,8 @@ def validate(ds: Dataset) -> None:
     if ds.spec.condition_shape is None:
         if any(c is not None for c in conds):
             raise DataError(f"{name}: conditions given but the spec declares none (set condition_shape)")
+        if ds.spec.unpaired:
+            raise DataError(f"{name}: unpaired data needs a second collection (conditions; set condition_shape)")
         return
     for split, x, c in (("train", ds.train, ds.train_cond), ("test", ds.test, ds.test_cond)):
         if not isinstance(c, torch.Tensor) or not c.is_floating_point():

@@ -1,9 +1,9 @@
 """One module per family; importing this package registers them all."""
 
 from .base import MODELS, GenerativeModel, Player, create_model, get_family, hyperparameters, load, register_model
-from . import pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm
+from . import pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm, pix2pix, cyclegan
 
-FAMILY_MODULES = (pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm)  # importing them registers the families
+FAMILY_MODULES = (pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm, pix2pix, cyclegan)  # importing them registers the families
 
 __all__ = ["MODELS", "GenerativeModel", "Player", "create_model", "get_family", "hyperparameters", "load",
            "register_model"]

@@ -17,7 +17,7 @@ from ..io import atomic_write_bytes
 
 # direction of "better" for the metrics we know; others are shown without an arrow
 LOWER = {"fid", "kid", "balance_kl", "classes_dropped", "nll", "bpd", "kl", "mmd", "swd", "mode_kl"}
-HIGHER = {"precision", "recall", "coverage", "class_accuracy", "modes", "high_quality"}
+HIGHER = {"precision", "recall", "coverage", "class_accuracy", "modes", "high_quality", "psnr", "ssim"}
 LABELS = {"fid": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precision", "recall": "recall",
           "density": "density", "coverage": "coverage", "balance_kl": "class KL", "classes_dropped": "classes dropped",
           "confidence": "classifier confidence", "class_accuracy": "class accuracy", "nll": "NLL (nats)",
@@ -184,6 +184,10 @@ def metrics_table(results: dict) -> str:
         cells = "".join(f'<td{" class=text" if c == "nll_text" else ""}>'
                         f'{_fmt(ref.get("nll" if c == "nll_text" else c))}</td>' for c in cols)
         rows.append(f'<tr class="reference"><th scope="row">real data (train vs test)</th>{cells}</tr>')
+    for b in results.get("baselines") or []:  # a no-learning baseline (super-resolution: bicubic upsampling)
+        cells = "".join(f'<td>{_fmt(b["metrics"].get(c))}</td>' for c in cols)
+        rows.append(f'<tr class="reference"><th scope="row">{escape(b["name"])} (baseline, no learning)</th>'
+                    f'{cells}</tr>')
     comparable = [e for e in fams if e["status"] == "ok" and _likelihood(e)[1] != "discrete"]
     best = {c: _best(comparable if c == "nll" else fams, c) for c in cols}
     subset = [e for e in fams if e["status"] == "ok" and e.get("nll_examples")]
@@ -272,6 +276,21 @@ def families_table(results: dict) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
+USES = (("anomaly", "anomaly_score", "genlab anomaly: outlier scores"), ("impute", "impute", "genlab impute: missing data"),
+        ("denoise", "denoise", "genlab denoise"), ("encode", "encode", "a latent code (explore)"),
+        ("log p(x)", "log_prob", "a likelihood"))
+
+
+def uses_table(results: dict) -> str:
+    """Which family supports which use (from each model's capabilities): a check per cell."""
+    head = "".join(f'<th scope="col" title="{escape(t)}">{escape(n)}</th>' for n, _, t in USES)
+    rows = "".join(f'<tr><th scope="row">{escape(e["name"])}</th>'
+                   + "".join(f'<td>{"✓" if c in e.get("capabilities", []) else "—"}</td>' for _, c, _ in USES)
+                   + "</tr>" for e in results["families"])
+    return ('<div class="scroll"><table id="uses"><caption>What each family can be used for</caption><thead><tr>'
+            f'<th scope="col">family</th>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+
 def budget_text(b: dict) -> str:
     """A training budget as the page shows it: '150 s', '3 epochs' or '500 steps'."""
     if "minutes" in b:
@@ -337,6 +356,12 @@ def build_html(results: dict, base) -> str:
         section("samples", "Samples", f'<p class="muted">{escape(what.capitalize())} from each family, seed '
                 f'{results["seed"]}.</p><div class="grid">{"".join(cards)}</div>')
 
+    tra = [fig(e, "translations", f"test inputs, {e['name']}'s outputs and the targets, row under row",
+               f"<strong>{escape(e['name'])}</strong>: inputs, outputs, targets (rows)", True) for e in ok]
+    if any(tra):
+        section("translations", "Translations", '<p class="muted">The first test inputs (top row), each '
+                'family\'s outputs (middle) and the targets (bottom).</p>' f'<div class="grid">{"".join(tra)}</div>')
+
     rec = [fig(e, "reconstructions", f"test examples and their {e['name']} reconstructions, row under row",
                f"<strong>{escape(e['name'])}</strong>: originals (odd rows), reconstructions (even rows)", True)
            for e in ok]
@@ -384,7 +409,7 @@ def build_html(results: dict, base) -> str:
               for e in ok]
     section("training", "Training", timing_table(results)
             + (f'<div class="grid wide">{"".join(curves)}</div>' if any(curves) else "")
-            + families_table(results))
+            + families_table(results) + uses_table(results))
 
     if failed:
         body = "".join(

@@ -151,6 +151,10 @@ def write_figures(run: Run, n: int = 64, seed: int = 0) -> dict:
     x = model.sample(n, y, generator=g)
     ref = ds.test[:2000] if ds.spec.shape == (2,) else None
     out["samples"] = save_samples(x, model.spec, d / "samples.png", title=f"{model.family} samples", reference=ref)
+    if kind == "tensor" and ds.spec.kind == "image" and len(ds.spec.condition_shape) == 3:  # input | output | target
+        from ..report.figures import save_translations
+
+        out["translations"] = save_translations(y[:8], x[:8], ds.test[:8], d / "translations.png")
     if hasattr(model, "reconstruct") and ds.spec.kind == "image":
         xt = ds.test[:32].to(model.device)
         yt = cond[:32].to(model.device) if cond is not None else None

@@ -45,10 +45,32 @@ EVAL_N = 2500          # generated and reference samples per family, at most (di
 
 # -- which families, how long ---------------------------------------------------------------
 def families_for(spec) -> list[str]:
-    """Registered families that model this kind of data, in registration order."""
-    from ..models import MODELS
+    """Registered families that model this kind of data, in registration order; on paired data (an
+    input tensor per example) those that can be conditioned on it (on unpaired data: learn unpaired);
+    elsewhere those that do not need an input (not pix2pix, cyclegan)."""
+    from ..models import MODELS, hyperparameters
 
-    return [name for name, cls in MODELS.items() if spec.kind in cls.kinds]
+    names = [name for name, cls in MODELS.items() if spec.kind in cls.kinds]
+    if spec.condition_kind != "tensor":  # families conditional by construction (pix2pix, cyclegan) need inputs
+        return [n for n in names if hyperparameters(n).get("conditional") is not True]
+    return [n for n in names if "tensor" in MODELS[n].condition_kinds
+            and (MODELS[n].learns_unpaired or not spec.unpaired)]
+
+
+def translation_settings(families: Sequence[str], spec, settings: dict) -> dict:
+    """On paired data a comparison compares translators: every family that can be conditioned on
+    the input tensor and is not conditional by default (ddpm, fm) gets conditional=true, unless
+    the user set it. (Here, not in the families: `genlab train ddpm --data digits-sr` still means
+    what it says.)"""
+    from ..models import MODELS, hyperparameters
+
+    if spec.condition_kind != "tensor":
+        return settings
+    out = {f: dict(v) for f, v in settings.items()}
+    for f in families:
+        if "tensor" in MODELS[f].condition_kinds and hyperparameters(f).get("conditional") is False:
+            out.setdefault(f, {}).setdefault("conditional", True)
+    return out
 
 
 def _closed_form(family: str, spec) -> bool:
@@ -230,7 +252,7 @@ def _summarise(entry, model, data, run_dir, out, n, seed, lims, nll_seconds) -> 
                   "evaluate_seconds": round(time.perf_counter() - t0, 3)})
     entry["stage"] = "figures"
     figs = {}
-    for key in ("samples", "reconstructions", "loss"):
+    for key in ("samples", "translations", "reconstructions", "loss"):
         p = run_dir / f"{key}.png"
         if p.exists():
             figs[key] = {"path": _rel(p, out)}
@@ -301,6 +323,12 @@ def _finish(results: dict, data: Dataset, out: Path, lims, t0: float, page: Opti
     results["protocol"] = ok[0]["protocol"] if ok else None
     for e in ok:
         e.pop("protocol", None)
+    from ..metrics.translation import baseline_result
+
+    base = baseline_result(data, results.get("n"), results.get("seed", 0))  # super-resolution: bicubic
+    if base is not None:
+        results["baselines"] = [{"name": base["name"], "metrics": base["metrics"], "notes": base["notes"],
+                                 "sampling_seconds": base["seconds"].get("sampling")}]
     figs = data_panels(data, out / "figures", lims)
     results["data_figures"] = {k: {**v, "path": _rel(v["path"], out)} for k, v in figs.items()}
     if human is not None:
@@ -353,6 +381,7 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
     for fam in settings:
         if fam not in models:
             raise unknown_name("family in settings", fam, models)
+    settings = translation_settings(models, ds.spec, settings)
     plan = plan_budgets(models, ds.spec, minutes, steps, budgets)
     out = Path(out) if out is not None else Path("runs") / f"compare-{ds.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     taken = [f for f in models if (out / f / "config.json").exists()]
