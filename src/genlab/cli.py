@@ -137,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
 
+    xp = sub.add_parser("explore", help="explore a trained run's latent space: interpolate, traverse, arithmetic, "
+                                        "maps, nearest training neighbours",
+                        description="Write PNGs and DIR/explore.json for RUN. --what chooses among interpolate, "
+                                    "traverse, arithmetic, map, neighbours (default: all the model supports).")
+    xp.add_argument("run")
+    xp.add_argument("--what", help="comma-separated operations (default: all that apply)")
+    xp.add_argument("--pairs", nargs="+", metavar="A,B", help="interpolation endpoints: test indices or image files "
+                                                          "(e.g. 3,17 a.png,b.png), or 'random' for two random codes")
+    xp.add_argument("--steps", type=int, help="integration steps of encode/decode for ddpm and fm (default theirs)")
+    xp.add_argument("--n", type=int, help="test examples mapped / samples checked for neighbours")
+    xp.add_argument("--out", help="output directory (default: RUN/explore)")
+    xp.add_argument("--seed", type=int, default=0)
+
     tr = sub.add_parser("translate", help="translate images with an image-to-image run (pix2pix, cyclegan, "
                                           "conditional ddpm / fm on paired data)",
                         description="Translate INPUTS (image files and / or .npy arrays of one or N inputs) with "
@@ -151,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "e.g. noise=false (pix2pix), steps=50 (ddpm)")
 
     x = sub.add_parser("experiment", help="reproduce one concept as a figure plus numbers",
-                       description="Run experiment NAME (omit NAME to list them) into --out.")
+                       description="Run experiment NAME (omit NAME or give --list to list them) into --out.")
     x.add_argument("name", nargs="?")
+    x.add_argument("--list", action="store_true", help="list the experiments")
     x.add_argument("--out", default=None, help="output directory (default: runs/experiments/NAME)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--quick", action="store_true", help="a smaller, faster version")
@@ -374,13 +388,42 @@ def cmd_translate(a) -> None:
 def cmd_experiment(a) -> None:
     from .experiments import list_experiments, run_experiment
 
-    if not a.name:
+    if not a.name or a.list:
         for name, desc in list_experiments().items():
             print(f"{name:18} {desc}")
         return
     out = Path(a.out or Path("runs") / "experiments" / a.name)
     result = run_experiment(a.name, out, seed=a.seed, quick=a.quick)
     print(f"{a.name}: wrote {result.get('figure', out)} and {out / (a.name + '.json')}")
+
+
+def cmd_explore(a) -> None:
+    from .apps.explore import explore
+    from .data import dataset_from_spec
+    from .models.base import load
+
+    model = load(a.run)
+    data = dataset_from_spec(model.spec.to_dict())
+    out = Path(a.out) if a.out else Path(a.run) / "explore"
+    res = explore(model, data, out, what=a.what, pairs=a.pairs, seed=a.seed, latent_steps=a.steps, n=a.n,
+                  progress=True)
+    for op in ("interpolate", "traverse", "arithmetic", "map", "neighbours"):
+        r = res.get(op)
+        if r is None:
+            continue
+        if "skipped" in r:
+            print(f"{op:12} skipped: {r['skipped']}")
+            continue
+        extra = ""
+        if op == "map" and "knn5_accuracy" in r:
+            extra = f"  (5-NN class accuracy of the codes {100 * r['knn5_accuracy']['codes']:.0f}%)"
+        elif op == "arithmetic":
+            extra = "  (" + "; ".join(f"{e['equation']} -> {e['predicted_name']} {100 * e['confidence']:.0f}%"
+                                      for e in r["equations"][:3]) + ")"
+        elif op == "neighbours":
+            extra = f"  (memorisation share {100 * r['share']:.1f}%; fresh data ~ {100 * r['q']:g}%)"
+        print(f"{op:12} {r['figure']}{extra}")
+    print(f"numbers: {res['json']}")
 
 
 def cmd_compare(a) -> None:
@@ -570,6 +613,7 @@ def cmd_models(a) -> None:
 
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "experiment": cmd_experiment,
+            "explore": cmd_explore,
             "translate": cmd_translate,
             "compare": cmd_compare, "report": cmd_report, "judge": cmd_judge,
             "anomaly": cmd_anomaly, "impute": cmd_impute, "denoise": cmd_denoise,

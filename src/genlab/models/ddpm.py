@@ -7,6 +7,8 @@ classifier-free guidance (Ho & Salimans 2022).
     training  `simple_loss`: E_{t, x_0, eps} || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2
     sampling  any sampler of `genlab.samplers` (ddpm ancestral, ddim, euler, heun, dopri5)
     log_prob  the variational bound L_0 + sum_t L_{t-1} + L_T (`variational_bound`)
+    encode    deterministic DDIM inversion x_0 -> x_T (samplers/ddim.py `ddim_invert`, eta = 0);
+    decode    DDIM with eta = 0 from x_T: decode(encode(x)) ~ x, a latent path for interpolation
 
 Images are modelled on [-1, 1] (`to_working`: x -> 2x - 1) and samples are clamped and mapped
 back to [0, 1]; vectors on the standardised scale of the base class. The network is the diffusion
@@ -37,6 +39,7 @@ from ..errors import ConfigError
 from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
 from ..nn.imputation import fill_missing, keep_known
 from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusion_sample
+from ..samplers.ddim import ddim_invert
 from ..samplers.ddpm import ddpm_step
 from ..samplers.schedule import PREDICTIONS
 from .base import GenerativeModel, register_model
@@ -221,6 +224,25 @@ class DDPM(GenerativeModel):
                                 eta=eta, variance=variance, spacing=spacing, t_start=t_start, generator=generator,
                                 clip=self.clip, rtol=rtol, atol=atol, progress=progress)
 
+    # -- the latent path: deterministic DDIM both ways ---------------------------------------------
+    @torch.no_grad()
+    def encode(self, x, y=None, *, steps: Optional[int] = 50, spacing: str = "linspace"):
+        """The noise x_T that deterministic DDIM (eta = 0) decodes to x: DDIM inversion
+        (`ddim_invert`) of to_working(x) over `steps` visited steps, on the model scale. A
+        conditional model inverts under its condition y (None: the null condition)."""
+        y = self.condition(y, len(x))
+        steps = None if steps is None else min(int(steps), self.schedule.T)
+        return ddim_invert(lambda u, t: self.eps(u, t, y), self.schedule, self.to_working(x.to(self.device)),
+                           steps, spacing, self.clip)
+
+    @torch.no_grad()
+    def decode(self, z, y=None, *, steps: Optional[int] = 50, spacing: str = "linspace", guidance: float = 1.0):
+        """Deterministic DDIM (eta = 0) from the noise z = x_T to data space: `encode`'s inverse."""
+        self._check_options("ddim", guidance)
+        y = self.condition(y, len(z), sample=True)
+        return self.from_working(self.denoise_from(z.to(self.device), None, y, sampler="ddim", steps=steps, eta=0.0,
+                                                   guidance=guidance, spacing=spacing))
+
     # -- applications -----------------------------------------------------------------------------
     @torch.no_grad()
     def denoise(self, x, t_star: int, y=None, generator=None, *, sampler: str = "ddim", steps: Optional[int] = 50,
@@ -348,7 +370,7 @@ class DDPM(GenerativeModel):
         return mean, s.at(large, t, xt)
 
     @torch.no_grad()
-    def variational_bound(self, x, y=None, *, variance: str = "large", batch_t: int = 100):
+    def variational_bound(self, x, y=None, *, variance: str = "large", batch_t: int = 100, per_step: bool = False):
         """Per example, in nats, on the model scale, the terms of (Ho et al. eq. 5)
 
             L = L_T + sum_{t>1} L_{t-1} + L_0
@@ -358,7 +380,8 @@ class DDPM(GenerativeModel):
                                                  a Gaussian density for vectors)
 
         -L <= log p(x_0) in expectation over the x_t draws. Returns a dict of [N] tensors
-        ("total", "prior", "terms", "decoder")."""
+        ("total", "prior", "terms", "decoder"); with per_step=True also "per_step" [T, N]: row 0 is
+        L_0 (the decoder) and row t >= 1 is L_{t-1}'s KL at 0-based step t, so rows 1.. sum to "terms"."""
         s = self.schedule
         x0 = self.to_working(x.to(self.device))
         n, T = len(x0), s.T
@@ -369,6 +392,7 @@ class DDPM(GenerativeModel):
                             torch.zeros_like(x0)).sum(dims)
         terms = torch.zeros(n, device=x0.device)
         decoder = None
+        rows = []
         for t0 in range(0, T, batch_t):  # batch_t steps at a time, all examples
             tb = torch.arange(t0, min(T, t0 + batch_t), device=x0.device)
             k = len(tb)
@@ -387,8 +411,15 @@ class DDPM(GenerativeModel):
                     ll = -0.5 * ((x0 - m0).pow(2) * torch.exp(-lv0) + lv0 + LOG_2PI)
                 decoder = -ll.sum(dims)
                 kl = kl[1:]
+                if per_step:
+                    rows.append(decoder.unsqueeze(0))
+            if per_step:
+                rows.append(kl)
             terms = terms + kl.sum(0)
-        return {"total": prior + terms + decoder, "prior": prior, "terms": terms, "decoder": decoder}
+        out = {"total": prior + terms + decoder, "prior": prior, "terms": terms, "decoder": decoder}
+        if per_step:
+            out["per_step"] = torch.cat(rows)
+        return out
 
     @torch.no_grad()
     def log_prob(self, x, y=None, *, variance: str = "large", batch_t: int = 100):

@@ -376,6 +376,21 @@ def build_html(results: dict, base) -> str:
         section("latent", "Latent codes", '<p class="muted">Codes of test examples from each family that '
                 f'encodes, coloured by class.</p><div class="grid wide">{"".join(lat)}</div>')
 
+    explore = []
+    for e in ok:
+        f = e.get("figures", {})
+        parts = [fig(e, k, f"{e['name']}: {f[k].get('how', '')}", escape(f[k].get("how", "")))
+                 for k in ("explore_interpolate", "explore_map") if "path" in f.get(k, {})]
+        parts += [f'<p class="error">{escape(f[k]["error"])}</p>' for k in ("explore_interpolate", "explore_map")
+                  if "error" in f.get(k, {})]
+        if parts:
+            explore.append(f'<div class="pair"><h3>{escape(e["name"])}</h3>{"".join(parts)}</div>')
+    if explore:
+        section("explore", "Explore", '<p class="muted">Interpolations between test examples (linear and spherical, '
+                'through each family\'s own latent path: encoder, exact flow inverse, DDIM / ODE inversion; random '
+                'codes for a family without encoder) and 2-D maps of the codes. More with '
+                '<code>genlab explore RUN</code>.</p>' + "".join(explore))
+
     if two_d:
         dd = dfig.get("density", {})
         rows = [_pair("data", im.figure(dfig.get("samples", {}).get("path"), "scatter of test points",

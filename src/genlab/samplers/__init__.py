@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Optional
 import torch
 
 from ..errors import ConfigError, unknown_name
-from .ddim import ddim_step, sample_ddim
+from .ddim import ddim_invert, ddim_step, sample_ddim
 from .ddpm import ddpm_step, predict, sample_ddpm
 from .probability_flow import sample_probability_flow
 from .schedule import NoiseSchedule, timesteps
@@ -60,4 +60,4 @@ def diffusion_sample(sampler: str, eps_fn: Callable, schedule: NoiseSchedule, x:
 
 
 __all__ = ["SAMPLERS", "DIFFUSION_SAMPLERS", "NoiseSchedule", "timesteps", "check_sampler", "diffusion_sample",
-           "sample_ddpm", "sample_ddim", "sample_probability_flow", "ddpm_step", "ddim_step", "predict"]
+           "sample_ddpm", "sample_ddim", "ddim_invert", "sample_probability_flow", "ddpm_step", "ddim_step", "predict"]

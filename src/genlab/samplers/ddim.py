@@ -10,6 +10,18 @@ deterministic (and is exactly Euler's method on the probability-flow ODE in the 
 x / sqrt(abar), sigma = sqrt((1 - abar) / abar)); eta = 1 over all T steps is ancestral DDPM
 with the posterior ("small") variance. The visited steps and their spacing come from
 `schedule.timesteps` (default "linspace": from T-1 down to 0 inclusive).
+
+DDIM inversion (`ddim_invert`; Song et al. 2021 section 4.3, Dhariwal & Nichol 2021 appendix F)
+runs the deterministic update the other way, from x_0 up to x_T, for consecutive visited steps
+t < t'' (t = -1 is the data itself, abar_{-1} = 1):
+
+    x_{t''} = sqrt(abar_{t''}) x0_hat(x_t) + sqrt(1 - abar_{t''}) eps_theta(x_t, t)
+
+with eps evaluated at the point the step starts from (the first step, from x_0, evaluates it at
+the first visited step). It is the explicit Euler step of the same probability-flow ODE in
+reverse, so decoding its result with eta = 0 DDIM on the same steps returns x_0 up to the
+discretisation error (eps changes little between neighbouring steps); with an exact eps-model of
+Gaussian data the round trip is exact as the steps grow.
 """
 
 from __future__ import annotations
@@ -52,4 +64,28 @@ def sample_ddim(eps_fn: Callable, schedule: NoiseSchedule, x: torch.Tensor, step
         it = tqdm(it, desc="ddim")
     for i in it:
         x = ddim_step(eps_fn, schedule, x, ts[i], ts[i + 1] if i + 1 < len(ts) else -1, eta, generator, clip)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(eps_fn: Callable, schedule: NoiseSchedule, x0: torch.Tensor, steps: Optional[int] = 50,
+                spacing: str = "linspace", clip: Optional[float] = None, progress: bool = False) -> torch.Tensor:
+    """Deterministic DDIM run backwards: x_0 -> x_{T-1} over the `steps` visited timesteps that
+    `sample_ddim` would visit (see the module docstring), so that
+    `sample_ddim(eps_fn, schedule, ddim_invert(eps_fn, schedule, x0, k), k, eta=0)` ~ x0."""
+    ts = schedule.timesteps(steps, spacing)[::-1]  # increasing, ending at T-1
+    chain = [-1] + list(ts)
+    it = range(len(ts))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="ddim inversion")
+    x = x0
+    for i in it:
+        t, t_next = chain[i], chain[i + 1]
+        ab_next = _abar(schedule, t_next)
+        eps, x0_hat = predict(eps_fn, schedule, x, max(t, ts[0]), clip)
+        if t < 0:  # the first step starts from the data: x0_hat is x itself
+            x0_hat = x
+        x = math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps
     return x

@@ -260,6 +260,10 @@ def _summarise(entry, model, data, run_dir, out, n, seed, lims, nll_seconds) -> 
     lm = latent_map(model, data, fig_dir / f"{_slug(name)}-latent.png", seed=seed, seconds=nll_seconds)
     if lm is not None:
         figs["latent"] = {**lm, "path": _rel(lm["path"], out)}
+    from ..apps.explore import page_figures
+
+    for key, f in page_figures(model, data, fig_dir / f"{_slug(name)}-explore", seed=seed).items():
+        figs[f"explore_{key}"] = {**f, "path": _rel(f["path"], out)} if "path" in f else f
     if data.spec.shape == (2,) and data.spec.kind == "vector":
         sc = sample_scatter(model, data, lims, fig_dir / f"{_slug(name)}-scatter.png", seed=seed)
         figs["scatter"] = {**sc, "path": _rel(sc["path"], out)}
