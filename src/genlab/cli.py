@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting (repeatable)")
     t.add_argument("--config", help="settings from a .json or .yaml file")
     t.add_argument("--classes", type=_classes, help="keep only these labels, e.g. 0,3")
+    t.add_argument("--latent", metavar="RUN", help="train FAMILY on the codes of RUN's autoencoder (ae, vae, pca: "
+                                                  "any run that encodes and decodes); samples are decoded by RUN")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     r = sub.add_parser("resume", help="continue a run from its checkpoint",
@@ -166,7 +168,7 @@ def cmd_train(a) -> None:
     settings = {**(read_config(a.config) if a.config else {}), **parse_settings(a.set)}
     data_options = {k[5:]: settings.pop(k) for k in list(settings) if k.startswith("data.")}
     run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes, seed=a.seed,
-                classes=a.classes, data_options=data_options, progress=not a.quiet, **settings)
+                classes=a.classes, data_options=data_options, progress=not a.quiet, latent=a.latent, **settings)
     _report(run)
 
 
