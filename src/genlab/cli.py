@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and one run directory per family. --minutes is the TOTAL training time, split "
                                    "across the families that train by steps (closed-form fits take none).")
     c.add_argument("--data", default="digits", help="data set name or path (default: digits)")
-    c.add_argument("--models", help="comma-separated families (default: all that fit the data)")
+    c.add_argument("--models", help="comma-separated families (default: all that fit the data); 'all' stands for "
+                                    "those, and FAMILY@AE is a latent model, FAMILY trained on the codes of this "
+                                    "comparison's AE run (e.g. all,ddpm@vae)")
     cb = c.add_mutually_exclusive_group()
     cb.add_argument("--minutes", type=float, help="total training minutes, split across families (default 2.5)")
     cb.add_argument("--steps", type=int, help="optimisation steps per family instead of minutes")
