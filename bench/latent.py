@@ -15,7 +15,7 @@ the AE and the VAE trained for the same CPU time; FD, precision, recall (n = the
 All training: genlab's Trainer, clock=cpu, one torch thread. Run from the project root:
 
     GENLAB_DATA_DIR=/work/shared/data .venv/bin/python bench/latent.py                 # both parts, full budgets
-    GENLAB_DATA_DIR=/work/shared/data .venv/bin/python bench/latent.py --quick         # smoke run (~8 CPU-min)
+    GENLAB_DATA_DIR=/work/shared/data .venv/bin/python bench/latent.py --quick         # smoke run on digits (~5 CPU-min)
 
 Writes bench/results/latent[-quick].json.
 """
@@ -55,7 +55,7 @@ def scores(model, data, n, seed) -> dict:
 
 
 @torch.no_grad()
-def sampling_cost(model, n: int = 200, seed: int = 0) -> float:
+def sampling_cost(model, n: int = 50, seed: int = 0) -> float:
     """CPU-seconds per image of model.sample (its default sampler), one thread."""
     g = torch.Generator().manual_seed(seed)
     model.sample(8, generator=g)  # warm-up
@@ -129,10 +129,12 @@ def main():
     p.add_argument("--prior-minutes", type=float, default=0.5, help="priors: CPU-minutes of the maf prior")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="a smoke run: 3 CPU-min diffusion on MNIST, 1 seed of priors")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 1 CPU-min diffusion on digits, 1 seed of "
+                                                        "priors at 0.5 CPU-min")
     args = p.parse_args()
     if args.quick:
-        args.cpu_minutes, args.n, args.ae_minutes, args.prior_minutes, args.seeds = 3.0, 1000, 0.5, 0.25, 1
+        args.cpu_minutes, args.n, args.ae_minutes, args.prior_minutes, args.seeds = 1.0, 360, 0.5, 0.25, 1
+        args.diffusion_data = "digits"
     torch.set_num_threads(1)
     load = os.getloadavg()
     out = {"benchmark": "latent models", "date": datetime.date.today().isoformat(), "args": vars(args),

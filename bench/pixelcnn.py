@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -130,10 +131,13 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="pixelcnn,vae")
-    p.add_argument("--quick", action="store_true", help="3 CPU-minutes each, smaller evaluations (a smoke run)")
+    p.add_argument("--quick", action="store_true", help="3 CPU-minutes each, smaller evaluations (a smoke run; "
+                                                        "--cpu-minutes after it overrides the 3)")
     args = p.parse_args()
     if args.quick:
-        args.cpu_minutes, args.marks, args.curve_n, args.curve_k, args.eval_n, args.eval_k = 3.0, 4, 300, 50, 1000, 200
+        given = any(a.startswith("--cpu-minutes") for a in sys.argv)
+        args.marks, args.curve_n, args.curve_k, args.eval_n, args.eval_k = 4, 300, 50, 1000, 200
+        args.cpu_minutes = args.cpu_minutes if given else 3.0
     torch.set_num_threads(1)
     data = genlab.load_dataset("mnist")
     xb_test = torch.bernoulli(data.test, generator=torch.Generator().manual_seed(args.seed))
