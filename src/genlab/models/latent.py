@@ -90,7 +90,7 @@ class LatentModel(GenerativeModel):
         self.family = f"{inner.family}@{source['family']}"
         self.description = f"{inner.description} (over the {self.latent_dim}-D codes of a {source['family']} run)"
         self.register_buffer("recon_var", torch.ones(()))  # s^2 of anomaly_score, set in finalize
-        self._codes: Optional[tuple[int, Dataset]] = None
+        self._codes: Optional[tuple[Dataset, Dataset]] = None  # (data, its codes), computed once
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -181,11 +181,11 @@ class LatentModel(GenerativeModel):
 
     def code_dataset(self, data: Dataset) -> Dataset:
         """The codes of both splits as a vector Dataset, labels kept (computed once per data set)."""
-        if self._codes is not None and self._codes[0] == id(data):
+        if self._codes is not None and self._codes[0] is data:
             return self._codes[1]
         ds = Dataset(self.codes(data.train).cpu(), self.codes(data.test).cpu(), self.inner.spec,
                      data.train_labels, data.test_labels, location=f"codes of {data.location}")
-        self._codes = (id(data), ds)
+        self._codes = (data, ds)
         return ds
 
     def trained_part(self, data: Dataset):
