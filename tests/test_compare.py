@@ -102,7 +102,7 @@ def test_compare_end_to_end_with_a_new_and_a_failing_family(extra_families, tmp_
         assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in m.values()), (name, m)
         assert e["train"]["steps"] == (0 if name == "pca" else 20)
         assert (out / e["run"] / "eval.json").exists()
-    assert ok["vae"]["capabilities"] == ["log_prob", "encode", "decode", "reconstruct", "anomaly_score"]
+    assert ok["vae"]["capabilities"] == ["log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute"]
     assert {"samples", "reconstructions", "latent"} <= set(ok["vae"]["figures"])
     assert "latent" not in ok["tinygauss"]["figures"]  # it does not encode
     # the reference row is real data: train split against the test split, better than any 20-step model

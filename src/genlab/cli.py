@@ -54,10 +54,24 @@ def _budget_args(p, required=False):
 
 
 def _classes(text):
-    try:
-        return [int(c) for c in text.split(",") if c.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--classes expects comma-separated integers, got '{text}'") from None
+    """--classes 0,3 or label names (--classes setosa,virginica)."""
+    out = [c.strip() for c in text.split(",") if c.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"--classes expects comma-separated labels, got '{text}'")
+    return [int(c) if c.lstrip("-").isdigit() else c for c in out]
+
+
+def _use_args(p, out_help: str) -> None:
+    """What the use verbs (anomaly, impute, denoise) share."""
+    p.add_argument("run", help="a run directory (genlab train ...)")
+    p.add_argument("--data", help="data set name or path to use (default: the run's own data); it must have the "
+                                  "run's shape")
+    p.add_argument("--label-column", metavar="NAME", help="a CSV's label column (header name or 0-based index)")
+    p.add_argument("--out", help=out_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="an option of the family's method "
+                                                                      "(repeatable), e.g. steps=100")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,10 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting (repeatable)")
     t.add_argument("--config", help="settings from a .json or .yaml file")
-    t.add_argument("--classes", type=_classes, help="keep only these labels, e.g. 0,3")
+    t.add_argument("--classes", type=_classes, help="keep only these labels, e.g. 0,3 or label names (one class: "
+                                                    "the one-class protocol of `genlab anomaly`)")
+    t.add_argument("--label-column", metavar="NAME", help="a CSV's label column (header name or 0-based index); "
+                                                         "same as --set data.label_column=NAME")
     t.add_argument("--latent", metavar="RUN", help="train FAMILY on the codes of RUN's autoencoder (ae, vae, pca: "
                                                   "any run that encodes and decodes); samples are decoded by RUN")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--stream", action="store_true", help="read batches with DataLoader workers and keep image "
+                   "folders / .npy files on disk (automatic above GENLAB_STREAM_BYTES, default 2 GiB)")
 
     r = sub.add_parser("resume", help="continue a run from its checkpoint",
                        description="Continue RUN. Without a budget, finish the original one; "
@@ -119,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["test", "train"], help="reference split (default test)")
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
+
+    tr = sub.add_parser("translate", help="translate images with an image-to-image run (pix2pix, cyclegan, "
+                                          "conditional ddpm / fm on paired data)",
+                        description="Translate INPUTS (image files and / or .npy arrays of one or N inputs) with "
+                                    "RUN. Writes DIR/<name>.png per input, DIR/grid.png (input | output) and "
+                                    "DIR/outputs.npy.")
+    tr.add_argument("run")
+    tr.add_argument("inputs", nargs="+", metavar="INPUT")
+    tr.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    tr.add_argument("--direction", choices=["AB", "BA"], help="cyclegan: AB (default) or BA")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampling option (repeatable), "
+                                                                     "e.g. noise=false (pix2pix), steps=50 (ddpm)")
 
     x = sub.add_parser("experiment", help="reproduce one concept as a figure plus numbers",
                        description="Run experiment NAME (omit NAME to list them) into --out.")
@@ -158,6 +190,62 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--nll-seconds", type=float, help="time limit of the likelihood metric per run (default 20)")
     rp.add_argument("--quiet", action="store_true")
 
+    an = sub.add_parser("anomaly", help="score outliers with a trained run: AUROC/AUPRC, a calibrated threshold",
+                        description="Score every example of the test split with the family's anomaly_score "
+                                    "(higher = more anomalous). With labels and --normal-class (default: the "
+                                    "classes a --classes run was trained on): AUROC, AUPRC, and a threshold "
+                                    "calibrated on half of the normal test examples at --fpr, with its precision "
+                                    "and recall on the rest. Writes scores CSV, JSON and a histogram + ROC PNG.")
+    _use_args(an, "the per-example scores .csv (default RUN/anomaly/scores.csv); .json and .png beside it")
+    an.add_argument("--normal-class", metavar="LABEL", help="the label value(s) that are normal, e.g. 3 or "
+                                                            "setosa or 0,1 (names or indices)")
+    an.add_argument("--fpr", type=float, default=0.05, help="false-positive rate of the threshold (default 0.05)")
+    an.add_argument("--split", default="test", choices=["test", "train"], help="split to score (default test)")
+
+    im = sub.add_parser("impute", help="fill in missing pixels or table cells with a trained run",
+                        description="Remove entries with --mask from test examples and fill them with the "
+                                    "family's impute, beside mean, KNN and iterative imputation (RMSE on the "
+                                    "removed entries; classifier accuracy for digits/MNIST/Fashion-MNIST). "
+                                    "A CSV with empty/NA cells is filled whole instead.")
+    _use_args(im, "output directory (default RUN/impute-MASK)")
+    im.add_argument("--mask", help="center | half | random:P | FILE.npy (1 = missing); default center for "
+                                   "images, random:0.2 for tables")
+    im.add_argument("-n", type=int, default=500, help="test examples to mask and impute (default 500)")
+    im.add_argument("--no-baselines", action="store_true", help="skip mean / KNN / iterative imputation")
+
+    dn = sub.add_parser("denoise", help="remove Gaussian noise with a trained run; PSNR before and after",
+                        description="Add Gaussian noise of std --noise to test examples and restore them with "
+                                    "the family's denoiser (denoising AE, PCA's Wiener filter, diffusion / "
+                                    "flow matching from the matching noise level). Reports PSNR noisy vs denoised.")
+    _use_args(dn, "output directory (default RUN/denoise-NOISE)")
+    dn.add_argument("--noise", type=float, default=0.3, help="noise std (images: pixel scale; tables: "
+                                                             "standardised scale; default 0.3)")
+    dn.add_argument("-n", type=int, default=256, help="test examples (default 256)")
+
+    j = sub.add_parser("judge", help="ask people: a judging page for samples, human scores with intervals",
+                       description="Serve a page where people judge samples of RUNs (pairwise: which looks more "
+                                   "real?; with --real also real-vs-generated). The first call draws the samples "
+                                   "into the study --db; later calls serve it again. --scores and --export read "
+                                   "the study without serving. See docs/judge.md.")
+    j.add_argument("runs", nargs="*", metavar="RUN", help="run directories (same data) to judge; omit to serve "
+                                                         "or read an existing study")
+    j.add_argument("--db", default="judge.sqlite", help="the study's SQLite file (default judge.sqlite)")
+    j.add_argument("--real", action="store_true", help="add real test images: a competitor in pairs, and the "
+                                                       "real-vs-generated task")
+    j.add_argument("--n", type=int, default=50, help="samples drawn per run (and real images) (default 50)")
+    j.add_argument("--per-rater", type=int, default=50, help="judgements asked of each rater (default 50)")
+    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                       "only; 0.0.0.0 shares it on your network)")
+    j.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    j.add_argument("--scores", action="store_true", help="print the study's scores and exit")
+    j.add_argument("--export", metavar="CSV", help="write every judgement to CSV and exit")
+    j.add_argument("--include-careless", action="store_true", help="count raters who failed attention checks")
+    j.add_argument("--quiet", action="store_true")
+    for parser in (c, rp):
+        parser.add_argument("--judge", metavar="STUDY", help="a `genlab judge` study (SQLite): show its human "
+                                                             "scores beside the metrics, with FD's rank correlation")
+
     sub.add_parser("datasets", help="list data sets and where they are found")
     m = sub.add_parser("models", help="list families, their hyperparameters and defaults")
     m.add_argument("family", nargs="?", help="show one family")
@@ -169,8 +257,12 @@ def cmd_train(a) -> None:
 
     settings = {**(read_config(a.config) if a.config else {}), **parse_settings(a.set)}
     data_options = {k[5:]: settings.pop(k) for k in list(settings) if k.startswith("data.")}
+    if a.label_column is not None:
+        data_options["label_column"] = a.label_column
+    stream = True if a.stream else settings.pop("stream", None)
     run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes, seed=a.seed,
-                classes=a.classes, data_options=data_options, progress=not a.quiet, latent=a.latent, **settings)
+                classes=a.classes, data_options=data_options, progress=not a.quiet, stream=stream,
+                latent=a.latent, **settings)
     _report(run)
 
 
@@ -274,6 +366,16 @@ def cmd_eval(a) -> None:
     print(json.dumps(result, indent=2) if a.json else format_table(result))
 
 
+def cmd_translate(a) -> None:
+    from .apps.translate import translate
+
+    options = parse_settings(a.set)
+    if a.direction:
+        options["direction"] = a.direction
+    r = translate(a.run, a.inputs, a.out, seed=a.seed, **options)
+    print(f"translated {len(r['files'])} input(s) into {a.out}: one PNG each, {r['grid']}, {r['npy']}")
+
+
 def cmd_experiment(a) -> None:
     from .experiments import list_experiments, run_experiment
 
@@ -302,14 +404,61 @@ def cmd_compare(a) -> None:
         settings.setdefault(fam, {})[key] = v
     models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else None
     results = compare(a.data, models, minutes=a.minutes, budgets=budgets, steps=a.steps, seed=a.seed, out=a.out,
-                      n=a.n, progress=not a.quiet, settings=settings, **_nll_limit(a))
+                      n=a.n, progress=not a.quiet, settings=settings, human=_human(a), **_nll_limit(a))
     _print_comparison(results)
 
 
 def cmd_report(a) -> None:
     from .workflows.compare import report
 
-    _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, **_nll_limit(a)))
+    _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, human=_human(a),
+                             **_nll_limit(a)))
+
+
+def _human(a):
+    """The scores of the --judge study, or None."""
+    if not a.judge:
+        return None
+    from .workflows.judge import Study, study_scores
+
+    return study_scores(Study(a.judge))
+
+
+def cmd_judge(a) -> None:
+    from .workflows.judge import Study, format_scores, open_or_create, serve, study_scores
+
+    if a.scores or a.export:
+        if a.runs:
+            raise ConfigError("--scores and --export read an existing study: give --db, not run directories")
+        study = Study(a.db)
+        if a.export:
+            print(f"wrote {len(study.judgements())} judgements to {study.export_csv(a.export)}")
+        if a.scores:
+            print(format_scores(study_scores(study, include_careless=a.include_careless)))
+        return
+    from .workflows.judge.server import is_loopback, require_web
+
+    require_web()  # before drawing samples: say what is missing first
+    if not 0 <= a.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {a.port}")
+    if not is_loopback(a.host):
+        print(f"genlab: warning: --host {a.host} shares the study with every machine that can reach this one; "
+              "anyone there can open the page and submit judgements (there is no login)", file=sys.stderr)
+    study, created = open_or_create(a.runs, a.db, real=a.real, n=a.n, seed=a.seed, goal=a.per_rater,
+                                    progress=not a.quiet)
+    info = study.summary()
+    print(f"{'new study' if created else 'study'} {study.path}: {', '.join(info['sources'])} on {info['data']}; "
+          f"tasks {', '.join(info['tasks'])}; {info['goal']} judgements per rater; "
+          f"{info['judgements']} judgements from {info['raters']} raters so far")
+
+    def announce(url):
+        print(f"judging page: {url}  (Ctrl-C to stop; scores: genlab judge --db {study.path} --scores)", flush=True)
+
+    try:
+        serve(study, host=a.host, port=a.port, announce=announce)
+    except KeyboardInterrupt:
+        pass
+    print(f"stopped; {study.summary()['judgements']} judgements in {study.path}")
 
 
 def _nll_limit(a) -> dict:
@@ -325,9 +474,78 @@ def _print_comparison(results) -> None:
             print(f"{e['name']:12} ok      {shown}")
         else:
             print(f"{e['name']:12} FAILED  ({e['stage']}) {e['error'].splitlines()[0] if e['error'] else ''}")
+    for key, agree in ((results.get("human") or {}).get("agreement") or {}).items():
+        if agree:
+            print(f"people vs FD ({key.replace('_', ' ')}): Spearman {agree['spearman']:+.2f} over "
+                  f"{len(agree['models'])} models")
     base = Path(results["report"]).parent
     print(f"results: {base / 'results.json'}")
     print(f"report: {results['report']}")
+
+
+def _use_data(a):
+    """--data and --label-column for the use verbs: (data or None, label column or None)."""
+    if a.label_column is not None and a.data is None:
+        raise ConfigError("--label-column goes with --data FILE.csv")
+    return a.data, a.label_column
+
+
+def cmd_anomaly(a) -> None:
+    from .apps.anomaly import anomaly
+    from .models.base import load
+
+    model = load(a.run)
+    data, col = _use_data(a)
+    out = Path(a.out) if a.out else Path(a.run) / "anomaly" / "scores.csv"
+    normal = None if a.normal_class is None else [c.strip() for c in a.normal_class.split(",") if c.strip()]
+    r = anomaly(model, data, normal_class=normal, fpr=a.fpr, split=a.split, label_column=col, out=out,
+                seed=a.seed, progress=not a.quiet)
+    print(f"{r['family']} on {r['data']} ({r['split']}, {r['n']} examples): mean score {r['score_mean']:.4g}")
+    if "auroc" in r:
+        print(f"  normal: {', '.join(r['normal_classes'])}   AUROC {r['auroc']:.4f}  AUPRC {r['auprc']:.4f} "
+              f"(chance {r['auprc_chance']:.3f})   whole split AUROC {r['auroc_full']:.4f}")
+        print(f"  threshold {r['threshold']:.4g} at fpr {a.fpr:g}: precision {r['precision']:.3f}, recall "
+              f"{r['recall']:.3f}, observed fpr {r['fpr']:.3f} ({r['n_calibration']} normals calibrate, "
+              f"{r['n_evaluation']} evaluate)")
+    else:
+        print(f"  threshold {r['threshold']:.4g} (fpr {a.fpr:g} on {r['calibrated_on']}): {r['flagged']} flagged")
+    print(f"wrote {r['scores']}, {r['json']}, {r['figure']}")
+
+
+def cmd_impute(a) -> None:
+    from .apps.impute import impute
+    from .models.base import load
+
+    model = load(a.run)
+    data, col = _use_data(a)
+    tag = Path(a.mask).stem if a.mask and a.mask.endswith(".npy") else (a.mask or "default").replace(":", "")
+    out = Path(a.out) if a.out else Path(a.run) / f"impute-{tag}"
+    r = impute(model, data, mask=a.mask, n=a.n, label_column=col, out=out, seed=a.seed,
+               baselines=() if a.no_baselines else ("mean", "knn", "iterative"), progress=not a.quiet, **parse_settings(a.set))
+    if "methods" in r:
+        print(f"{r['n']} examples of {r['data']}, mask {r['mask']} ({100 * r['missing_fraction']:.1f}% missing):")
+        for name, m in r["methods"].items():
+            extra = "".join(f"  {k} {m[k]:.4f}" for k in ("rmse_standardised", "accuracy") if k in m)
+            print(f"  {name:10} RMSE {m['rmse']:.4f}{extra}  ({m['cpu_seconds']:.1f} CPU-s)")
+        if "accuracy_truth" in r:
+            print(f"  {'truth':10} accuracy {r['accuracy_truth']:.4f} ({r['classifier']})")
+    else:
+        print(f"filled {r['missing_cells']} missing cells in {r['rows_with_missing']} of {r['n']} rows")
+    print(f"wrote {out}/" + ", ".join(Path(r[k]).name for k in ("figure", "table") if k in r) + ", impute.json")
+
+
+def cmd_denoise(a) -> None:
+    from .apps.denoise import denoise_data
+    from .models.base import load
+
+    model = load(a.run)
+    data, col = _use_data(a)
+    out = Path(a.out) if a.out else Path(a.run) / f"denoise-{a.noise:g}"
+    r = denoise_data(model, data, noise=a.noise, n=a.n, label_column=col, out=out, seed=a.seed,
+                     progress=not a.quiet, **parse_settings(a.set))
+    print(f"{r['family']} on {r['n']} examples of {r['data']}, noise {a.noise:g}: PSNR noisy {r['psnr_noisy']:.2f} dB "
+          f"-> denoised {r['psnr_denoised']:.2f} dB")
+    print(f"wrote {out}/" + ("denoise.png, " if "figure" in r else "") + "denoise.json")
 
 
 def cmd_datasets(a) -> None:
@@ -342,12 +560,14 @@ def cmd_datasets(a) -> None:
 
 def cmd_models(a) -> None:
     from .models import MODELS, get_family, hyperparameters
+    from .models.base import capabilities_of
     from .train.config import TrainConfig
 
     names = [get_family(a.family).family] if a.family else sorted(MODELS)
     for name in names:
         cls = MODELS[name]
         print(f"{name}: {cls.description}")
+        print("  can: " + ", ".join(["train", "sample"] + capabilities_of(name)))
         print("  hyperparameters: " + ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()))
         td = {**{k: getattr(TrainConfig, k, None) for k in ("lr", "batch_size", "ema_decay")}, **cls.train_defaults}
         print("  trainer defaults: " + ", ".join(f"{k}={v!r}" for k, v in td.items()))
@@ -355,7 +575,9 @@ def cmd_models(a) -> None:
 
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eval": cmd_eval, "experiment": cmd_experiment,
-            "compare": cmd_compare, "report": cmd_report,
+            "translate": cmd_translate,
+            "compare": cmd_compare, "report": cmd_report, "judge": cmd_judge,
+            "anomaly": cmd_anomaly, "impute": cmd_impute, "denoise": cmd_denoise,
             "datasets": cmd_datasets,
             "models": cmd_models}
 

@@ -2,8 +2,8 @@
 
 from .spec import DataSpec, Dataset
 from .registry import DATASETS, load_dataset, register_dataset, dataset_from_spec
-from . import images, idx, toy2d
+from . import images, idx, toy2d, translation
 
-REGISTERING_MODULES = (images, idx, toy2d)  # importing them registers the named sets
+REGISTERING_MODULES = (images, idx, toy2d, translation)  # importing them registers the named sets
 
 __all__ = ["DataSpec", "Dataset", "DATASETS", "load_dataset", "register_dataset", "dataset_from_spec"]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .lazy import should_stream
 from .spec import DataSpec, Dataset
 
 
@@ -24,7 +25,7 @@ def split_indices(n: int, test_fraction: float, seed: int, where) -> tuple[np.nd
 
 
 def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0, kind: str | None = None,
-                    label_column=None) -> Dataset:
+                    label_column=None, stream: bool | None = None) -> Dataset:
     """Load `.npy`, `.npz` or `.csv` data into a Dataset.
 
     - `.npy`: one array, N x D vectors or N x H x W / N x C x H x W images
@@ -39,7 +40,9 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     `labels` (array or `.npy` / text file path) labels `x`. Without an explicit test
     set, a seeded `test_fraction` is held out. `kind` is inferred: 2-D arrays are
     'vector', 3-D / 4-D 'image' (values in [0, 1]; uint8 is divided by 255);
-    kind='vector' flattens images.
+    kind='vector' flattens images. A `.npy` is memory-mapped and read as batches are drawn
+    (`genlab.data.lazy.NpyRows`) with `stream=True`, or with None when its decoded float32
+    size exceeds `lazy.stream_threshold()`.
     """
     path = Path(path)
     if not path.is_file():
@@ -49,6 +52,10 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     suffix = path.suffix.lower()
     class_names = None
     xtr = xte = ytr = yte = None
+    if suffix == ".npy" and stream is not False:
+        mapped = _np_load(path, mmap_mode="r")
+        if mapped.ndim >= 1 and should_stream(stream, len(mapped), mapped.shape[1:]):
+            return _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column)
     if suffix == ".npy":
         x, y = _np_load(path), None
     elif suffix == ".npz":
@@ -98,6 +105,22 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     as_labels = (lambda a: torch.from_numpy(a)) if ytr is not None else (lambda a: None)
     return Dataset(torch.from_numpy(xtr), torch.from_numpy(xte), spec, as_labels(ytr), as_labels(yte),
                    location=str(path))
+
+
+def _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column) -> Dataset:
+    """A memory-mapped .npy as two lazy splits (the same seeded split as in memory)."""
+    from .lazy import NpyRows
+
+    if label_column is not None:
+        raise DataError(f"{path}: label_column= only applies to .csv files")
+    _, kind = _examples(mapped[:1], path, kind)
+    y = _check_labels(_read_labels(labels, path), len(mapped), path) if labels is not None else None
+    itr, ite = split_indices(len(mapped), test_fraction, seed, path)
+    xtr, xte = NpyRows(path, itr, kind), NpyRows(path, ite, kind)
+    k = int(y.max()) + 1 if y is not None else 0
+    spec = DataSpec(kind, tuple(xtr.example_shape), k, [str(i) for i in range(k)], name=path.stem)
+    as_labels = (lambda i: torch.from_numpy(y[i])) if y is not None else (lambda i: None)
+    return Dataset(xtr, xte, spec, as_labels(itr), as_labels(ite), location=str(path))
 
 
 def _np_load(path, **kw):
@@ -193,8 +216,29 @@ def _check_labels(y, n, path, split=""):
     return y.astype(np.int64)
 
 
-def _read_csv(path, label_column):
-    """Numeric table -> (x, labels or None, class names or None); optional header row."""
+MISSING_CELLS = ("", "na", "nan", "n/a", "null", "?")
+
+
+def read_table(path, label_column=None, *, allow_missing: bool = True) -> dict:
+    """A CSV table as it is, unsplit, for imputation: {"x": float32 [N, D] with NaN in missing cells
+    (empty, NA, NaN, N/A, null, ?), "labels": int64 [N] or None, "class_names", "header" (the feature
+    columns' names or None), "label_name"}. Training data never goes through here: `load_array_file`
+    rejects missing cells."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    x, y, names, header, col = _read_csv(path, label_column, allow_missing=allow_missing, details=True)
+    if y is not None:
+        y = _check_labels(y, len(x), path)
+    feats = None if header is None else [h for j, h in enumerate(header) if j != col]
+    return {"x": x, "labels": y, "class_names": names, "header": feats,
+            "label_name": None if col is None else (header[col] if header else str(col))}
+
+
+def _read_csv(path, label_column, allow_missing: bool = False, details: bool = False):
+    """Numeric table -> (x, labels or None, class names or None); optional header row. With
+    allow_missing, cells such as "" or "NA" become NaN (imputation's input only); details=True
+    adds the header (or None) and the label column's index."""
     rows = []  # (line number, cells), blank lines skipped
     try:
         with open(path, newline="") as f:
@@ -211,7 +255,7 @@ def _read_csv(path, label_column):
     j = _as_int(label_column)
     if j is not None and -len(first) <= j < len(first):
         del first[j]  # a text label in the first row does not make it a header
-    if any(not _is_number(c) for c in first):
+    if any(not (_is_number(c) or (allow_missing and c.strip().lower() in MISSING_CELLS)) for c in first):
         header = [c.strip() for c in rows[0][1]]
         rows = rows[1:]
         if not rows:
@@ -233,17 +277,18 @@ def _read_csv(path, label_column):
                 raw_labels.append(cell.strip())
                 continue
             try:
-                x[i, k] = float(cell)
+                x[i, k] = float("nan") if allow_missing and cell.strip().lower() in MISSING_CELLS else float(cell)
             except ValueError:
                 raise DataError(f"{path}: row {line}, {colname(j)}: non-numeric value {cell.strip()!r}") from None
             k += 1
+    more = (header, col) if details else ()
     if col is None:
-        return x, None, None
+        return (x, None, None, *more)
     if all(_is_number(v) for v in raw_labels):
-        return x, np.array([float(v) for v in raw_labels]), None
+        return (x, np.array([float(v) for v in raw_labels]), None, *more)
     names = sorted(set(raw_labels))
     index = {v: i for i, v in enumerate(names)}
-    return x, np.array([index[v] for v in raw_labels], np.int64), names
+    return (x, np.array([index[v] for v in raw_labels], np.int64), names, *more)
 
 
 def _column_index(label_column, header, width, path):

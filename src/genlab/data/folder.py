@@ -9,6 +9,7 @@ import torch
 
 from ..errors import DataError
 from .arrays import split_indices
+from .lazy import ImageFiles, should_stream
 from .spec import DataSpec, Dataset
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -35,7 +36,7 @@ def _parse_size(size, path) -> tuple[int, int] | None:
 
 
 def load_image_folder(path, size=None, mode: str | None = None, test_fraction: float = 0.2,
-                      seed: int = 0) -> Dataset:
+                      seed: int = 0, stream: bool | None = None) -> Dataset:
     """Images (png, jpg, jpeg, bmp, gif, webp) as N x C x H x W floats in [0, 1].
 
     Images directly in `path` have no labels; one sub-folder per class gives labels,
@@ -43,6 +44,8 @@ def load_image_folder(path, size=None, mode: str | None = None, test_fraction: f
     'RGB'; by default 'L' when every image is grayscale. `size` (int or (H, W))
     resizes; without it all images must have the same size. Alpha is dropped; a GIF
     gives its first frame. A seeded `test_fraction` is held out for testing.
+    `stream=True` (or None and more than `lazy.stream_threshold()` bytes of decoded images)
+    keeps the files on disk and decodes them as batches are read (`genlab.data.lazy`).
     """
     path = Path(path).expanduser()
     if not path.is_dir():
@@ -63,13 +66,21 @@ def load_image_folder(path, size=None, mode: str | None = None, test_fraction: f
                         "directly or in one sub-folder per class)")
     labels = None if loose else np.concatenate([np.full(len(fs), i, np.int64) for i, (_, fs) in enumerate(classes)])
 
-    x, mode = read_images(files, path, mode, hw)
+    first, _ = read_images(files[:1], path, mode, hw)
+    if should_stream(stream, len(files), first.shape[1:]):
+        mode = mode or _folder_mode(files)
+        shape = (1 if mode == "L" else 3, *first.shape[2:])
+        x = ImageFiles(files, path, mode, hw, shape)
+        split = x.take
+    else:
+        x, mode = read_images(files, path, mode, hw)
+        split = lambda i: torch.from_numpy(x[i])  # noqa: E731
 
     itr, ite = split_indices(len(x), test_fraction, seed, path)
     names = [name for name, _ in classes]
     spec = DataSpec("image", tuple(x.shape[1:]), len(names), names, name=path.name, levels=256)
     t = torch.from_numpy
-    return Dataset(t(x[itr]), t(x[ite]), spec,
+    return Dataset(split(itr), split(ite), spec,
                    t(labels[itr]) if labels is not None else None,
                    t(labels[ite]) if labels is not None else None, location=str(path))
 
@@ -104,6 +115,17 @@ def read_images(files: list[Path], path: Path, mode: str | None = None, hw=None)
         arrays.append(np.asarray(im, dtype=np.uint8))
     x = np.stack(arrays)
     return (x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0, mode
+
+
+def _folder_mode(files) -> str:
+    """'L' when every image is grayscale, else 'RGB' (headers only, except palette images)."""
+    from PIL import Image
+
+    for f in files:
+        with Image.open(f) as im:
+            if not _is_gray(im):
+                return "RGB"
+    return "L"
 
 
 def _is_gray(im) -> bool:

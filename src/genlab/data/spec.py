@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import DataError
+from .lazy import is_lazy
 
 
 @dataclass
@@ -39,6 +40,11 @@ class DataSpec:
     #: the registered set whose images x are, for a set derived from it (digits-sr's targets
     #: are digits): evaluation then uses that set's shipped feature extractor
     domain: Optional[str] = None
+    #: True when the training x and c are two collections with no correspondence (x[i] is not the
+    #: translation of c[i]): data for unpaired translation (CycleGAN). Its test split is paired, so
+    #: outputs can be scored against targets. Families that learn from pairs (pix2pix, a conditional
+    #: diffusion model) refuse it.
+    unpaired: bool = False
 
     @property
     def condition_kind(self) -> str:
@@ -63,6 +69,8 @@ class DataSpec:
             d["condition_shape"] = list(self.condition_shape)
         if self.domain is None:
             d.pop("domain")
+        if not self.unpaired:
+            d.pop("unpaired")
         return d
 
     @classmethod
@@ -110,10 +118,21 @@ class Dataset:
         return self.spec.class_names
 
     def select_classes(self, classes) -> "Dataset":
-        """Keep only examples whose label is in `classes` (labels keep their meaning)."""
+        """Keep only examples whose label is in `classes`, indices or label names (labels keep their meaning)."""
         if self.train_labels is None:
             raise DataError(f"data set '{self.spec.name}' has no labels, so --classes cannot select from it")
-        classes = sorted({int(c) for c in classes})
+        names = [str(n) for n in self.spec.class_names]
+
+        def index(c):  # an index, or a label name ("setosa")
+            if isinstance(c, str) and c.strip() in names:
+                return names.index(c.strip())
+            try:
+                return int(c)
+            except (TypeError, ValueError):
+                raise DataError(f"class {c!r} not in data set '{self.spec.name}' "
+                                f"(labels: {', '.join(names) or 'none'})") from None
+
+        classes = sorted({index(c) for c in classes})
         bad = [c for c in classes if not 0 <= c < self.spec.num_classes]
         if bad:
             raise DataError(f"classes {bad} not in data set '{self.spec.name}' (labels 0..{self.spec.num_classes - 1})")
@@ -123,7 +142,8 @@ class Dataset:
         spec = DataSpec(**{**self.spec.__dict__})
         spec.source = {**spec.source, "classes": classes}
         cond = (None, None) if self.train_cond is None else (self.train_cond[tr], self.test_cond[te])
-        return Dataset(self.train[tr], self.test[te], spec, self.train_labels[tr], self.test_labels[te],
+        pick = lambda x, m: x.take(m) if is_lazy(x) else x[m]  # noqa: E731  (lazy splits stay lazy)
+        return Dataset(pick(self.train, tr), pick(self.test, te), spec, self.train_labels[tr], self.test_labels[te],
                        self.location, self.sampler, self.log_density, *cond)
 
     def __repr__(self) -> str:
@@ -136,6 +156,10 @@ def validate(ds: Dataset) -> None:
     """One clear error for each way a data set can be unusable."""
     name = ds.spec.name
     for split, x, y in (("train", ds.train, ds.train_labels), ("test", ds.test, ds.test_labels)):
+        if is_lazy(x):  # read on demand: check the first examples here, the rest as they are read
+            if len(x) == 0:
+                raise DataError(f"{name}: the {split} split is empty")
+            x = x[:64]
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise DataError(f"{name}: {split} split must be a float tensor")
         if len(x) == 0:
@@ -148,7 +172,7 @@ def validate(ds: Dataset) -> None:
         if ds.spec.kind == "image" and (x.min() < 0 or x.max() > 1):
             raise DataError(f"{name}: image values must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]")
         if y is not None:
-            if len(y) != len(x):
+            if len(y) != len(ds.train if split == "train" else ds.test):
                 raise DataError(f"{name}: {len(y)} {split} labels for {len(x)} examples")
             if len(y) and (y.min() < 0 or y.max() >= max(ds.spec.num_classes, 1)):
                 raise DataError(f"{name}: {split} labels outside 0..{ds.spec.num_classes - 1}")
@@ -156,6 +180,8 @@ def validate(ds: Dataset) -> None:
     if ds.spec.condition_shape is None:
         if any(c is not None for c in conds):
             raise DataError(f"{name}: conditions given but the spec declares none (set condition_shape)")
+        if ds.spec.unpaired:
+            raise DataError(f"{name}: unpaired data needs a second collection (conditions; set condition_shape)")
         return
     for split, x, c in (("train", ds.train, ds.train_cond), ("test", ds.test, ds.test_cond)):
         if not isinstance(c, torch.Tensor) or not c.is_floating_point():

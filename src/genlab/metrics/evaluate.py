@@ -31,11 +31,9 @@ from .prdc import prdc, precision_recall
 from .toy import kl_estimate, mmd, sliced_wasserstein
 
 #: bumped when a metric's meaning changes, so cached results of the old meaning are not reused
-#: (2: bits/dim of lattice densities dequantised at evaluation; conditions of paired data)
-PROTOCOL_VERSION = 2
-#: bumped when a metric's meaning changes, so cached results of the old meaning are not reused
-#: (2: bits/dim of lattice densities dequantised at evaluation; conditions of paired data)
-PROTOCOL_VERSION = 2
+#: (2: bits/dim of lattice densities dequantised at evaluation; conditions of paired data;
+#: 3: psnr, ssim and diversity for translation)
+PROTOCOL_VERSION = 3
 LOW_DIM = 16  # vector data up to this dimension gets MMD and sliced Wasserstein in data space
 
 
@@ -137,6 +135,51 @@ def _density(ctx, x):
 @register_metric("coverage", _always, description="coverage (Naeem et al. 2020, k=5)")
 def _coverage(ctx, x):
     return {"coverage": ctx.density_coverage(x)["coverage"]}
+
+
+def _needs_translation(ctx):
+    """Outputs against targets: a model conditioned on an input per example, image data, and a
+    reference split whose inputs and targets correspond."""
+    if ctx.model.condition_kind != "tensor":
+        return "only for models conditioned on an input per example (image-to-image, paired data)"
+    if ctx.data.spec.kind != "image":
+        return "only for image data"
+    if ctx.data.spec.unpaired and getattr(ctx, "split", "test") == "train":
+        return "the training split of unpaired data has no targets for its inputs"
+    return None
+
+
+@register_metric("psnr", _needs_translation, reference=False,
+                 description="peak signal-to-noise ratio of outputs vs targets (dB, scikit-image, mean per example)")
+def _psnr(ctx, x):
+    from .translation import psnr_ssim
+
+    return {"psnr": ctx._cached(("psnr_ssim", id(x)), lambda: psnr_ssim(x.cpu(), ctx.reference))["psnr"]}
+
+
+@register_metric("ssim", _needs_translation, reference=False,
+                 description="structural similarity of outputs vs targets (scikit-image, mean per example)")
+def _ssim(ctx, x):
+    from .translation import psnr_ssim
+
+    return {"ssim": ctx._cached(("psnr_ssim", id(x)), lambda: psnr_ssim(x.cpu(), ctx.reference))["ssim"]}
+
+
+DIVERSITY_INPUTS, DIVERSITY_DRAWS = 16, 4  # inputs, outputs per input for the diversity metric
+
+
+@register_metric("diversity", _needs_translation, reference=False,
+                 description=f"mean pairwise feature distance of {DIVERSITY_DRAWS} outputs for one input "
+                             f"({DIVERSITY_INPUTS} inputs; 0: a deterministic translator)")
+def _diversity(ctx, x):
+    from .translation import diversity
+
+    m = min(DIVERSITY_INPUTS, len(ctx.reference_conditions))
+    cond = ctx.reference_conditions[:m].repeat_interleave(DIVERSITY_DRAWS, 0)
+    outs = generate(ctx.model, len(cond), ctx.seed + 2, cond, **getattr(ctx, "sample_options", {}))
+    ctx.notes["diversity"] = (f"{DIVERSITY_DRAWS} outputs for each of the first {m} reference inputs, "
+                              f"distances in {ctx.extractor.name} features")
+    return {"diversity": diversity(ctx.extractor.features(outs), DIVERSITY_DRAWS)}
 
 
 def _needs_classifier(ctx):
@@ -359,6 +402,7 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
         raise ConfigError(f"n={n} is larger than the {len(ref_split)} examples of the {split} split"
                           if n > 0 else "n must be positive")
     ctx = Context(model, data, n, seed, split, extractor)
+    ctx.sample_options = dict(sample_options)
     t0 = time.perf_counter()
     # a conditional model samples with the reference examples' conditions: class labels in the
     # data's proportions, or the test split's tensor conditions (the inputs of a paired task)

@@ -39,72 +39,13 @@ from torch import nn
 
 from ..errors import DataError, GenlabError
 
-FEATURE_DIM = 128
 DEFAULT_DIM = 64          # output size of the default random projection
 PROJECTION_SEED = 0
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # = nn.classifier.WEIGHTS_DIR
 
-# data set -> input shape of its shipped classifier (the architecture is Classifier's defaults)
-SHIPPED: dict[str, tuple[int, int, int]] = {
-    "digits": (1, 8, 8),
-    "mnist": (1, 28, 28),
-    "fashion-mnist": (1, 28, 28),
-}
-
-
-# ---------------------------------------------------------------- the classifier
-
-def _conv(ci: int, co: int) -> list[nn.Module]:
-    return [nn.Conv2d(ci, co, 3, padding=1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True)]
-
-
-class Classifier(nn.Module):
-    """Small CNN for C x H x W images (8x8, 28x28, any size >= 4x4); ~100k parameters.
-
-        conv(c0) pool | conv(c1) conv(c2) pool | conv(c3) conv(c4) | adaptive-avg-pool to grid x grid
-        -> Linear(c4 * grid^2, 128) -> ReLU  = features (penultimate layer, >= 0)
-        -> Dropout -> Linear(128, K)          = logits
-
-    Each conv is 3x3 -> BatchNorm -> ReLU; pools are 2x2 max pools. The first
-    convolution runs at full resolution with few channels, the wider ones at 1/2
-    and 1/4 resolution, which keeps it cheap on a CPU.
-    """
-
-    def __init__(self, in_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
-                 channels: Sequence[int] = (16, 32, 32, 64, 64), feature_dim: int = FEATURE_DIM,
-                 dropout: float = 0.3, grid: int = 2):
-        super().__init__()
-        c, h, w = in_shape
-        if h < 4 or w < 4:
-            raise GenlabError(f"Classifier needs images of at least 4x4 pixels, got {h}x{w}")
-        c0, c1, c2, c3, c4 = channels
-        self.in_shape = (int(c), int(h), int(w))
-        self.num_classes = int(num_classes)
-        self.feature_dim = int(feature_dim)
-        self.config = dict(in_shape=list(self.in_shape), num_classes=self.num_classes, channels=list(channels),
-                           feature_dim=self.feature_dim, dropout=float(dropout), grid=int(grid))
-        self.trunk = nn.Sequential(
-            *_conv(c, c0), nn.MaxPool2d(2),
-            *_conv(c0, c1), *_conv(c1, c2), nn.MaxPool2d(2),
-            *_conv(c2, c3), *_conv(c3, c4),
-            nn.AdaptiveAvgPool2d(grid), nn.Flatten(),
-            nn.Linear(c4 * grid * grid, feature_dim), nn.ReLU(inplace=True),
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(feature_dim, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, C, H, W] -> [N, feature_dim], the penultimate activations (after ReLU)."""
-        return self.trunk(x)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x)))
-
-    def probs(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(x).softmax(-1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(x)
+# the network (and SHIPPED: data set -> its input shape) lives in nn/classifier.py, below the models,
+# so a family can use the shipped classifier's features as a loss (pix2pix's SRGAN-style option)
+from ..nn.classifier import FEATURE_DIM, SHIPPED, Classifier, build_classifier, load_classifier_state  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- default (untrained) feature maps
@@ -292,16 +233,11 @@ def weights_path(dataset_name: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _load_shipped(dataset_name: str) -> tuple[dict, str, dict]:
-    from ..io import load_weights
-
     path = weights_path(dataset_name)
-    if not path.is_file():
-        raise GenlabError(f"no shipped classifier weights for '{dataset_name}': {path} is missing; "
-                          f"train them with `python scripts/train_classifiers.py --data {dataset_name}` "
-                          f"or reinstall genlab")
+    state = load_classifier_state(path)
     meta_path = path.with_suffix(".json")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return load_weights(path), sha256_file(path), meta
+    return state, sha256_file(path), meta
 
 
 def shipped_extractor(dataset_name: str, *, batch_size: int = 250, device="cpu") -> FeatureExtractor:
@@ -314,11 +250,7 @@ def shipped_extractor(dataset_name: str, *, batch_size: int = 250, device="cpu")
         from ..errors import unknown_name
         raise unknown_name("data set with a shipped classifier", dataset_name, SHIPPED)
     state, sha, meta = _load_shipped(dataset_name)
-    net = Classifier(SHIPPED[dataset_name])
-    try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as e:
-        raise GenlabError(f"{weights_path(dataset_name)}: weights do not fit genlab's Classifier ({e})") from None
+    net = build_classifier(dataset_name, state)
     return FeatureExtractor(net, f"genlab-classifier-{dataset_name}", dim=net.feature_dim, weights_sha256=sha,
                             input_shape=SHIPPED[dataset_name], batch_size=batch_size, device=device,
                             metadata=meta)

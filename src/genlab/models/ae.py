@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from ..data.spec import Dataset
 from ..nn import Decoder, Encoder
+from ..nn.imputation import fill_missing, keep_known, optimise_missing
 from .base import GenerativeModel, register_model
 
 
@@ -85,3 +86,38 @@ class Autoencoder(GenerativeModel):
     def anomaly_score(self, x, y=None):
         """Reconstruction error of the clean input (higher = more anomalous)."""
         return self.reconstruction_error(x, self.decoder(self.encode(x)))
+
+    def impute(self, x, mask, y=None, *, generator=None, steps: int = 300, lr: float = 0.05):
+        """Fill the missing entries (mask: 1 = known) by latent optimisation: the code whose decoding
+        best explains the known entries, regularised by the Gaussian N(m, L L^T) fitted to the
+        training codes (`finalize`), a MAP estimate under that code prior,
+
+            z* = argmax_z  -err_o(x, g(z)) + log N(z; m, L L^T),     x_m = g(z*)_m
+
+        err_o is the training reconstruction error (BCE for images, squared error on the
+        standardised scale for vectors) summed over the known entries only. z starts at the
+        encoding of x with the missing entries set to 0 (working scale); Adam, `steps` x `lr`."""
+        m = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
+        x0 = fill_missing(x, m)
+        with torch.no_grad():
+            z0 = self.encoder(fill_missing(self.to_working(x0), m))
+
+        def objective(z):
+            out = self.decoder(z)
+            if self.spec.kind == "image":
+                err = F.binary_cross_entropy_with_logits(out, x0, reduction="none")
+            else:
+                err = (out - self.to_working(x0)).pow(2)
+            w = torch.linalg.solve_triangular(self.code_chol, (z - self.code_mean).T, upper=False)
+            return -(err * m).flatten(1).sum(1) - 0.5 * w.pow(2).sum(0)
+
+        z = optimise_missing(objective, z0, steps=steps, lr=lr)
+        with torch.no_grad():
+            return keep_known(x, m, self.decode(z))
+
+    @torch.no_grad()
+    def denoise_gaussian(self, x, sigma: float, y=None, *, generator=None):
+        """g(f(x~)) for x~ = x + sigma eps: the reconstruction of the noisy input. A denoising
+        autoencoder (corruption="gaussian", noise_level near sigma on the working scale) is trained
+        for exactly this, E ||x - g(f(x~))|| being its loss; a plain one projects onto its manifold."""
+        return self.reconstruct(x)

@@ -5,6 +5,8 @@
     model.sample(n, y=None, generator=None, **options) -> tensor in data space and scale
     model.log_prob(x, y=None)             -> [N] nats (docstring says exact, bound or estimate)
     model.encode(x, y=None) / decode(z, y=None) / reconstruct(x, y=None) / anomaly_score(x, y=None)
+    model.impute(x, mask, y=None, *, generator=None) -> x with the mask == 0 entries filled, known kept
+    model.denoise_gaussian(x_noisy, sigma, y=None, *, generator=None) -> estimate of the clean x
                                           where they make sense; extra knobs keyword-only
 
 `y` is the condition (None, class labels, or a tensor per example: see `condition`).
@@ -27,7 +29,10 @@ from torch import nn
 from ..data.spec import DataSpec, Dataset
 from ..errors import ConfigError, GenlabError, unknown_name
 
-CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score")
+CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise")
+#: the method behind a capability where its name differs: "denoise" is
+#: `denoise_gaussian(x_noisy, sigma, y=None, *, generator=None)` -> the clean estimate
+CAPABILITY_METHODS = {"denoise": "denoise_gaussian"}
 
 
 @dataclass
@@ -69,6 +74,9 @@ class GenerativeModel(nn.Module):
     #: the conditions a conditional model of this family can take: "class" labels and/or
     #: "tensor" conditions (an image, a vector, a mask per example; see DataSpec)
     condition_kinds: ClassVar[tuple[str, ...]] = ("class",)
+    #: True for families that learn from two unrelated collections (CycleGAN); the others refuse
+    #: unpaired data (`DataSpec.unpaired`) when conditioned on it
+    learns_unpaired: ClassVar[bool] = False
     #: keyword options that make `log_prob` cheap where a picture needs many evaluations
     #: (a density heat map), not a metric: e.g. fewer importance samples
     preview_log_prob_options: ClassVar[dict] = {}
@@ -123,7 +131,16 @@ class GenerativeModel(nn.Module):
         """Called once before training starts (not on resume): data-dependent init.
 
         Sets the standardisation of vector data; families extend it (call super())."""
-        if self.spec.kind == "vector":
+        if self.spec.kind == "vector" and hasattr(data.train, "batches"):  # on disk: moments in one pass
+            n, s1, s2 = 0, 0.0, 0.0
+            for b in data.train.batches(4096):
+                b = b.double()
+                n, s1, s2 = n + len(b), s1 + b.sum(0), s2 + b.square().sum(0)
+            mean = s1 / n
+            var = (s2 - n * mean.square()) / max(n - 1, 1)
+            self.data_shift.copy_(mean)
+            self.data_scale.copy_(var.clamp_min(0).sqrt().clamp_min(1e-6))
+        elif self.spec.kind == "vector":
             x = data.train.to(self.data_shift.device)
             self.data_shift.copy_(x.mean(0))
             self.data_scale.copy_(x.std(0).clamp_min(1e-6))
@@ -146,7 +163,7 @@ class GenerativeModel(nn.Module):
 
     def capabilities(self) -> list[str]:
         """Which optional parts of the contract this model has (log_prob, encode, ...)."""
-        return [c for c in CAPABILITIES if hasattr(self, c)]
+        return [c for c in CAPABILITIES if hasattr(self, CAPABILITY_METHODS.get(c, c))]
 
     def forward(self, method: str, *args, **kwargs):
         """Dispatch `model("loss", x, y)` so a DDP wrapper can drive any named objective."""
@@ -205,7 +222,7 @@ class GenerativeModel(nn.Module):
                 y = y.expand(n)
             if y.shape != (n,):
                 raise ConfigError(f"expected {n} labels, got a tensor of shape {tuple(y.shape)}")
-            if (y < 0).any() or (y >= k).any():
+            if ((y < 0) | (y >= k)).any():  # one host sync, not two
                 raise ConfigError(f"label must be in 0..{k - 1}")
             return y
         shape = tuple(self.spec.condition_shape)
@@ -278,6 +295,13 @@ def hyperparameters(family: str) -> dict[str, Any]:
     return {k: p.default for k, p in sig.parameters.items() if k not in ("self", "spec")}
 
 
+def capabilities_of(family: str) -> list[str]:
+    """What a family's models can do beyond train and sample (the methods its class defines),
+    e.g. ["log_prob", "anomaly_score", "impute"]; an instance's `capabilities()` says the same."""
+    cls = get_family(family)
+    return [c for c in CAPABILITIES if hasattr(cls, CAPABILITY_METHODS.get(c, c))]
+
+
 def get_family(name: str) -> type[GenerativeModel]:
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
@@ -309,8 +333,16 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
             raise ConfigError(f"conditional=true needs labelled data (or paired data); '{spec.name}' has neither")
         if spec.condition_kind not in cls.condition_kinds:
             able = [n for n, c in MODELS.items() if spec.condition_kind in c.condition_kinds]
-            raise ConfigError(f"'{family}' cannot be conditioned on the {spec.condition_type or 'tensor'} "
-                              f"inputs of '{spec.name}' (families that can: {', '.join(able) or 'none yet'})")
+            what = ("class labels" if spec.condition_kind == "class" else
+                    f"{spec.condition_type or 'tensor'} inputs")
+            takes = " or ".join("paired data (an input tensor per example)" if k == "tensor" else "class labels"
+                                for k in cls.condition_kinds)
+            raise ConfigError(f"'{family}' cannot be conditioned on the {what} of '{spec.name}' (it takes {takes}; "
+                              f"families that can: {', '.join(able) or 'none yet'})")
+        if spec.unpaired and spec.condition_kind == "tensor" and not cls.learns_unpaired:
+            able = [n for n, c in MODELS.items() if c.learns_unpaired]
+            raise ConfigError(f"'{family}' learns from pairs, and '{spec.name}' is unpaired (its inputs and targets "
+                              f"do not correspond): use {', '.join(able) or 'an unpaired family'}")
     try:
         model = cls(spec, **config)
     except (TypeError, ValueError) as e:

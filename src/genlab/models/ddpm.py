@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
+from ..nn.imputation import fill_missing, keep_known
 from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusion_sample
 from ..samplers.ddpm import ddpm_step
 from ..samplers.schedule import PREDICTIONS
@@ -281,6 +282,54 @@ class DDPM(GenerativeModel):
                 r = ab[j] / ab[i]
                 xt = math.sqrt(r) * xt + math.sqrt(1 - r) * noise()
         return self.from_working(m * x0 + (1 - m) * xt)
+
+    @torch.no_grad()
+    def impute(self, x, mask, y=None, *, generator=None, steps: Optional[int] = 100, jump: int = 1,
+               resample: int = 1):
+        """Fill the missing entries (mask: 1 = known) by RePaint (`inpaint`, the equation there) over
+        `steps` respaced ancestral steps; images and vectors alike. Known entries come back unchanged."""
+        x = x.to(self.device)
+        m = torch.as_tensor(mask, device=self.device).bool().expand_as(x)
+        out = self.inpaint(fill_missing(x, m), m.to(x.dtype), y, generator, steps=steps, jump=jump,
+                           resample=resample)
+        return keep_known(x, m, out)
+
+    @torch.no_grad()
+    def denoise_gaussian(self, x, sigma: float, y=None, *, generator=None, sampler: str = "ddim",
+                         steps: Optional[int] = 50):
+        """Estimate the clean x from x~ = x + sigma eps (eps ~ N(0, I); sigma on the data scale for
+        images, on the standardised scale for vectors). On the working scale (images: 2x - 1, so
+        s = 2 sigma) x~ / sqrt(abar_t) = x_0 + s eps matches q(x_t | x_0) rescaled when
+
+            (1 - abar_t*) / abar_t* = s^2,     x_t* = sqrt(abar_t*) x~,
+
+        so the reverse sampler is started from x_t* at the step t* closest to that noise level."""
+        s = 2 * sigma if self.spec.kind == "image" else sigma
+        ab = self.schedule.alpha_bar
+        t_star = int(((1 - ab) / ab).sqrt().sub(s).abs().argmin())
+        yy = self.condition(y, len(x), sample=True)
+        xt = ab[t_star].sqrt() * self.to_working(x.to(self.device))
+        return self.from_working(self.denoise_from(xt, t_star, yy, generator=generator, sampler=sampler,
+                                                   steps=steps))
+
+    @torch.no_grad()
+    def anomaly_score(self, x, y=None, *, t_star: Optional[int] = None, steps: int = 10, repeats: int = 1,
+                      generator=None):
+        """Diffusion reconstruction error: noise x to step t* (default T / 4) with q(x_t* | x_0),
+        denoise back with `steps` deterministic DDIM steps, and score the squared error on the working
+        scale, sum_i (x_0 - x0_hat)_i^2, averaged over `repeats` noise draws. Typical x are
+        restored; an outlier is pulled towards the training data and changes more. (The
+        likelihood bound, -log_prob, is the other choice: T network calls per example.)"""
+        t_star = self.schedule.T // 4 if t_star is None else int(t_star)
+        yy = self.condition(y, len(x))
+        x0 = self.to_working(x.to(self.device))
+        total = torch.zeros(len(x0), device=x0.device)
+        for _ in range(repeats):
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+            xt = self.schedule.q_sample(x0, torch.full((len(x0),), t_star, device=x0.device), noise)
+            rec = self.denoise_from(xt, t_star, yy, generator=generator, sampler="ddim", steps=steps)
+            total += (rec - x0).pow(2).flatten(1).sum(1)
+        return total / repeats
 
     # -- the variational bound --------------------------------------------------------------------
     def _p_mean_logvar(self, xt, t, y, variance):

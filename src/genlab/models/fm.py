@@ -38,6 +38,7 @@ import torch
 
 from ..errors import ConfigError, unknown_name
 from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
+from ..nn.imputation import fill_missing, keep_known
 from ..samplers import check_sampler
 from ..samplers.ode import (ODE_METHODS, integrate, integrate_with_divergence, make_probes, time_grid)
 from .base import GenerativeModel, register_model
@@ -295,6 +296,35 @@ class FlowMatching(GenerativeModel):
         out = integrate(lambda t, u: self.velocity(t, u, yy, guidance), xs, s, 1.0, method=sampler,
                         steps=max(1, round(steps * t_star)))
         return self.from_working(xs), self.from_working(out)
+
+    @torch.no_grad()
+    def impute(self, x, mask, y=None, *, generator=None, sampler: str = "euler", steps: Optional[int] = None):
+        """Fill the missing entries (mask: 1 = known) by guided integration (`inpaint`, the equation
+        there); images and vectors alike. Known entries come back unchanged."""
+        x = x.to(self.device)
+        m = torch.as_tensor(mask, device=self.device).bool().expand_as(x)
+        out = self.inpaint(fill_missing(x, m), m.to(x.dtype), y, generator, sampler=sampler, steps=steps)
+        return keep_known(x, m, out)
+
+    @torch.no_grad()
+    def denoise_gaussian(self, x, sigma: float, y=None, *, generator=None, sampler: Optional[str] = None,
+                         steps: Optional[int] = None):
+        """Estimate the clean x from x~ = x + sigma eps (sigma on the data scale for images, the
+        standardised scale for vectors). On the working scale (s = 2 sigma for images) the path
+        x_t = (1 - t) z + t x1 rescaled by 1 / t is x1 + ((1 - t) / t) z, which matches x~ when
+
+            (1 - t*) / t* = s,  t* = 1 / (1 + s),   x_t* = t* x~,
+
+        and the ODE is integrated from t* to 1 (round(steps (1 - t*)) steps, at least 1)."""
+        sampler, steps = self._check_sampler(sampler, steps)
+        s = 2 * sigma if self.spec.kind == "image" else sigma
+        t0 = 1.0 / (1.0 + s)
+        yy = self.condition(y, len(x), sample=True)
+        x = x.to(self.device)
+        xs = t0 * (2 * x - 1 if self.spec.kind == "image" else self.to_working(x))  # unquantised noisy x
+        out = integrate(lambda t, u: self.velocity(t, u, yy), xs, t0, 1.0, method=sampler,
+                        steps=max(1, round(steps * (1 - t0))))
+        return self.from_working(out)
 
     # -- inpainting ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -108,6 +108,24 @@ class GAN(GenerativeModel):
         x, y = self._trim(x, self.condition(y, len(x)))
         return generator_step(self.discriminator, self.generator(self.draw_z(len(x)), y), self.loss_name, y)
 
+    @torch.no_grad()
+    def anomaly_score(self, x, y=None):
+        """-l(x, y), minus the discriminator's logit: D judges how real x looks, so a low logit marks
+        an outlier. For an optimal cross-entropy D, l(x) = log p_data(x) / p_G(x), so this is a
+        density-ratio score, not -log p(x): it is only as good as D is far from equilibrium
+        (at equilibrium D is 1/2 everywhere and the score is flat). Needs single-sample D (pac = 1);
+        a conditional D needs the labels y."""
+        if self.pac > 1:
+            raise ConfigError(f"anomaly scores need a discriminator of single samples; this one judges "
+                              f"packs of {self.pac}")
+        labels = self.condition(y, len(x), required="score with the discriminator")
+        was = self.training
+        self.eval()
+        try:
+            return -self.discriminator(self.to_working(x.to(self.device)), labels).flatten()
+        finally:
+            self.train(was)
+
     # -- sampling and latent access ----------------------------------------------------------------
     @torch.no_grad()
     def generate(self, z: torch.Tensor, y=None) -> torch.Tensor:

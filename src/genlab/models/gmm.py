@@ -29,6 +29,7 @@ import torch
 
 from ..data.spec import Dataset
 from ..errors import ConfigError
+from ..nn.imputation import conditional_gaussian, fill_missing, keep_known
 from .base import GenerativeModel, register_model
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
@@ -161,6 +162,60 @@ class GMM(GenerativeModel):
     def anomaly_score(self, x, y=None):
         """-log p(x | y) in nats (higher = more anomalous)."""
         return -self.log_prob(x, y)
+
+    @torch.no_grad()
+    def impute(self, x, mask, y=None, *, generator=None, batch_size: int = 500):
+        """Exact conditional mean of the missing entries x_m given the known ones x_o (mask: 1 = known)
+        under the mixture (its conditional is again a mixture):
+
+            p(x_m | x_o) = sum_c r_c(x_o) N(x_m; mu_c,m + S_c,mo S_c,oo^-1 (x_o - mu_c,o), ...)
+            r_c(x_o)     = pi_c N(x_o; mu_c,o, S_c,oo) / sum_c' pi_c' N(x_o; mu_c',o, S_c',oo)
+            E[x_m | x_o] = sum_c r_c(x_o) (mu_c,m + S_c,mo S_c,oo^-1 (x_o - mu_c,o))
+
+        (diag / spherical covariances: the conditional mean of a component is mu_c,m itself).
+        With labels y the class's mixture is used; a conditional model given y=None mixes all
+        classes' components with the training class frequencies. Computed on the working scale;
+        images are clamped to [0, 1]; known entries are returned unchanged."""
+        y = self.condition(y, len(x))
+        outs = []
+        for i in range(0, len(x), batch_size):
+            xb, mb = x[i:i + batch_size], torch.as_tensor(mask, device=x.device).expand_as(x)[i:i + batch_size]
+            yb = None if y is None else y[i:i + batch_size]
+            outs.append(self._impute_batch(xb, mb, yb))
+        return torch.cat(outs)
+
+    def _impute_batch(self, x, mask, y):
+        m = mask.reshape(len(x), -1).bool().to(self.means.device)
+        u = fill_missing(self._flat(fill_missing(x, mask)), m)           # working scale, missing -> 0
+        K, C, D = self.means.shape
+        logr = u.new_full((len(u), K, C), -math.inf)
+        cmean = u.new_zeros(len(u), K, C, D)
+        for k in (range(K) if y is None else y.unique().tolist()):
+            rows = torch.arange(len(u), device=u.device) if y is None else (y == k).nonzero().flatten()
+            prior = self.class_log_prior[k] if y is None else 0.0
+            for c in range(C):
+                lp, mean_c = self._observed_component(u[rows], m[rows], k, c)
+                logr[rows, k, c] = prior + self.log_weights[k, c] + lp
+                cmean[rows, k, c] = mean_c
+        r = torch.softmax(logr.flatten(1), 1).reshape(len(u), K, C, 1)
+        filled = (r * cmean).sum((1, 2))
+        out = self.from_working(filled.float().reshape(x.shape))
+        if self.spec.kind == "image":
+            out = out.clamp(0, 1)
+        return keep_known(x, mask, out)
+
+    def _observed_component(self, u, m, k, c):
+        """(log N(u_o; mu_o, S_oo) [n], E[u | u_o] [n, D]) for component c of class k's mixture."""
+        t, mu, P = self.covariance_type, self.means[k, c], self.precisions_cholesky[k]
+        if t in ("diag", "spherical"):
+            p = P[c] if t == "diag" else P[c].expand(len(mu))              # 1 / standard deviations
+            z = (u - mu) * p * m
+            lp = (m * p.log()).sum(1) - 0.5 * (z.pow(2).sum(1) + m.sum(1) * LOG_2PI)
+            return lp, torch.where(m, u, mu)
+        Pc = P[c] if t == "full" else P                                    # Sigma^-1 = P P^T
+        cov = torch.cholesky_inverse(torch.linalg.cholesky(Pc @ Pc.T))    # (P P^T)^-1
+        out, lp = conditional_gaussian(u, m, mu, cov, with_log_marginal=True)
+        return lp, out
 
     @torch.no_grad()
     def encode(self, x, y=None, *, hard: bool = False):

@@ -168,8 +168,9 @@ class LatentModel(GenerativeModel):
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """z = f(x), flattened to N x latent_dim (the autoencoder's encode, in batches)."""
-        ae = self.autoencoder
-        out = [ae.encode(b.to(ae.device)).reshape(len(b), -1) for b in x.split(ENCODE_BATCH)]
+        ae = self.autoencoder  # slices, so data kept on disk (a streamed LazySplit) is read batch by batch
+        out = [ae.encode(x[i:i + ENCODE_BATCH].to(ae.device)).reshape(-1, self.latent_dim)
+               for i in range(0, len(x), ENCODE_BATCH)]
         return torch.cat(out).to(self.device)
 
     @torch.no_grad()
@@ -200,10 +201,10 @@ class LatentModel(GenerativeModel):
         """The inner model's own finalize on the codes; s^2 = mean squared reconstruction error per dimension."""
         codes = self.code_dataset(data)
         self.inner.finalize(codes)
-        x = data.train.to(self.device)
-        err = sum(float((b - self.decode_codes(z)).pow(2).sum())
-                  for b, z in zip(x.split(ENCODE_BATCH), codes.train.to(self.device).split(ENCODE_BATCH)))
-        self.recon_var.fill_(max(err / x.numel(), 1e-8))
+        x, z = data.train, codes.train.to(self.device)
+        err = sum(float((x[i:i + ENCODE_BATCH].to(self.device) - self.decode_codes(z[i:i + ENCODE_BATCH])).pow(2).sum())
+                  for i in range(0, len(x), ENCODE_BATCH))
+        self.recon_var.fill_(max(err / (len(x) * self.spec.dim), 1e-8))
 
     # -- the contract ---------------------------------------------------------------------------
     def loss(self, x, y=None):

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 
 from ..data.spec import Dataset
+from ..nn.imputation import fill_missing, keep_known
 from .base import GenerativeModel, register_model
 
 
@@ -110,6 +111,54 @@ class PCA(GenerativeModel):
     def anomaly_score(self, x, y=None):
         """-log p(x)."""
         return -self.log_prob(x)
+
+    @torch.no_grad()
+    def impute(self, x, mask, y=None, *, generator=None):
+        """Exact conditional mean of the missing entries given the known ones (mask: 1 = known):
+
+            x ~ N(mu, C),  C = W W^T + sigma^2 I
+            E[x_m | x_o] = mu_m + C_mo C_oo^-1 (x_o - mu_o) = mu_m + W_m M_o^-1 W_o^T (x_o - mu_o),
+            M_o = W_o^T W_o + sigma^2 I_q
+
+        (the push-through identity: the posterior mean of z given the known entries only, decoded;
+        one q x q solve per example). Images are clamped to [0, 1]; known entries are returned
+        unchanged. `generator` is unused (the answer is deterministic)."""
+        xf = self._flat(x).double()
+        m = self._flat(torch.as_tensor(mask, device=x.device).expand_as(x)).bool()
+        W, mu, s2 = self.W.double(), self.mean.double(), self.noise_variance.double()
+        Wo = W * m[:, :, None]                                             # W with unknown rows zeroed
+        M = Wo.transpose(1, 2) @ Wo + s2 * torch.eye(W.shape[1], dtype=W.dtype, device=W.device)
+        r = fill_missing(xf - mu, m)                                       # x_o - mu_o, zeros elsewhere
+        z = torch.linalg.solve(M, (Wo.transpose(1, 2) @ r[:, :, None]))[..., 0]
+        filled = (mu + z @ W.T).reshape(x.shape).float()
+        if self.spec.kind == "image":
+            filled = filled.clamp(0, 1)
+        return keep_known(x, mask, filled)
+
+    @torch.no_grad()
+    def denoise_gaussian(self, x, sigma: float, y=None, *, generator=None):
+        """Posterior mean of the clean x given x~ = x + sigma eps, eps ~ N(0, I) (images: data scale;
+        vectors: sigma on the standardised scale, i.e. noise covariance sigma^2 diag(scale^2)),
+        under the model x ~ N(mu, C): the Wiener filter
+
+            E[x | x~] = mu + C (C + sigma^2 I)^-1 (x~ - mu)
+                      = mu + U diag(l_i / (l_i + sigma^2)) U^T (x~ - mu),
+
+        with C's eigenvalues l_i = lambda_i on the principal subspace U_q and sigma_pca^2 on its
+        complement (vectors: the direct solve with the diagonal noise covariance). Images are
+        clamped to [0, 1]."""
+        d = self._flat(x).double() - self.mean.double()
+        if self.spec.kind == "vector":  # noise of std sigma on the standardised scale: sigma * scale here
+            C = self.covariance()
+            noise = torch.diag((sigma * self.data_scale.double()).pow(2))
+            return (self.mean.double() + d @ torch.linalg.solve(C + noise, C)).float()
+        U, s2 = self.components.double(), self.noise_variance.double()
+        lam = self.W.double().pow(2).sum(0) + s2
+        rest = s2 / (s2 + sigma ** 2)
+        proj = d @ U
+        out = self.mean.double() + rest * d + (proj * (lam / (lam + sigma ** 2) - rest)) @ U.T
+        out = out.reshape(x.shape).float()
+        return out.clamp(0, 1) if self.spec.kind == "image" else out
 
     def explained_variance_ratio(self) -> torch.Tensor:
         total = self.explained_variance.sum() + self.noise_variance * (self.spec.dim - len(self.explained_variance))

@@ -18,7 +18,9 @@ import torch
 from torch.nn import functional as F
 
 from ..nn import Decoder, Encoder
+from ..errors import ConfigError
 from ..nn.density import LOG_2PI, log_normal, marginal_log_prob
+from ..nn.imputation import fill_missing, keep_known, optimise_missing
 from .base import GenerativeModel, register_model
 
 
@@ -195,3 +197,41 @@ class VAE(GenerativeModel):
             return torch.bernoulli(m, generator=generator)
         std = self.log_std.clamp(-7, 3).exp() * (self.data_scale if self.spec.kind == "vector" else 1)
         return m + std * torch.randn(m.shape, generator=generator, device=m.device)
+
+    def impute(self, x, mask, y=None, *, generator=None, method: str = "latent", steps: int = 300,
+               lr: float = 0.05):
+        """Fill the missing entries (mask: 1 = known), keeping the known ones.
+
+        method="latent": the MAP code given the known entries, decoded,
+            z* = argmax_z  log p(x_o | z, y) + log p(z),    x_m = E[x_m | z*]
+        (Adam from the posterior mean of x with the missing entries set to 0, `steps` x `lr`).
+        method="gibbs": Rezende et al. (2014)'s pseudo-Gibbs chain, `steps` rounds of
+            z ~ q(z | x, y),   x_m <- E[x_m | z]
+        ending with the posterior mean (a deterministic last step)."""
+        if method not in ("latent", "gibbs"):
+            raise ConfigError(f"vae impute method must be latent or gibbs, not {method!r}")
+        yy = self.condition(y, len(x))
+        m = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
+        xf = fill_missing(x, m, 0.0 if self.spec.kind == "image" else self.data_shift)
+        if method == "gibbs":
+            with torch.no_grad():
+                for i in range(steps):
+                    mu, logvar = self.posterior(xf, yy)
+                    z = mu if i == steps - 1 else reparameterize(mu, logvar)
+                    xf = keep_known(x, m, self.decode(z, yy))
+            return xf
+        with torch.no_grad():
+            z0 = self.posterior(xf, yy)[0]
+
+        def objective(z):
+            out = self.decoder(z, yy)
+            if self.likelihood == "bernoulli":
+                lp = -F.binary_cross_entropy_with_logits(out, xf, reduction="none")
+            else:
+                log_std = self.log_std.clamp(-7, 3)
+                lp = -0.5 * ((self.to_working(xf) - out) / log_std.exp()).pow(2) - log_std
+            return (lp * m).flatten(1).sum(1) + log_normal(z)
+
+        z = optimise_missing(objective, z0, steps=steps, lr=lr)
+        with torch.no_grad():
+            return keep_known(x, m, self.decode(z, yy))

@@ -22,6 +22,7 @@ from ..errors import unknown_name
 from .conv import ConvDecoder, ConvEncoder
 from .embed import one_hot
 from .mlp import MLP, activation
+from .shard import global_batch
 
 
 # -- the losses, on logits ------------------------------------------------------------------------
@@ -139,10 +140,12 @@ def generator_step(critic, fake, loss: str, y=None) -> dict:
 # -- the networks ------------------------------------------------------------------------------------
 class MinibatchStd(nn.Module):
     """Appends the mean (over features) of the per-feature std across the batch: lets D see
-    diversity (Karras et al. 2018), a remedy for mode collapse."""
+    diversity (Karras et al. 2018), a remedy for mode collapse. Under data parallelism the
+    statistic is the global batch's (`shard.global_batch`), as on one process."""
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        s = h.std(0, unbiased=False).mean().expand(len(h), 1) if len(h) > 1 else h.new_zeros(len(h), 1)
+        whole = global_batch(h)
+        s = whole.std(0, unbiased=False).mean().expand(len(h), 1) if len(whole) > 1 else h.new_zeros(len(h), 1)
         return torch.cat([h, s], 1)
 
 

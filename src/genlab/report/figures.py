@@ -102,6 +102,25 @@ def save_reconstructions(x: torch.Tensor, x_hat: torch.Tensor, path) -> Path:
     return save_png(image_grid(torch.cat(rows), nrow=nrow), path)
 
 
+def resized_like(inputs: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Input images shown at the outputs' size (nearest neighbours, so low-resolution pixels stay
+    visible) and channel count (grey <-> colour by the channel mean)."""
+    from torch.nn import functional as F
+
+    x = F.interpolate(inputs.detach().float().cpu(), size=tuple(like.shape[-2:]), mode="nearest")
+    if x.shape[1] != like.shape[1]:
+        x = x.mean(1, keepdim=True).expand(-1, like.shape[1], -1, -1)
+    return x
+
+
+def save_translations(inputs: torch.Tensor, outputs: torch.Tensor, targets: Optional[torch.Tensor], path) -> Path:
+    """Image-to-image at a glance: inputs (top row), outputs (middle), targets (bottom), one column each."""
+    rows = [resized_like(inputs, outputs), outputs.detach().float().cpu()]
+    if targets is not None:
+        rows.append(targets.detach().float().cpu())
+    return save_png(image_grid(torch.cat(rows), nrow=len(outputs)), path)
+
+
 def read_metrics(path) -> list[dict]:
     path = Path(path)
     if not path.exists():

@@ -17,7 +17,7 @@ from ..io import atomic_write_bytes
 
 # direction of "better" for the metrics we know; others are shown without an arrow
 LOWER = {"fid", "kid", "balance_kl", "classes_dropped", "nll", "bpd", "kl", "mmd", "swd", "mode_kl"}
-HIGHER = {"precision", "recall", "coverage", "class_accuracy", "modes", "high_quality"}
+HIGHER = {"precision", "recall", "coverage", "class_accuracy", "modes", "high_quality", "psnr", "ssim"}
 LABELS = {"fid": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precision", "recall": "recall",
           "density": "density", "coverage": "coverage", "balance_kl": "class KL", "classes_dropped": "classes dropped",
           "confidence": "classifier confidence", "class_accuracy": "class accuracy", "nll": "NLL (nats)",
@@ -184,6 +184,10 @@ def metrics_table(results: dict) -> str:
         cells = "".join(f'<td{" class=text" if c == "nll_text" else ""}>'
                         f'{_fmt(ref.get("nll" if c == "nll_text" else c))}</td>' for c in cols)
         rows.append(f'<tr class="reference"><th scope="row">real data (train vs test)</th>{cells}</tr>')
+    for b in results.get("baselines") or []:  # a no-learning baseline (super-resolution: bicubic upsampling)
+        cells = "".join(f'<td>{_fmt(b["metrics"].get(c))}</td>' for c in cols)
+        rows.append(f'<tr class="reference"><th scope="row">{escape(b["name"])} (baseline, no learning)</th>'
+                    f'{cells}</tr>')
     comparable = [e for e in fams if e["status"] == "ok" and _likelihood(e)[1] != "discrete"]
     best = {c: _best(comparable if c == "nll" else fams, c) for c in cols}
     subset = [e for e in fams if e["status"] == "ok" and e.get("nll_examples")]
@@ -278,6 +282,21 @@ def families_table(results: dict) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
+USES = (("anomaly", "anomaly_score", "genlab anomaly: outlier scores"), ("impute", "impute", "genlab impute: missing data"),
+        ("denoise", "denoise", "genlab denoise"), ("encode", "encode", "a latent code (explore)"),
+        ("log p(x)", "log_prob", "a likelihood"))
+
+
+def uses_table(results: dict) -> str:
+    """Which family supports which use (from each model's capabilities): a check per cell."""
+    head = "".join(f'<th scope="col" title="{escape(t)}">{escape(n)}</th>' for n, _, t in USES)
+    rows = "".join(f'<tr><th scope="row">{escape(e["name"])}</th>'
+                   + "".join(f'<td>{"✓" if c in e.get("capabilities", []) else "—"}</td>' for _, c, _ in USES)
+                   + "</tr>" for e in results["families"])
+    return ('<div class="scroll"><table id="uses"><caption>What each family can be used for</caption><thead><tr>'
+            f'<th scope="col">family</th>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+
 def budget_text(b: dict) -> str:
     """A training budget as the page shows it: '150 s', '3 epochs' or '500 steps'."""
     if "minutes" in b:
@@ -331,6 +350,7 @@ def build_html(results: dict, base) -> str:
                             f'{body}</section>')
 
     section("metrics", "Metrics", metrics_table(results) + protocol_stamp(results) + _notes(ok))
+    section("people", "People", human_table(results))
 
     # samples: the data, then each family
     what = "64 samples" if image else "samples (blue) over test points (grey)" if two_d else "samples"
@@ -341,6 +361,12 @@ def build_html(results: dict, base) -> str:
     if any(cards) and not two_d:  # 2-D data: the scatter and density section below shows samples
         section("samples", "Samples", f'<p class="muted">{escape(what.capitalize())} from each family, seed '
                 f'{results["seed"]}.</p><div class="grid">{"".join(cards)}</div>')
+
+    tra = [fig(e, "translations", f"test inputs, {e['name']}'s outputs and the targets, row under row",
+               f"<strong>{escape(e['name'])}</strong>: inputs, outputs, targets (rows)", True) for e in ok]
+    if any(tra):
+        section("translations", "Translations", '<p class="muted">The first test inputs (top row), each '
+                'family\'s outputs (middle) and the targets (bottom).</p>' f'<div class="grid">{"".join(tra)}</div>')
 
     rec = [fig(e, "reconstructions", f"test examples and their {e['name']} reconstructions, row under row",
                f"<strong>{escape(e['name'])}</strong>: originals (odd rows), reconstructions (even rows)", True)
@@ -374,7 +400,7 @@ def build_html(results: dict, base) -> str:
               for e in ok]
     section("training", "Training", timing_table(results)
             + (f'<div class="grid wide">{"".join(curves)}</div>' if any(curves) else "")
-            + families_table(results))
+            + families_table(results) + uses_table(results))
 
     if failed:
         body = "".join(
@@ -403,6 +429,36 @@ def build_html(results: dict, base) -> str:
         f'<footer><p class="muted">Run directories (resume, sample or evaluate any of them): {runs}. '
         'Rebuild this page with <code>genlab report RUN [RUN ...] --out report.html</code>.</p></footer>'
         '</body></html>\n')
+
+
+def human_table(results: dict) -> str:
+    """A judging study's scores beside FD (results["human"], from workflows/judge), and the Spearman
+    rank correlation of -FD with each human score; "" without a study."""
+    h = results.get("human")
+    if not h:
+        return ""
+    fd = {e["name"]: e.get("metrics", {}).get("fid") for e in results["families"] if e["status"] == "ok"}
+    names = [n for n in fd if n in h["models"]] + (["real"] if "real" in h["models"] else [])
+
+    def cell(m, key):
+        if not m or not m.get("judgements"):
+            return "<td>—</td>"
+        return (f'<td>{_fmt(m[key])} <small>[{_fmt(m["low"])}, {_fmt(m["high"])}]</small> '
+                f'<small class="muted">n={m["judgements"]}</small></td>')
+
+    rows = "".join(f'<tr><th scope="row">{escape(n)}</th><td>{_fmt(fd.get(n))}</td>'
+                   f'{cell(h["models"][n].get("pairwise"), "strength")}{cell(h["models"][n].get("realfake"), "error")}'
+                   '</tr>' for n in names)
+    agree = "; ".join(f'{escape(k.replace("_", " "))}: ρ = {a["spearman"]:+.2f} over {len(a["models"])} models'
+                      for k, a in (h.get("agreement") or {}).items() if a)
+    return (f'<div class="scroll"><table id="people"><caption>People\'s judgements ({h["judgements"]} from '
+            f'{h["raters"]} raters; study <code>{escape(h["study"])}</code>) beside FD</caption><thead><tr>'
+            '<th scope="col">family</th><th scope="col">FD ↓</th><th scope="col">Bradley-Terry strength ↑</th>'
+            '<th scope="col">judged real (error rate) ↑</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table></div><p class="muted">{escape("; ".join(h.get("methods", {}).values()))}'
+            f'. Spearman rank correlation of −FD with the human score (+1: FD orders the families as people do): '
+            f'{agree or "needs two families with both"}. Raters failing attention checks: {h["careless_raters"]} '
+            '(excluded).</p>')
 
 
 def _pair(label: str, left: str, right: str) -> str:

@@ -42,3 +42,31 @@ def is_main() -> bool:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def agree(value: float) -> float:
+    """Rank 0's value on every rank (a clock reading, so all ranks stop at the same step)."""
+    t = torch.tensor([value], dtype=torch.float64, device=_comm_device())
+    dist.broadcast(t, 0)
+    return float(t)
+
+
+def agree_object(obj):
+    """Rank 0's (picklable) object on every rank."""
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
+def mean(t: torch.Tensor) -> torch.Tensor:
+    """The mean over ranks of a tensor of the same shape on each rank."""
+    t = t.detach().float().to(_comm_device(), copy=True)
+    dist.all_reduce(t)
+    return t / dist.get_world_size()
+
+
+def _comm_device() -> torch.device:
+    """Where collectives take their tensors: the current GPU for nccl, the CPU for gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

@@ -24,9 +24,12 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
-        params = dict(model.named_parameters())
-        for n in self.names:
-            self.shadow[n].lerp_(params[n].detach(), 1 - d)
+        if getattr(self, "_pairs_of", None) is not model:  # the parameter lists, built once per model
+            params = dict(model.named_parameters())
+            self._pairs_of = model
+            self._targets = [self.shadow[n] for n in self.names]
+            self._sources = [params[n].detach() for n in self.names]
+        torch._foreach_lerp_(self._targets, self._sources, 1 - d)  # one fused pass, not a loop per tensor
 
     @contextmanager
     def swapped(self, model: nn.Module):
@@ -64,3 +67,4 @@ class EMA:
                     hook(shadow, prefix + "." if prefix else "", {}, True, [], [], [])
         for n, v in shadow.items():
             self.shadow[n].copy_(v)
+        self._pairs_of = None

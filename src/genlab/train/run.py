@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import torch
 
 from .._version import __version__
-from ..data import Dataset, dataset_from_spec, load_dataset
+from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
 from ..errors import GenlabError
 from ..io import atomic_write_json, load_state
 from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
@@ -54,17 +54,26 @@ def default_run_dir(family: str, data_name: str) -> Path:
 
 def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minutes=None, seed: int = 0,
           classes=None, data_options: Optional[dict] = None, progress: bool = True,
-          callbacks: Sequence[Callback] = (), save: bool = True, latent=None, **settings) -> Run:
+          callbacks: Sequence[Callback] = (), save: bool = True, stream: Optional[bool] = None, latent=None,
+          **settings) -> Run:
     """Train `family` on `data` (a name, a path or a Dataset) and write a run directory.
 
     `settings` mix the family's hyperparameters (latent_dim=...) and trainer settings
     (lr=, batch_size=, ema_decay=, ...). With no budget, 20 epochs. `out=None` writes
     to runs/<family>-<data>-<time>; `save=False` keeps everything in memory.
+    `stream=True` reads batches through DataLoader workers, and leaves image folders and .npy
+    files on disk (read as needed); None streams data whose decoded size exceeds
+    `genlab.data.lazy.stream_threshold()`; False loads it into memory.
 
     `latent=RUN`: train `family` on the codes RUN's encoder gives `data` instead (a latent model,
     `genlab.models.latent`); the result samples, evaluates and compares as a model of `data`.
     """
-    ds = data if isinstance(data, Dataset) else load_dataset(data, classes=classes, **(data_options or {}))
+    options = dict(data_options or {})
+    if stream is not None and not isinstance(data, Dataset) and str(data) not in DATASETS:
+        options.setdefault("stream", stream)  # a folder or .npy: the loader keeps it on disk
+    if stream is not None:
+        settings["stream"] = stream
+    ds = data if isinstance(data, Dataset) else load_dataset(data, classes=classes, **options)
     if isinstance(data, Dataset) and classes is not None:
         ds = ds.select_classes(classes)
     model_kw, train_kw = split_settings(settings, hyperparameters(family))
@@ -80,10 +89,13 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     run_dir = None
     if save:
         run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
+    if save and (run_dir / "config.json").exists():  # every rank checks before rank 0 writes
+        raise GenlabError(f"{run_dir} already holds a run; resume it with `genlab resume {run_dir}` "
+                          "or choose another --out")
+    if distributed.setup(distributed.pick_device(config.device)) and save and out is None:
+        run_dir = Path(distributed.agree_object(str(run_dir)))  # rank 0's time-stamped name
+    distributed.barrier()
     if save and distributed.world()[0] == 0:  # under torchrun, rank 0 writes the files
-        if (run_dir / "config.json").exists():
-            raise GenlabError(f"{run_dir} already holds a run; resume it with `genlab resume {run_dir}` "
-                              "or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {
             "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
@@ -114,7 +126,8 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     if any(v is not None for v in (epochs, steps, minutes)):
         budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
         cfg["budget"] = budget.to_dict()
-        atomic_write_json(cfg_path, cfg)
+        if distributed.world()[0] == 0:  # every rank computed the same budget; rank 0 records it
+            atomic_write_json(cfg_path, cfg)
     del state
     return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=True)
 
@@ -160,6 +173,10 @@ def write_figures(run: Run, n: int = 64, seed: int = 0) -> dict:
     x = model.sample(n, y, generator=g)
     ref = ds.test[:2000] if ds.spec.shape == (2,) else None
     out["samples"] = save_samples(x, model.spec, d / "samples.png", title=f"{model.family} samples", reference=ref)
+    if kind == "tensor" and ds.spec.kind == "image" and len(ds.spec.condition_shape) == 3:  # input | output | target
+        from ..report.figures import save_translations
+
+        out["translations"] = save_translations(y[:8], x[:8], ds.test[:8], d / "translations.png")
     if hasattr(model, "reconstruct") and ds.spec.kind == "image":
         xt = ds.test[:32].to(model.device)
         yt = cond[:32].to(model.device) if cond is not None else None

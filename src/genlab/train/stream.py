@@ -36,8 +36,18 @@ class BatchStream:
     def epochs_done(self) -> float:
         return self.epoch + self.pos / self.batches_per_epoch
 
+    def copy(self) -> "BatchStream":
+        twin = BatchStream(self.n, self.batch_size, self.seed, self.rank, self.world)
+        twin.load_state_dict(self.state_dict())
+        return twin
+
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos}
+        return {"epoch": self.epoch, "pos": self.pos, "examples": self.pos * self.world * self.batch_size}
 
     def load_state_dict(self, s: dict) -> None:
-        self.epoch, self.pos, self._order = s["epoch"], s["pos"], None
+        """Resume at the same point of the order; with another number of processes or batch size,
+        at the last whole global batch before it (`examples` counts what the epoch has used)."""
+        pos = s["pos"]
+        if "examples" in s and s["examples"] != pos * self.world * self.batch_size:
+            pos = s["examples"] // (self.world * self.batch_size)
+        self.epoch, self.pos, self._order = s["epoch"], pos, None

@@ -34,7 +34,10 @@ from .callbacks import Callback
 from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import Budget, TrainConfig
 from .ema import EMA
+from .loader import stream_batches
 from .stream import BatchStream
+from ..data.lazy import is_lazy
+from ..nn.shard import GlobalBatch
 
 CHECKPOINT = Path("checkpoint") / "last.pt"
 
@@ -55,6 +58,9 @@ class Trainer:
     def _build(self) -> None:
         cfg = self.config
         self.ema = None
+        self._nhwc = bool(cfg.channels_last) and len(self.data.spec.shape) == 3
+        if self._nhwc:  # before DDP's gradient buckets and the EMA copies: they take the layout
+            self.model.to(memory_format=torch.channels_last)
         self.players = self.model.players()
         self.optimizers = [self._optimizer(p.parameters, {**p.overrides}) for p in self.players]
         self.wrapped: nn.Module = self.model
@@ -65,10 +71,16 @@ class Trainer:
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = DDP(self.model, device_ids=ids, find_unused_parameters=len(self.players) > 1)
+        self.rank, self.world = rank, world
         self.stream = BatchStream(len(self.data.train), cfg.batch_size, cfg.seed, rank, world)
-        self.x = self.data.train.to(self.device)
         y = self.data.conditions("train", self.model.condition_kind)  # labels, tensor conditions or None
-        self.y = None if y is None else y.to(self.device)
+        self.streamed = bool(cfg.stream) or is_lazy(self.data.train)
+        self._batches = None
+        if self.streamed:  # read by DataLoader workers as the stream asks (data larger than memory)
+            self.x, self.y = self.data.train, y
+        else:
+            self.x = self.data.train.to(self.device)
+            self.y = None if y is None else y.to(self.device)
         self.steps_per_epoch = self.stream.batches_per_epoch / max(1, sum(p.steps for p in self.players))
 
     def _optimizer(self, params, overrides: dict) -> torch.optim.Optimizer:
@@ -144,6 +156,8 @@ class Trainer:
                 now = clock()
                 self.elapsed += now - t_last
                 t_last = now
+                if self.world > 1 and self.budget.minutes is not None:
+                    self.elapsed = distributed.agree(self.elapsed)  # rank 0's clock decides for all
                 at_ckpt = self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0
                 if self.step % self.config.log_every == 0 or at_ckpt or self._done():
                     self._log()
@@ -154,6 +168,7 @@ class Trainer:
                 t_last += clock() - now  # callbacks and logging are not training time
             self.save_checkpoint()
         finally:
+            self._batches = None  # a streamed run's DataLoader workers stop here, not at garbage collection
             for cb in self.callbacks:
                 cb.on_train_end(self)
         self.model.eval()
@@ -164,6 +179,33 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _global_batch(self, n: int):
+        """Under DDP: this rank's n examples are rows rank*n.. of the global batch, whose random
+        draws and batch statistics every rank computes alike (`genlab.nn.shard`)."""
+        if self.world == 1:
+            return contextlib.nullcontext()
+        return GlobalBatch(n, n * self.world, n * self.rank)
+
+    def _next_batch(self):
+        """The stream's next minibatch (x, y) on the device (NHWC with channels_last)."""
+        x, y = self._read_batch()
+        if self._nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _read_batch(self):
+        if not self.streamed:
+            idx = self.stream.next().to(self.device)
+            return self.x[idx], (None if self.y is None else self.y[idx])
+        if self._batches is None:  # started here, after a resume has set the stream's position
+            self._batches = stream_batches(self.x, self.y, self.stream, self.config.workers,
+                                           pin=self.device.type == "cuda")
+        idx = self.stream.next()
+        got, x, y = next(self._batches)
+        assert torch.equal(got, idx), "the loader left the stream's order"
+        x = x.to(self.device, non_blocking=True)
+        return x, (None if y is None else y.to(self.device, non_blocking=True))
+
     def _train_step(self) -> None:
         lr_factor = self.lr_factor()
         multi = len(self.players) > 1
@@ -171,10 +213,8 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * lr_factor
             for _ in range(player.steps):
-                idx = self.stream.next().to(self.device)
-                x = self.x[idx]
-                y = None if self.y is None else self.y[idx]
-                with self._autocast():
+                x, y = self._next_batch()
+                with self._autocast(), self._global_batch(len(x)):
                     out = self.wrapped(player.method, x, y)
                 opt.zero_grad(set_to_none=True)
                 out["loss"].backward()
@@ -190,7 +230,11 @@ class Trainer:
         """Average the window's losses, stop on NaN/Inf, hand the record to callbacks."""
         if not self._acc:
             return
-        values = {k: (v / self._cnt[k]).item() for k, v in self._acc.items()}
+        keys = list(self._acc)  # the same order on every rank (the same code ran)
+        means = torch.stack([(self._acc[k] / self._cnt[k]).reshape(()) for k in keys])  # one host sync
+        if self.world > 1:  # the global batch's loss: the mean of the ranks' (equal-sized) batch means
+            means = distributed.mean(means)
+        values = dict(zip(keys, means.tolist()))
         self._acc, self._cnt = {}, {}
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
@@ -208,8 +252,9 @@ class Trainer:
     def _finish_closed_form(self) -> GenerativeModel:
         self.closed_form = True
         self.model.eval()
+        x = self.x[:] if is_lazy(self.x) else self.x
         with torch.no_grad():
-            out = self.model.loss(self.x, self.y)
+            out = self.model.loss(x.to(self.device), None if self.y is None else self.y.to(self.device))
         record = {"step": 0, "epoch": 1, "time": 0.0, "lr": 0.0,
                   **{k: float(v) for k, v in out.items()}}
         self.history.append(record)

@@ -50,10 +50,32 @@ EVAL_N = 2500          # generated and reference samples per family, at most (di
 
 # -- which families, how long ---------------------------------------------------------------
 def families_for(spec) -> list[str]:
-    """Registered families that model this kind of data, in registration order."""
-    from ..models import MODELS
+    """Registered families that model this kind of data, in registration order; on paired data (an
+    input tensor per example) those that can be conditioned on it (on unpaired data: learn unpaired);
+    elsewhere those that do not need an input (not pix2pix, cyclegan)."""
+    from ..models import MODELS, hyperparameters
 
-    return [name for name, cls in MODELS.items() if spec.kind in cls.kinds]
+    names = [name for name, cls in MODELS.items() if spec.kind in cls.kinds]
+    if spec.condition_kind != "tensor":  # families conditional by construction (pix2pix, cyclegan) need inputs
+        return [n for n in names if hyperparameters(n).get("conditional") is not True]
+    return [n for n in names if "tensor" in MODELS[n].condition_kinds
+            and (MODELS[n].learns_unpaired or not spec.unpaired)]
+
+
+def translation_settings(families: Sequence[str], spec, settings: dict) -> dict:
+    """On paired data a comparison compares translators: every family that can be conditioned on
+    the input tensor and is not conditional by default (ddpm, fm) gets conditional=true, unless
+    the user set it. (Here, not in the families: `genlab train ddpm --data digits-sr` still means
+    what it says.)"""
+    from ..models import MODELS, hyperparameters
+
+    if spec.condition_kind != "tensor":
+        return settings
+    out = {f: dict(v) for f, v in settings.items()}
+    for f in families:
+        if "tensor" in MODELS[f].condition_kinds and hyperparameters(f).get("conditional") is False:
+            out.setdefault(f, {}).setdefault("conditional", True)
+    return out
 
 
 def expand_models(names: Sequence[str], spec) -> list[str]:
@@ -276,7 +298,7 @@ def _summarise(entry, model, data, run_dir, out, n, seed, lims, nll_seconds) -> 
                   "evaluate_seconds": round(time.perf_counter() - t0, 3)})
     entry["stage"] = "figures"
     figs = {}
-    for key in ("samples", "reconstructions", "loss"):
+    for key in ("samples", "translations", "reconstructions", "loss"):
         p = run_dir / f"{key}.png"
         if p.exists():
             figs[key] = {"path": _rel(p, out)}
@@ -327,8 +349,10 @@ def _json_safe(obj):
 
 
 # -- the whole page ---------------------------------------------------------------------------
-def _finish(results: dict, data: Dataset, out: Path, lims, t0: float, page: Optional[Path] = None) -> dict:
-    """Shared protocol and reference row, the data's own figures, results.json and report.html."""
+def _finish(results: dict, data: Dataset, out: Path, lims, t0: float, page: Optional[Path] = None,
+            human: Optional[dict] = None) -> dict:
+    """Shared protocol and reference row, the data's own figures, results.json and report.html;
+    `human`: a judging study's scores (workflows/judge), shown beside the metrics."""
     from ..report.html import write_html
     from ..report.latent import data_panels
 
@@ -341,8 +365,18 @@ def _finish(results: dict, data: Dataset, out: Path, lims, t0: float, page: Opti
     results["protocol"] = ok[0]["protocol"] if ok else None
     for e in ok:
         e.pop("protocol", None)
+    from ..metrics.translation import baseline_result
+
+    base = baseline_result(data, results.get("n"), results.get("seed", 0))  # super-resolution: bicubic
+    if base is not None:
+        results["baselines"] = [{"name": base["name"], "metrics": base["metrics"], "notes": base["notes"],
+                                 "sampling_seconds": base["seconds"].get("sampling")}]
     figs = data_panels(data, out / "figures", lims)
     results["data_figures"] = {k: {**v, "path": _rel(v["path"], out)} for k, v in figs.items()}
+    if human is not None:
+        from .judge.scores import beside_metrics
+
+        results["human"] = beside_metrics(human, human["sources"], results["families"], out)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out / "results.json", _json_safe(results))
     results["report"] = str(write_html(results, out, page or out / "report.html"))
@@ -359,13 +393,14 @@ def _header(data: Dataset, seed: int, n: int, scheme: str, nll_seconds: float) -
 def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Optional[float] = None,
             budgets: Optional[dict] = None, steps: Optional[int] = None, seed: int = 0, out=None,
             n: Optional[int] = None, progress: bool = True, settings: Optional[dict] = None,
-            nll_seconds: float = NLL_SECONDS) -> dict:
+            nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None) -> dict:
     """Train each family on `data`, evaluate all under one protocol, write DIR/report.html.
 
     `models`: family names (default: every registered family that models the data);
     `minutes` / `budgets` / `steps`: see the module docstring; `n`: evaluation samples
     (default min(test split, EVAL_N)); `settings`: {family: {setting: value}} passed to `train`;
-    `nll_seconds`: time limit of the likelihood metric per family (see `evaluate_run`).
+    `nll_seconds`: time limit of the likelihood metric per family (see `evaluate_run`);
+    `human`: scores of a judging study (`judge.study_scores`), shown beside the metrics.
     Returns the results (also in DIR/results.json) with "report" = the page's path.
     """
     from tqdm.auto import tqdm
@@ -385,6 +420,7 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
     for fam in settings:
         if fam not in models:
             raise unknown_name("family in settings", fam, models)
+    settings = translation_settings(models, ds.spec, settings)
     plan = plan_budgets(models, ds.spec, minutes, steps, budgets)
     out = Path(out) if out is not None else Path("runs") / f"compare-{ds.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     taken = [f for f in models if (out / f / "config.json").exists()]
@@ -425,11 +461,11 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
         results["families"].append(entry)
         run = None  # noqa: F841 - let the finished family's model go before the next one trains
     bar.close()
-    return _finish(results, ds, out, lims, t0)
+    return _finish(results, ds, out, lims, t0, human=human)
 
 
 def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress: bool = True,
-           nll_seconds: float = NLL_SECONDS) -> dict:
+           nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None) -> dict:
     """The comparison page from existing run directories (all on the same data).
 
     `out` is the page's path (…/report.html) or a directory; results.json and figures/ go beside it.
@@ -474,7 +510,7 @@ def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress
         entry["budget"] = c.get("budget", {})
         results["families"].append(entry)
     bar.close()
-    return _finish(results, ds, base, lims, t0, page)
+    return _finish(results, ds, base, lims, t0, page, human)
 
 
 def load_results(directory) -> dict:

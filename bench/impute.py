@@ -1,0 +1,153 @@
+"""Imputation RMSE: genlab families against mean, KNN and iterative imputation (scikit-learn).
+
+Protocols (each: fit the family on the training split, remove entries of test examples, RMSE over
+the removed entries; `genlab impute` does the same for one run):
+  - MNIST, centre mask (a centred 14 x 14 box, 25% of the pixels) and random mask (each pixel
+    missing with probability 0.5), the first --n test images; also the shipped classifier's
+    accuracy on the imputed images;
+  - a table with 20% of its cells removed at random, RMSE on the standardised scale: California
+    housing (scikit-learn's fetch_california_housing, a download) when it can be fetched, otherwise
+    the bundled breast-cancer and diabetes tables (said in the record).
+Baselines as in apps/impute.py: mean (training split), KNNImputer(5) fit on (up to 2000 rows of) the
+training split, IterativeImputer (BayesianRidge, 10 rounds, 50 nearest features) fit on those rows
+plus the masked rows. Target: genlab's best family below IterativeImputer on both.
+
+    GENLAB_DATA_DIR=/work/shared/data python bench/impute.py            # n = 1000 test images
+    GENLAB_DATA_DIR=/work/shared/data python bench/impute.py --quick    # n = 200, pca and gmm only
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+IMAGE_FAMILIES = {"pca": {"latent_dim": 64}, "gmm": {"n_components": 10},
+                  "vae": {"latent_dim": 32, "steps": 3000, "batch_size": 128, "likelihood": "gaussian"}}
+TABLE_FAMILIES = {"pca": {"latent_dim": "auto"}, "gmm": {"n_components": 5}}
+MASKS = ("center", "random:0.5")
+
+
+def tables(names):
+    """[(name, Dataset)] of the tables to use: california if fetchable, else the bundled ones."""
+    from sklearn import datasets
+
+    import genlab
+
+    out, note, queue = [], None, list(names)
+    while queue:
+        name = queue.pop(0)
+        if name == "california":
+            try:
+                b = datasets.fetch_california_housing()
+            except Exception as e:  # offline: no download possible
+                note = f"fetch_california_housing failed ({type(e).__name__}); used breast-cancer and diabetes"
+                queue += ["breast-cancer", "diabetes"]
+                continue
+        elif name == "breast-cancer":
+            b = datasets.load_breast_cancer()
+        elif name == "diabetes":
+            b = datasets.load_diabetes()
+        else:
+            raise SystemExit(f"unknown table {name}")
+        x = torch.as_tensor(b.data, dtype=torch.float32)
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        n_test = len(x) // 5
+        spec = genlab.DataSpec("vector", (x.shape[1],), name=name)
+        out.append((name, genlab.Dataset(x[perm[n_test:]], x[perm[:n_test]], spec)))
+    return out, note
+
+
+def fit(family, data, hp, seed):
+    import genlab
+
+    hp = dict(hp)
+    steps = hp.pop("steps", None)
+    train_kw = {k: hp.pop(k) for k in ("batch_size", "lr") if k in hp}
+    if hp.get("latent_dim") == "auto":
+        hp["latent_dim"] = max(1, data.spec.dim // 2)
+    return genlab.train(family, data, steps=steps, seed=seed, save=False, progress=False, **train_kw, **hp).model
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="200 test images, pca and gmm on images")
+    p.add_argument("--n", type=int, help="test images per mask (default 1000; quick 200)")
+    p.add_argument("--families", help="image families (default pca,gmm,vae; quick pca,gmm)")
+    p.add_argument("--tables", default="california", help="california (falls back to breast-cancer,diabetes), "
+                                                          "breast-cancer, diabetes; '' for none")
+    p.add_argument("--no-images", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="bench/results/impute.json")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(a.threads)
+    import genlab
+    from genlab.apps.impute import impute
+
+    n = a.n or (200 if a.quick else 1000)
+    families = (a.families or ("pca,gmm" if a.quick else "pca,gmm,vae")).split(",")
+    record = {"quick": a.quick, "n": n, "threads": a.threads, "seed": a.seed,
+              "started": datetime.datetime.now().isoformat(timespec="seconds"), "python": sys.version.split()[0],
+              "torch": torch.__version__, "machine": platform.machine(), "load_average_at_start": os.getloadavg(),
+              "settings": {"images": {f: IMAGE_FAMILIES.get(f, {}) for f in families}, "tables": TABLE_FAMILIES},
+              "results": {}}
+
+    def run(set_name, data, fams, masks):
+        for fam, hp in fams.items():
+            t = time.process_time()
+            model = fit(fam, data, hp, a.seed)
+            fit_s = time.process_time() - t
+            for mask in masks:
+                key = f"{set_name} {mask}"
+                have = record["results"].get(key, {})
+                r = impute(model, data, mask=mask, n=n, seed=a.seed,
+                           baselines=() if "mean" in have else ("mean", "knn", "iterative"))
+                for name, row in r["methods"].items():
+                    row = dict(row)
+                    if name == fam:
+                        row["fit_cpu_s"] = round(fit_s, 1)
+                    have[name] = row
+                record["results"][key] = have
+                if "accuracy_truth" in r:
+                    have["_truth_accuracy"] = r["accuracy_truth"]
+                m = r["methods"][fam]
+                col = "rmse_standardised" if "rmse_standardised" in m else "rmse"
+                print(f"{key:28} {fam:5} {col} {m[col]:.4f}   ({fit_s:.0f} CPU-s fit, {m['cpu_seconds']:.0f} impute)",
+                      flush=True)
+
+    if not a.no_images:
+        mnist = genlab.load_dataset("mnist")
+        run("mnist", mnist, {f: IMAGE_FAMILIES[f] for f in families}, MASKS)
+    names = [t for t in a.tables.split(",") if t]
+    if names:
+        sets, note = tables(names)
+        record["table_note"] = note
+        for name, data in sets:
+            run(name, data, TABLE_FAMILIES, ("random:0.2",))
+    record["load_average_at_end"] = os.getloadavg()
+    print()
+    for key, rows in record["results"].items():
+        col = "rmse" if "mnist" in key else "rmse_standardised"
+        ranked = sorted(((k, v) for k, v in rows.items() if not k.startswith("_")), key=lambda kv: kv[1][col])
+        print(f"{key}: " + ",  ".join(f"{k} {v[col]:.4f}" + (f" (acc {v['accuracy']:.3f})" if "accuracy" in v else "")
+                                     for k, v in ranked))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from genlab.io import atomic_write_json
+
+    atomic_write_json(out, record)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Image-to-image on MNIST: super-resolution (mnist-sr, 7x7 -> 28x28) and unpaired MNIST <-> inverted.
+
+    .venv/bin/python bench/translate.py                   # the protocol: 10 CPU-minutes per family, 3 seeds
+    .venv/bin/python bench/translate.py --quick           # 1 CPU-minute per family, 1 seed (a smoke run)
+    .venv/bin/python bench/translate.py --minutes 0.2 --seeds 0 --n 500 --families pix2pix
+
+Super-resolution: each family trains for `--minutes` of process CPU time on one thread
+(`clock="cpu"`, `torch.set_num_threads(1)`), then translates the first `--n` test inputs (the
+evaluation protocol of metrics/evaluate.py: sample i answers test input i). Reported per family,
+mean +- standard error over seeds: PSNR and SSIM of outputs vs targets (scikit-image), the Fréchet
+distance in the shipped MNIST classifier's features and its excess over the real-data floor (train vs
+test), the classifier's accuracy on the outputs (the test labels), and sampling seconds per image.
+Rows: bicubic (no learning, the baseline), pix2pix, pix2pix with the SRGAN-style feature loss,
+conditional ddpm and fm; the targets' own accuracy beside them.
+Targets (issue 18): best family's accuracy >= 97%, its FD excess <= 0.2 x bicubic's, PSNR > bicubic's.
+
+CycleGAN: `mnist-inverted` (A = inverted MNIST, B = MNIST from disjoint halves of the training split),
+the same budget; the classifier's accuracy on translations A -> B (as they are) and B -> A (inverted
+back before classifying, since the classifier reads MNIST); target >= 95% both ways.
+Writes bench/results/translate.json (or --out); say in the record what else ran on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import genlab
+from genlab.metrics.evaluate import evaluate
+from genlab.metrics.features import shipped_extractor
+from genlab.metrics.translation import baseline_result
+
+# family rows: (registry name, settings); everything else is the family's defaults
+FAMILIES = {
+    "pix2pix": ("pix2pix", {}),
+    "srgan": ("pix2pix", {"feature_weight": 1.0}),
+    "ddpm": ("ddpm", {"conditional": True}),
+    "fm": ("fm", {"conditional": True}),
+}
+METRICS = ["psnr", "ssim", "fid", "balance"]
+
+
+def _mean_se(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    m = statistics.fmean(values)
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return m, se
+
+
+def sr_row(data, family: str, seed: int, minutes: float, n: int) -> dict:
+    name, settings = FAMILIES[family]
+    cpu = time.process_time()
+    run = genlab.train(name, data, minutes=minutes, seed=seed, save=False, progress=False, clock="cpu", **settings)
+    train_cpu = time.process_time() - cpu
+    res = evaluate(run.model, data, METRICS, n=n, seed=seed)
+    m = res["metrics"]
+    return {"family": family, "seed": seed, "steps": run.history[-1]["step"], "train_cpu_seconds": train_cpu,
+            "psnr": m["psnr"], "ssim": m["ssim"], "fid": m["fid"], "fid_real": res["reference"].get("fid"),
+            "class_accuracy": m.get("class_accuracy"),
+            "sampling_seconds_per_image": res["seconds"]["sampling"] / n}
+
+
+def cyclegan_row(data, seed: int, minutes: float, n: int) -> dict:
+    cpu = time.process_time()
+    run = genlab.train("cyclegan", data, minutes=minutes, seed=seed, save=False, progress=False, clock="cpu",
+                       identity_weight=0.0)  # the identity loss would fight an inversion
+    train_cpu = time.process_time() - cpu
+    ext = shipped_extractor("mnist")
+    a, b, y = data.test_cond[:n], data.test[:n], data.test_labels[:n]
+    ab = torch.cat([run.model.sample(len(c), c) for c in a.split(500)])
+    ba = torch.cat([run.model.sample(len(c), c, direction="BA") for c in b.split(500)])
+    acc = lambda x: float((ext.predict(x) == y).double().mean())  # noqa: E731
+    return {"seed": seed, "steps": run.history[-1]["step"], "train_cpu_seconds": train_cpu,
+            "accuracy_ab": acc(ab), "accuracy_ba": acc(1 - ba)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=10.0, help="CPU minutes of training per family and seed")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--n", type=int, default=10000, help="test examples scored")
+    p.add_argument("--families", default=",".join(FAMILIES) + ",cyclegan")
+    p.add_argument("--quick", action="store_true", help="1 CPU-minute per family, seed 0, 1000 test examples")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "translate.json"))
+    a = p.parse_args()
+    if a.quick:
+        a.minutes, a.seeds, a.n = 1.0, "0", 1000
+    torch.set_num_threads(1)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    fams = [f.strip() for f in a.families.split(",") if f.strip()]
+    out = {"protocol": {"minutes": a.minutes, "seeds": seeds, "n": a.n, "threads": 1, "clock": "cpu",
+                        "quick": a.quick, "genlab_version": genlab.__version__}, "sr": {}, "cyclegan": []}
+    sr = genlab.load_dataset("mnist-sr")
+    base = baseline_result(sr, a.n, 0, metrics=METRICS)
+    out["sr"]["bicubic"] = [{"psnr": base["metrics"]["psnr"], "ssim": base["metrics"]["ssim"],
+                             "fid": base["metrics"]["fid"], "class_accuracy": base["metrics"].get("class_accuracy"),
+                             "sampling_seconds_per_image": base["seconds"]["sampling"] / a.n}]
+    ext = shipped_extractor("mnist")
+    out["sr"]["targets"] = [{"class_accuracy": float((ext.predict(sr.test[:a.n]) == sr.test_labels[:a.n]).double().mean()),
+                             "psnr": None, "ssim": None, "fid": None, "sampling_seconds_per_image": 0.0}]
+    for fam in fams:
+        if fam == "cyclegan":
+            inv = genlab.load_dataset("mnist-inverted")
+            out["cyclegan"] = [cyclegan_row(inv, s, a.minutes, a.n) for s in seeds]
+            continue
+        out["sr"][fam] = []
+        for s in seeds:
+            out["sr"][fam].append(sr_row(sr, fam, s, a.minutes, a.n))
+            print(fam, s, {k: round(v, 4) if isinstance(v, float) else v for k, v in out["sr"][fam][-1].items()},
+                  flush=True)
+    floor = next((r["fid_real"] for rows in out["sr"].values() for r in rows if r.get("fid_real") is not None), None)
+    print(f"\nmnist-sr, {a.minutes:g} CPU-min per family, seeds {seeds}, n={a.n}; FD real-data floor {floor}")
+    print(f"{'family':10} {'PSNR':>14} {'SSIM':>14} {'FD excess':>14} {'accuracy':>14} {'s/image':>10}")
+    for fam, rows in out["sr"].items():
+        cells = []
+        for key in ("psnr", "ssim", "fid", "class_accuracy"):
+            vals = [r[key] - floor if key == "fid" and floor is not None and r[key] is not None else r[key]
+                    for r in rows]
+            m, se = _mean_se(vals)
+            cells.append("—" if m is None else f"{m:.4g}±{se:.2g}")
+        t, _ = _mean_se([r["sampling_seconds_per_image"] for r in rows])
+        t = 0.0 if t is None else t
+        print(f"{fam:10} " + " ".join(f"{c:>14}" for c in cells) + f" {t:10.2g}")
+    if out["cyclegan"]:
+        ab, _ = _mean_se([r["accuracy_ab"] for r in out["cyclegan"]])
+        ba, _ = _mean_se([r["accuracy_ba"] for r in out["cyclegan"]])
+        print(f"cyclegan mnist-inverted: accuracy A->B {ab:.4f}, B->A {ba:.4f}")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=2))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Missing data: fill in missing pixels or table cells with a trained model, next to the baselines a
+data person tries first.
+
+    result = impute(model, "digits", mask="center", out="imputed/")
+
+Each family that can do it has `model.impute(x, mask, y=None, *, generator=None)` (mask: 1 = known),
+with its method and equation in its docstring: pca and gmm exactly (the conditional Gaussian /
+mixture), ae and vae by latent optimisation (vae also pseudo-Gibbs), flows by gradient ascent on
+log p over the missing entries, ddpm by RePaint, fm by guided integration. This module builds
+masks, calls the contract (it never names a family), checks that known entries come back
+unchanged, and scores.
+
+Two inputs:
+  - complete data (a registered set, or a file): `n` examples of the split get entries removed by
+    `mask` (center | half | random:P | FILE), so the truth is known: RMSE on the removed entries
+    (data scale; vectors also on the training split's standardised scale), and for image sets with
+    a shipped classifier its accuracy on the imputed images, beside mean imputation, scikit-learn's
+    KNNImputer (fit on the training split) and IterativeImputer (fit on the training split
+    together with the masked rows, so its rounds of chained regressions see the missing pattern;
+    fitted on complete rows alone it stops after one round);
+  - a CSV whose missing cells are empty or NA/NaN/?: every row is filled, written as a CSV like the
+    input (no truth, so no RMSE).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+from .anomaly import require, scoring_data
+from .inpaint import make_mask
+
+BASELINES = ("mean", "knn", "iterative")
+
+
+def parse_mask(kind, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A known-mask (1 = known, 0 = missing) for the examples x [N, ...]:
+    "center" (images: a centred box of half the height and width), "half" (images: the bottom half;
+    vectors: the last half of the features), "random:P" (each entry missing with probability P; for
+    images each pixel, across channels), or a path to a .npy of 0/1 with 1 = MISSING, of one
+    example's shape or one per example."""
+    kind = str(kind)
+    image = x.dim() == 4
+    if kind.startswith("random"):
+        try:
+            p = float(kind.split(":", 1)[1]) if ":" in kind else 0.3
+        except ValueError:
+            raise ConfigError(f"--mask random:P needs a number P, got '{kind}'") from None
+        if not 0 < p < 1:
+            raise ConfigError(f"--mask random:P needs 0 < P < 1, got {p}")
+        if image:
+            return make_mask(x.shape, "random", p, generator)
+        return (torch.rand(x.shape, generator=generator) >= p).float()
+    if kind == "center":
+        if not image:
+            raise ConfigError("--mask center is for images; for tables use random:P, half or a FILE")
+        return make_mask(x.shape, "center", 0.5).expand_as(x).clone()
+    if kind == "half":
+        if image:
+            return make_mask(x.shape, "bottom", 0.5).expand_as(x).clone()
+        m = torch.ones_like(x)
+        m[:, x.shape[1] - x.shape[1] // 2:] = 0
+        return m
+    path = Path(kind)
+    if path.suffix.lower() != ".npy":
+        raise ConfigError(f"--mask must be center, half, random:P or a .npy file (1 = missing), got '{kind}'")
+    if not path.is_file():
+        raise ConfigError(f"no such mask file: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: cannot read as NumPy data ({e})") from None
+    missing = torch.as_tensor(np.asarray(arr) != 0)
+    shape = tuple(x.shape[1:])
+    if tuple(missing.shape) == shape or tuple(missing.shape) == shape[1:]:
+        missing = missing.expand(x.shape[1:]).unsqueeze(0)
+    if missing.dim() == len(shape) and missing.shape[0] == len(x) and image and tuple(missing.shape[1:]) == shape[1:]:
+        missing = missing.unsqueeze(1)  # N x H x W for N x C x H x W images
+    try:
+        return (~missing).float().expand_as(x).clone()
+    except RuntimeError:
+        raise ConfigError(f"{path}: mask of shape {tuple(arr.shape)} does not fit examples of shape {shape} "
+                          f"({len(x)} of them)") from None
+
+
+def impute_batched(model, x: torch.Tensor, mask: torch.Tensor, y=None, *, batch_size: int = 100, seed: int = 0,
+                   progress: bool = False, **options) -> torch.Tensor:
+    """model.impute over x in batches (eval mode), checking that known entries come back unchanged."""
+    require(model, "impute", "impute missing entries")
+    was = model.training
+    model.eval()
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    starts = range(0, len(x), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"impute ({model.family})", leave=False)
+    outs = []
+    try:
+        for i in starts:
+            xb, mb = x[i:i + batch_size].to(model.device), mask[i:i + batch_size].to(model.device)
+            yb = None if y is None else y[i:i + batch_size]
+            outs.append(model.impute(xb, mb, yb, generator=g, **options).detach().cpu())
+    finally:
+        model.train(was)
+    out = torch.cat(outs)
+    known = mask.bool().expand_as(x)
+    if out.shape != x.shape or not torch.equal(out[known], x[known]):
+        raise RuntimeError(f"'{model.family}'.impute changed known entries (a bug in the family)")
+    if not torch.isfinite(out).all():
+        raise RuntimeError(f"'{model.family}'.impute returned NaN or Inf for missing entries")
+    return out
+
+
+def run_baselines(train: torch.Tensor, x_masked: torch.Tensor, known: torch.Tensor, *, seed: int = 0,
+              image: bool = False, max_train: int = 2000, which=("mean", "knn", "iterative")) -> dict:
+    """The first things a data person tries, on flattened features [N, D]: mean imputation (training
+    split means), KNNImputer(5) fit on the training split, IterativeImputer (BayesianRidge, 10 rounds,
+    at most 50 nearest features) fit on the training split plus the masked rows. Each: (filled, seconds)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    importlib.import_module("sklearn.experimental.enable_iterative_imputer")  # registers IterativeImputer
+    from sklearn.impute import IterativeImputer, KNNImputer
+    from threadpoolctl import threadpool_limits
+
+    n = len(x_masked)
+    g = torch.Generator().manual_seed(seed)
+    tr = train.reshape(len(train), -1)[torch.randperm(len(train), generator=g)[:max_train]].double().numpy()
+    xm = x_masked.reshape(n, -1).double().numpy().copy()
+    km = known.reshape(n, -1).bool().numpy()
+    xm[~km] = np.nan
+    out = {}
+    for name in which:
+        t = time.process_time()
+        if name not in ("mean", "knn", "iterative"):
+            raise ConfigError(f"unknown baseline {name!r} (mean, knn, iterative)")
+        with threadpool_limits(1), warnings.catch_warnings():  # many small BLAS calls: threads only spin
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            filled = _baseline(name, tr, xm, image, seed, IterativeImputer, KNNImputer)
+        filled = np.where(km, xm, filled)  # sklearn drops all-missing columns: keep the shape
+        out[name] = (torch.as_tensor(filled, dtype=x_masked.dtype).reshape(x_masked.shape), time.process_time() - t)
+    return out
+
+
+def _baseline(name, tr, xm, image, seed, IterativeImputer, KNNImputer):
+    if name == "mean":
+        filled = np.where(np.isnan(xm), tr.mean(0), xm)
+    elif name == "knn":
+        filled = KNNImputer(n_neighbors=5).fit(tr).transform(xm)
+    else:
+        d = tr.shape[1]
+        imp = IterativeImputer(max_iter=10, random_state=seed, n_nearest_features=min(50, d - 1) if d > 50 else None,
+                               min_value=0.0 if image else -np.inf, max_value=1.0 if image else np.inf)
+        filled = imp.fit_transform(np.vstack([tr, xm]))[len(tr):]
+    return filled
+
+
+def _rmse(a: torch.Tensor, b: torch.Tensor, missing: torch.Tensor, scale: Optional[torch.Tensor] = None) -> float:
+    d = (a - b).double()
+    if scale is not None:
+        d = d / scale.double()
+    return float(d[missing].pow(2).mean().sqrt())
+
+
+def _classifier(spec):
+    from ..metrics.features import SHIPPED, shipped_extractor
+
+    for name in (getattr(spec, "domain", None), (spec.source or {}).get("name"), spec.name):
+        if name in SHIPPED and SHIPPED[name] == tuple(spec.shape):
+            return shipped_extractor(name)
+    return None
+
+
+def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", label_column=None, out=None,
+           seed: int = 0, baselines=BASELINES, batch_size: int = 100, progress: bool = False,
+           **options) -> dict:
+    """Impute with `model` (see the module docstring). `data`: a Dataset, a name or a path (default:
+    the run's data); a .csv with missing cells is filled whole. `options` go to `model.impute`
+    (e.g. steps=). `baselines`: which of mean, knn, iterative to run beside it. `mask` defaults to center for images, random:0.2 for tables. `out`: a directory for impute.json, impute.png (images: masked | imputed | truth)
+    and imputed.csv (tables). Returns the numbers."""
+    require(model, "impute", "impute missing entries")
+    if split not in ("test", "train"):
+        raise ConfigError(f"split must be test or train, got {split!r}")
+    if isinstance(data, (str, Path)) and Path(data).suffix.lower() == ".csv" and Path(data).is_file():
+        from ..data.arrays import read_table
+
+        table = read_table(data, label_column)
+        if np.isnan(table["x"]).any():
+            if mask is not None:
+                raise ConfigError("this table already has missing cells; they are what is imputed (drop --mask)")
+            return _impute_table(model, table, data, out=out, seed=seed, batch_size=batch_size,
+                                 progress=progress, **options)
+    if n < 1:
+        raise ConfigError(f"-n must be at least 1, got {n}")
+    ds = scoring_data(model, data, label_column=label_column)
+    x = (ds.test if split == "test" else ds.train)[:n]
+    if mask is None:
+        mask = "center" if ds.spec.kind == "image" else "random:0.2"
+    g = torch.Generator().manual_seed(seed)
+    known = parse_mask(mask, x, g)
+    missing = ~known.bool()
+    if not missing.any():
+        raise ConfigError(f"--mask {mask} removes no entries from these examples")
+    x_masked = torch.where(known.bool(), x, torch.full_like(x, float("nan")))
+    y = None
+    if model.condition_kind != "none":
+        y = ds.conditions(split, model.condition_kind)
+        y = None if y is None else y[:n]
+    torch.manual_seed(seed)
+    t = time.process_time()
+    filled = impute_batched(model, x_masked, known, y, batch_size=batch_size, seed=seed, progress=progress, **options)
+    seconds = time.process_time() - t
+    image = ds.spec.kind == "image"
+    scale = None if image else ds.train.std(0).clamp_min(1e-12)
+    methods = {model.family: (filled, seconds)}
+    if baselines:
+        methods.update(run_baselines(ds.train, x_masked, known, seed=seed, image=image, which=baselines))
+    clf = _classifier(ds.spec) if image else None
+    labels = (ds.test_labels if split == "test" else ds.train_labels)
+    labels = None if labels is None else labels[:n]
+    rows = {}
+    for name, (xf, sec) in methods.items():
+        r = {"rmse": _rmse(xf, x, missing), "cpu_seconds": round(sec, 3)}
+        if scale is not None:
+            r["rmse_standardised"] = _rmse(xf, x, missing, scale)
+        if clf is not None and labels is not None:
+            r["accuracy"] = float((clf.predict(xf) == labels).double().mean())
+        rows[name] = r
+    result = {"family": model.family, "data": ds.spec.name, "split": split, "n": len(x), "mask": str(mask),
+              "missing_fraction": float(missing.double().mean()), "methods": rows,
+              "metric": "RMSE over the removed entries" + ("" if image else
+                        "; rmse_standardised divides each feature's error by its training-split std")}
+    if clf is not None and labels is not None:
+        result["accuracy_truth"] = float((clf.predict(x) == labels).double().mean())
+        result["classifier"] = clf.name
+    if out is not None:
+        from ..io import atomic_write_json
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if image:
+            from ..report.use import image_rows, show_missing
+
+            result["figure"] = str(image_rows([show_missing(x, known), filled, x], out / "impute.png"))
+        else:
+            result["table"] = str(_write_csv(out / "imputed.csv", filled.numpy(), None, None, None, None))
+        atomic_write_json(out / "impute.json", result)
+    return result
+
+
+def _impute_table(model, table: dict, path, *, out, seed, batch_size, progress, **options) -> dict:
+    x = torch.as_tensor(table["x"])
+    if model.spec.kind != "vector" or tuple(model.spec.shape) != tuple(x.shape[1:]):
+        raise DataError(f"{path}: a table of {x.shape[1]} feature columns, but this {model.family} run models "
+                        f"{model.spec.kind} data of shape {tuple(model.spec.shape)}"
+                        + (" (is the label column named with --label-column?)" if table["labels"] is None else ""))
+    known = torch.isfinite(x).float()
+    y = None
+    if model.condition_kind == "class":
+        if table["labels"] is None:
+            raise ConfigError(f"this {model.family} model is conditional: name the table's label column "
+                              "(--label-column)")
+        y = torch.as_tensor(table["labels"])
+    torch.manual_seed(seed)
+    filled = impute_batched(model, x, known, y, batch_size=batch_size, seed=seed, progress=progress, **options)
+    result = {"family": model.family, "data": str(path), "n": len(x), "mask": "missing cells of the table",
+              "missing_cells": int((known == 0).sum()), "rows_with_missing": int((known == 0).any(1).sum())}
+    if out is not None:
+        from ..io import atomic_write_json
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        result["table"] = str(_write_csv(out / "imputed.csv", filled.numpy(), table["header"], table["labels"],
+                                         table["class_names"], table["label_name"]))
+        atomic_write_json(out / "impute.json", result)
+    return result
+
+
+def _write_csv(path, x: np.ndarray, header, labels, class_names, label_name) -> Path:
+    """The imputed table: the feature columns (header kept), then the label column if there was one."""
+    from ..io import atomic_write_bytes
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = list(header) if header else [f"x{j}" for j in range(x.shape[1])]
+    if labels is not None:
+        head.append(label_name or "label")
+    w.writerow(head)
+    for i, row in enumerate(x):
+        cells = [f"{v:.7g}" for v in row]
+        if labels is not None:
+            cells.append(class_names[labels[i]] if class_names else str(int(labels[i])))
+        w.writerow(cells)
+    return atomic_write_bytes(path, buf.getvalue().encode())

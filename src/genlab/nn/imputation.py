@@ -1,0 +1,100 @@
+"""Shared machinery for filling in missing entries (imputation); the families compose it.
+
+Conventions: `mask` is 1 (True) where an entry is known and 0 where it is missing, of x's
+shape or broadcastable to it; missing entries of x may hold anything (NaN included) and are
+never read. Every imputation ends with `keep_known`, so known entries come back bit for bit.
+
+    conditional_gaussian   E[x_m | x_o] under N(mu, Sigma):  mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o),
+                           and the observed marginal log N(x_o; mu_o, Sigma_oo)
+    optimise_missing       gradient ascent on an objective over the missing entries only
+                           (flows: log p(x); encoder families: over a latent code instead)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def known_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The mask as a bool tensor of x's shape (True = known) on x's device."""
+    return torch.as_tensor(mask, device=x.device).bool().expand_as(x)
+
+
+def fill_missing(x: torch.Tensor, mask: torch.Tensor, value=0.0) -> torch.Tensor:
+    """x with its missing entries replaced by `value` (a number or a tensor broadcastable to x), so
+    no NaN placeholder reaches a network."""
+    m = known_mask(mask, x)
+    return torch.where(m, torch.nan_to_num(x), torch.as_tensor(value, dtype=x.dtype, device=x.device).expand_as(x))
+
+
+def keep_known(x: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    """The imputation's result: x where known, `filled` where missing (exact, no arithmetic)."""
+    return torch.where(known_mask(mask, x), x, filled.to(x.dtype))
+
+
+def conditional_gaussian(x: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor,
+                         *, with_log_marginal: bool = False):
+    """The conditional Gaussian of the missing entries given the known ones, per row of x [N, D]:
+
+        x ~ N(mu, Sigma),  o = known, m = missing
+        E[x_m | x_o]  = mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o)
+        log p(x_o)    = log N(x_o; mu_o, Sigma_oo)
+
+    Rows sharing a mask pattern are solved together (one Cholesky per pattern). Returns the
+    conditional mean completed with the known entries [N, D] (float64), and with
+    `with_log_marginal=True` also log p(x_o) [N]."""
+    x, mean, cov = x.double(), mean.double(), cov.double()
+    m = known_mask(mask, x)
+    out = torch.where(m, torch.nan_to_num(x), mean.expand_as(x)).clone()
+    logp = x.new_zeros(len(x))
+    patterns, inverse = torch.unique(m, dim=0, return_inverse=True)
+    for k, pat in enumerate(patterns):
+        rows = (inverse == k).nonzero().flatten()
+        o, mi = pat.nonzero().flatten(), (~pat).nonzero().flatten()
+        if len(o) == 0:
+            continue  # nothing known: the mean, and log p of nothing is 0
+        L = torch.linalg.cholesky(cov[o][:, o])
+        r = (x[rows][:, o] - mean[o]).T                                    # [|o|, n]
+        a = torch.cholesky_solve(r, L)                                      # Sigma_oo^-1 (x_o - mu_o)
+        if len(mi):
+            out[rows[:, None], mi] = (mean[mi][:, None] + cov[mi][:, o] @ a).T
+        if with_log_marginal:
+            w = torch.linalg.solve_triangular(L, r, upper=False)
+            logp[rows] = -0.5 * (w.pow(2).sum(0) + len(o) * LOG_2PI) - L.diagonal().log().sum()
+    return (out, logp) if with_log_marginal else out
+
+
+def optimise_missing(objective: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
+                     mask: Optional[torch.Tensor] = None, *, steps: int = 200, lr: float = 0.05,
+                     progress: bool = False, desc: str = "impute") -> torch.Tensor:
+    """Maximise sum_i objective(v)_i by Adam over the free entries of `start` (those where
+    mask == 0; all of them with mask=None, e.g. a latent code), the others held fixed:
+
+        v_free <- v_free + Adam(grad_{v_free} objective(v)),   v = mask * start + (1 - mask) * v_free
+
+    `objective(v)` returns one value per example [N] (a log-density, or a negative
+    reconstruction error); each example's free entries only move its own value, so one
+    optimiser serves the whole batch. Returns v (detached)."""
+    start = start.detach()
+    free = start.clone().requires_grad_(True)
+    fixed = None if mask is None else torch.as_tensor(mask, device=start.device).bool().expand_as(start)
+    opt = torch.optim.Adam([free], lr=lr)
+    it = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=desc, leave=False)
+    with torch.enable_grad():
+        for _ in it:
+            v = free if fixed is None else torch.where(fixed, start, free)
+            loss = -objective(v).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    v = free.detach()
+    return v if fixed is None else torch.where(fixed, start, v)

@@ -1,0 +1,271 @@
+"""The "use" verbs: anomaly scores, imputation, denoising (apps/anomaly.py, apps/impute.py,
+apps/denoise.py, each family's impute / denoise_gaussian / anomaly_score) and their CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import genlab
+from genlab.apps.anomaly import anomaly, calibrate
+from genlab.apps.denoise import denoise_data
+from genlab.apps.impute import impute, impute_batched, parse_mask
+from genlab.cli import main
+from genlab.data.spec import DataSpec, Dataset
+from genlab.errors import ConfigError
+from genlab.models.base import capabilities_of
+
+
+def blobs(n_train=2000, n_test=4000, seed=0):
+    """2-D toy: normal points N(0, I) (label 0) and far-away outliers at radius 8 (label 1)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(n):
+        x = torch.randn(n, 2, generator=g)
+        y = (torch.rand(n, generator=g) < 0.2).long()
+        ang = torch.rand(n, generator=g) * 2 * torch.pi
+        far = 8 * torch.stack([ang.cos(), ang.sin()], 1) + 0.3 * torch.randn(n, 2, generator=g)
+        return torch.where(y[:, None] == 1, far, x), y
+
+    xtr, ytr = draw(n_train)
+    xte, yte = draw(n_test)
+    spec = DataSpec("vector", (2,), 2, ["normal", "outlier"], name="blobs")
+    return Dataset(xtr, xte, spec, ytr, yte)
+
+
+@pytest.fixture(scope="module")
+def digit_models(digits):
+    torch.manual_seed(0)
+    return {f: genlab.train(f, digits, save=False, progress=False).model.eval() for f in ("pca", "gmm")}
+
+
+# -- imputation ---------------------------------------------------------------------------------------
+def small_model(family, data):
+    kw = {"ae": dict(latent_dim=4, hidden=(32,), net="mlp"), "vae": dict(latent_dim=4, hidden=(32,), net="mlp"),
+          "realnvp": dict(n_layers=2, hidden=(16,), channels=8, n_scales=1, steps_per_scale=1),
+          "maf": dict(n_layers=2, hidden=(32,)), "ddpm": dict(timesteps=100, base=8, mults=(1,), attention=False),
+          "fm": dict(base=8, mults=(1,), attention=False), "gmm": dict(n_components=2, max_iter=20)}.get(family, {})
+    torch.manual_seed(0)
+    m = genlab.create_model(family, data, **kw)
+    m.prepare(data)
+    m.fit_closed_form(data)
+    return m.eval()
+
+
+IMPUTERS = [("pca", {}), ("gmm", {}), ("ae", dict(steps=3)), ("vae", dict(steps=3)),
+            ("vae", dict(steps=3, method="gibbs")), ("realnvp", dict(steps=3)), ("maf", dict(steps=3)),
+            ("ddpm", dict(steps=5)), ("fm", dict(steps=3))]
+
+
+@pytest.mark.parametrize("family,options", IMPUTERS)
+def test_imputation_leaves_known_entries_unchanged(digits, family, options):
+    assert "impute" in capabilities_of(family)
+    m = small_model(family, digits)
+    x = digits.test[:6]
+    known = parse_mask("random:0.4", x, torch.Generator().manual_seed(1))
+    x_nan = torch.where(known.bool(), x, torch.full_like(x, float("nan")))  # missing entries are never read
+    out = m.impute(x_nan, known, generator=torch.Generator().manual_seed(0), **options)
+    k = known.bool()
+    assert torch.equal(out[k], x[k])
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out[~k], torch.zeros_like(out[~k]))  # something was filled in
+
+
+@pytest.mark.parametrize("family", ["pca", "gmm", "maf", "ddpm"])
+def test_imputation_of_vectors_keeps_known_entries(family):
+    data = blobs(500, 50)
+    m = small_model(family, data)
+    known = torch.tensor([[1.0, 0.0]]).expand(50, 2)
+    out = impute_batched(m, data.test, known, batch_size=20, steps=3) if family in ("maf", "ddpm") else \
+        impute_batched(m, data.test, known, batch_size=20)
+    assert torch.equal(out[:, 0], data.test[:, 0])
+
+
+def test_pca_imputation_is_the_conditional_gaussian(digit_models, digits):
+    m = digit_models["pca"]
+    x = digits.test[:20]
+    known = parse_mask("random:0.5", x, torch.Generator().manual_seed(2))
+    out = m.impute(x, known).reshape(20, -1).double().numpy()
+    mu = m.mean.double().numpy()
+    C = m.covariance().numpy()
+    xf, kf = x.reshape(20, -1).double().numpy(), known.reshape(20, -1).bool().numpy()
+    for i in range(20):
+        o, mi = kf[i], ~kf[i]
+        direct = mu[mi] + C[np.ix_(mi, o)] @ np.linalg.solve(C[np.ix_(o, o)], xf[i, o] - mu[o])
+        np.testing.assert_allclose(out[i, mi], np.clip(direct, 0, 1), atol=1e-5)
+
+
+def test_gmm_imputation_of_one_full_component_is_the_conditional_gaussian():
+    data = blobs(1000, 30)
+    data = Dataset(data.train @ torch.tensor([[1.0, 0.8], [0.0, 0.6]]), data.test, data.spec, data.train_labels,
+                   data.test_labels)
+    torch.manual_seed(0)
+    m = genlab.create_model("gmm", data, n_components=1, covariance_type="full")
+    m.prepare(data)
+    m.fit_closed_form(data)
+    known = torch.tensor([[0.0, 1.0]]).expand(30, 2)
+    out = m.impute(data.test, known)
+    from sklearn.mixture import GaussianMixture
+
+    u = ((data.train - m.data_shift) / m.data_scale).double().numpy()  # gmm fits the standardised data
+    gm = GaussianMixture(1, covariance_type="full", reg_covar=1e-6, random_state=0).fit(u)
+    S, mu = gm.covariances_[0], gm.means_[0]
+    v = ((data.test - m.data_shift) / m.data_scale).double().numpy()
+    x0 = mu[0] + S[0, 1] / S[1, 1] * (v[:, 1] - mu[1])
+    expect = x0 * float(m.data_scale[0]) + float(m.data_shift[0])
+    np.testing.assert_allclose(out[:, 0].numpy(), expect, atol=1e-4)
+
+
+def test_imputation_on_digits_beats_mean_imputation(digit_models, digits, tmp_path):
+    for family in ("pca", "gmm"):
+        for mask in ("center", "random:0.3"):
+            r = impute(digit_models[family], digits, mask=mask, n=200, baselines=("mean",), out=tmp_path / family)
+            rows = r["methods"]
+            assert rows[family]["rmse"] < 0.85 * rows["mean"]["rmse"], (family, mask, rows)
+            assert rows[family]["accuracy"] > rows["mean"]["accuracy"]
+    assert (tmp_path / "gmm" / "impute.png").exists() and (tmp_path / "gmm" / "impute.json").exists()
+
+
+# -- anomaly ------------------------------------------------------------------------------------------
+def test_auroc_on_planted_outliers_and_calibrated_fpr(tmp_path):
+    data = blobs()
+    normal_only = data.select_classes([0])
+    m = small_model("gmm", normal_only)
+    r = anomaly(m, data, normal_class="normal", fpr=0.1, out=tmp_path / "s.csv")
+    assert r["auroc"] > 0.99 and r["auroc_full"] > 0.99
+    assert r["recall"] > 0.95 and r["precision"] > 0.8
+    # about 10% of the normal examples not used for the threshold are flagged (3200 normals, 1600 held out)
+    assert abs(r["fpr"] - 0.1) < 0.025, r["fpr"]
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "index,label,normal,role,score,flagged" and len(lines) == len(data.test) + 1
+    assert json.loads((tmp_path / "s.json").read_text())["auroc"] == r["auroc"]
+    assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_calibrate_quantile():
+    s = np.arange(1000, dtype=float)
+    t = calibrate(s, 0.05)
+    assert (s > t).mean() <= 0.05 and (s > t).mean() > 0.04
+
+
+def test_one_class_digits_run_scores_other_digits_as_anomalies(digits):
+    run = genlab.train("pca", "digits", classes=[0], save=False, progress=False, latent_dim=8)
+    r = anomaly(run.model)  # the run's own data, all classes; normal = the class it was trained on
+    assert r["normal_classes"] == ["0"] and r["auroc_full"] > 0.95
+
+
+def test_gan_and_ddpm_have_anomaly_scores(digits):
+    for family in ("gan", "ddpm"):
+        assert "anomaly_score" in capabilities_of(family)
+    m = small_model("ddpm", digits)
+    x = digits.test[:4]
+    s = m.anomaly_score(x, steps=2)
+    far = m.anomaly_score(torch.rand_like(x), steps=2)
+    assert s.shape == (4,) and torch.isfinite(s).all() and far.mean() > s.mean()  # noise images restore worst
+
+
+# -- denoising ----------------------------------------------------------------------------------------
+def test_pca_denoiser_denoises(digit_models, digits):
+    r = denoise_data(digit_models["pca"], digits, noise=0.3, n=200)
+    assert r["psnr_denoised"] > r["psnr_noisy"] + 4
+
+
+def test_denoising_autoencoder_denoises(digits):
+    torch.manual_seed(0)
+    run = genlab.train("ae", digits, steps=400, save=False, progress=False, corruption="gaussian",
+                       noise_level=0.6, latent_dim=16, hidden=(128,))
+    r = denoise_data(run.model, digits, noise=0.3, n=200)
+    assert r["psnr_denoised"] > r["psnr_noisy"] + 3, r
+
+
+# -- CLI end to end and one-line errors ----------------------------------------------------------------
+def write_table(path, nan=False, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = ["width,height,depth,species"]
+    for i in range(300):
+        sp = "setosa" if i % 3 else "virginica"
+        c = np.array([1.0, 2.0, 0.5]) if sp == "setosa" else np.array([6.0, -3.0, 4.0])
+        v = c + rng.normal(0, [0.5, 0.3, 0.2])
+        v[1] += 0.8 * (v[0] - c[0])  # correlated columns, so imputation has something to use
+        cells = [f"{a:.4f}" for a in v]
+        if nan and i % 4 == 0:
+            cells[i % 3] = "" if i % 8 else "NA"
+        lines.append(",".join(cells + [sp]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_csv_with_text_labels_end_to_end(in_tmp, capsys):
+    table = write_table(in_tmp / "flowers.csv")
+    assert main(["train", "gmm", "--data", str(table), "--label-column", "species", "--classes", "setosa",
+                 "--out", "run", "--set", "n_components=2", "--quiet"]) == 0
+    assert main(["anomaly", "run", "--quiet"]) == 0  # normal = setosa, the class the run was trained on
+    r = json.loads((in_tmp / "run" / "anomaly" / "scores.json").read_text())
+    assert r["normal_classes"] == ["setosa"] and r["auroc"] > 0.99
+    assert main(["anomaly", "run", "--data", str(table), "--label-column", "species", "--normal-class",
+                 "virginica", "--out", "v.csv", "--quiet"]) == 0
+    assert json.loads((in_tmp / "v.json").read_text())["auroc"] < 0.01  # setosa-trained: virginica looks normal
+    assert main(["train", "gmm", "--data", str(table), "--label-column", "species", "--out", "all",
+                 "--set", "n_components=2", "--quiet"]) == 0  # both species, for imputation
+    holes = write_table(in_tmp / "holes.csv", nan=True)
+    assert main(["impute", "all", "--data", str(holes), "--label-column", "species", "--out", "filled",
+                 "--quiet"]) == 0
+    out = (in_tmp / "filled" / "imputed.csv").read_text().splitlines()
+    assert out[0] == "width,height,depth,species" and len(out) == 301
+    src = holes.read_text().splitlines()
+    for a, b in zip(src[1:], out[1:]):
+        for ca, cb in zip(a.split(","), b.split(",")):
+            assert cb not in ("", "NA", "nan")
+            if ca not in ("", "NA"):
+                assert ca == cb or abs(float(ca) - float(cb)) < 1e-6
+    assert main(["impute", "all", "--data", str(table), "--label-column", "species", "--mask", "random:0.2",
+                 "-n", "60", "--out", "scored", "--quiet"]) == 0
+    rows = json.loads((in_tmp / "scored" / "impute.json").read_text())["methods"]
+    assert rows["gmm"]["rmse_standardised"] < rows["mean"]["rmse_standardised"]
+    assert main(["models", "gmm"]) == 0
+    assert "can: train, sample, log_prob, encode, anomaly_score, impute" in capsys.readouterr().out
+
+
+def one_line_error(capsys, argv, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genlab: error:") and "\n" not in err, err
+    for n in needles:
+        assert n in err, err
+
+
+def test_one_line_errors(in_tmp, capsys):
+    assert main(["train", "pca", "--data", "digits", "--out", "pca", "--quiet"]) == 0
+    assert main(["train", "gan", "--data", "digits", "--out", "gan", "--steps", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    one_line_error(capsys, ["anomaly", "pca", "--normal-class", "tulip", "--quiet"], "tulip", "not among the labels")
+    one_line_error(capsys, ["anomaly", "pca", "--data", "moons", "--quiet"], "shape (2,)", "(1, 8, 8)")
+    one_line_error(capsys, ["impute", "gan", "--quiet"], "'gan' cannot impute", "pca", "gmm", "ddpm")
+    one_line_error(capsys, ["impute", "pca", "--mask", "zigzag", "--quiet"], "--mask")
+    one_line_error(capsys, ["impute", "pca", "--mask", "random:1.5", "--quiet"], "0 < P < 1")
+    one_line_error(capsys, ["denoise", "gan", "--quiet"], "'gan' cannot denoise", "ae", "pca")
+    one_line_error(capsys, ["anomaly", "pca", "--fpr", "2", "--quiet"], "--fpr")
+    one_line_error(capsys, ["train", "pca", "--data", "digits", "--classes", "tulip", "--out", "x", "--quiet"],
+                   "tulip")
+
+
+def test_mask_file(digits, tmp_path):
+    holes = np.zeros((8, 8))
+    holes[2:5, 3:6] = 1
+    np.save(tmp_path / "m.npy", holes)
+    known = parse_mask(str(tmp_path / "m.npy"), digits.test[:3])
+    assert known.shape == (3, 1, 8, 8) and int((known == 0).sum()) == 3 * 9
+    with pytest.raises(ConfigError):
+        np.save(tmp_path / "bad.npy", np.zeros((5, 5)))
+        parse_mask(str(tmp_path / "bad.npy"), digits.test[:3])
+
+
+def test_compare_page_says_which_family_supports_which_use():
+    from genlab.report.html import uses_table
+
+    fams = [{"name": f, "capabilities": capabilities_of(f)} for f in ("gan", "pca")]
+    html = uses_table({"families": fams})
+    gan = html.split('<th scope="row">gan</th>')[1].split("</tr>")[0]
+    pca = html.split('<th scope="row">pca</th>')[1].split("</tr>")[0]
+    assert gan.count("✓") == 1 and pca.count("✓") == 5  # gan: anomaly only; pca: every use
