@@ -2,8 +2,7 @@
 
 from .base import MODELS, GenerativeModel, Player, create_model, get_family, hyperparameters, load, register_model
 from . import pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm, pix2pix, cyclegan
-from . import latent  # not a family: any family over another run's codes (registers a wrapper)
-from .latent import LatentModel
+from .latent import LatentModel  # not a family: any family over another run's codes (registers a wrapper)
 
 FAMILY_MODULES = (pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm, pix2pix, cyclegan)  # importing them registers the families
 
