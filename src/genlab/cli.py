@@ -262,7 +262,7 @@ def cmd_train(a) -> None:
     stream = True if a.stream else settings.pop("stream", None)
     run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes, seed=a.seed,
                 classes=a.classes, data_options=data_options, progress=not a.quiet, stream=stream,
-                latent=a.latent, **settings)
+                latent=a.latent if a.latent is not None else settings.pop("latent", None), **settings)
     _report(run)
 
 

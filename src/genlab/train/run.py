@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 from .._version import __version__
 from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
-from ..errors import GenlabError
+from ..errors import GenlabError, unknown_name
 from ..io import atomic_write_json, load_state
 from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
 from ..models.latent import LatentModel
@@ -82,6 +83,8 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     budget = Budget(epochs, steps, minutes)
     seed_everything(seed)  # the model's initial weights depend on the seed only
     if latent is not None:
+        if not isinstance(latent, (str, os.PathLike)):  # e.g. --set latent=4, a typo of latent_dim
+            raise unknown_name(f"hyperparameter for '{family}'", "latent", hyperparameters(family))
         model = LatentModel.create(family, latent, ds, **model_kw)
     else:
         model = create_model(family, ds, **model_kw)
