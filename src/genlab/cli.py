@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "the one-class protocol of `genlab anomaly`)")
     t.add_argument("--label-column", metavar="NAME", help="a CSV's label column (header name or 0-based index); "
                                                          "same as --set data.label_column=NAME")
+    t.add_argument("--latent", metavar="RUN", help="train FAMILY on the codes of RUN's autoencoder (ae, vae, pca: "
+                                                  "any run that encodes and decodes); samples are decoded by RUN")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--stream", action="store_true", help="read batches with DataLoader workers and keep image "
                    "folders / .npy files on disk (automatic above GENLAB_STREAM_BYTES, default 2 GiB)")
@@ -177,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and one run directory per family. --minutes is the TOTAL training time, split "
                                    "across the families that train by steps (closed-form fits take none).")
     c.add_argument("--data", default="digits", help="data set name or path (default: digits)")
-    c.add_argument("--models", help="comma-separated families (default: all that fit the data)")
+    c.add_argument("--models", help="comma-separated families (default: all that fit the data); 'all' stands for "
+                                    "those, and FAMILY@AE is a latent model, FAMILY trained on the codes of this "
+                                    "comparison's AE run (e.g. all,ddpm@vae)")
     cb = c.add_mutually_exclusive_group()
     cb.add_argument("--minutes", type=float, help="total training minutes, split across families (default 2.5)")
     cb.add_argument("--steps", type=int, help="optimisation steps per family instead of minutes")
@@ -271,7 +275,8 @@ def cmd_train(a) -> None:
         data_options["label_column"] = a.label_column
     stream = True if a.stream else settings.pop("stream", None)
     run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes, seed=a.seed,
-                classes=a.classes, data_options=data_options, progress=not a.quiet, stream=stream, **settings)
+                classes=a.classes, data_options=data_options, progress=not a.quiet, stream=stream,
+                latent=a.latent if a.latent is not None else settings.pop("latent", None), **settings)
     _report(run)
 
 

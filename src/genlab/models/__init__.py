@@ -2,8 +2,9 @@
 
 from .base import MODELS, GenerativeModel, Player, create_model, get_family, hyperparameters, load, register_model
 from . import pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm, pix2pix, cyclegan
+from .latent import LatentModel  # not a family: any family over another run's codes (registers a wrapper)
 
 FAMILY_MODULES = (pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm, pix2pix, cyclegan)  # importing them registers the families
 
 __all__ = ["MODELS", "GenerativeModel", "Player", "create_model", "get_family", "hyperparameters", "load",
-           "register_model"]
+           "register_model", "LatentModel"]

@@ -152,6 +152,11 @@ class GenerativeModel(nn.Module):
     def finalize(self, data: Dataset) -> None:
         """Called after training with the final (EMA) weights: e.g. fit code statistics."""
 
+    def trained_part(self, data: Dataset) -> tuple["GenerativeModel", Dataset]:
+        """What the Trainer optimises, and on which data: the model itself on `data`, except for
+        models that wrap another (a latent model trains its inner family on the codes of `data`)."""
+        return self, data
+
     @property
     def conditional(self) -> bool:
         return bool(self.config.get("conditional", False))
@@ -255,6 +260,21 @@ class GenerativeModel(nn.Module):
 
 
 MODELS: dict[str, type[GenerativeModel]] = {}
+#: models built from a run's config.json by a class other than the family's, keyed by the config
+#: entry that marks them (a latent model: "latent"); `register_wrapper` fills it
+WRAPPERS: dict[str, type[GenerativeModel]] = {}
+
+
+def register_wrapper(key: str):
+    """Class decorator: runs whose config.json holds `key` are built by `cls.from_config(cfg, directory)`
+    (a classmethod returning the model, weights not loaded). Not a family: `genlab models` and
+    `compare` do not list it."""
+
+    def wrap(cls):
+        WRAPPERS[key] = cls
+        return cls
+
+    return wrap
 
 
 def register_model(name: str):
@@ -333,6 +353,15 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
     return model
 
 
+def from_config(cfg: dict, directory=None) -> GenerativeModel:
+    """The model a run's config.json describes (weights not loaded): the family's, or a wrapper's
+    (see `register_wrapper`) where the config says so. `directory` is the run's (for relative paths)."""
+    for key, cls in WRAPPERS.items():
+        if key in cfg:
+            return cls.from_config(cfg, directory)
+    return create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+
+
 def load(directory, device=None) -> GenerativeModel:
     """Load a saved model (`config.json` + `model.safetensors`); never unpickles code."""
     from ..io import load_weights
@@ -344,7 +373,7 @@ def load(directory, device=None) -> GenerativeModel:
     if not w_path.exists():
         raise GenlabError(f"{d}: no model.safetensors yet (training unfinished? try `genlab resume {d}`)")
     cfg = json.loads(cfg_path.read_text())
-    model = create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    model = from_config(cfg, d)
     model.load_state_dict(load_weights(w_path))
     if device is not None:
         model.to(device)

@@ -192,7 +192,7 @@ def metrics_table(results: dict) -> str:
     best = {c: _best(comparable if c == "nll" else fams, c) for c in cols}
     subset = [e for e in fams if e["status"] == "ok" and e.get("nll_examples")]
     for e in fams:
-        name = escape(e["name"])
+        name = escape(label(e))
         if e["status"] != "ok":
             msg = escape(e.get("error", "").splitlines()[0] if e.get("error") else "unknown error")
             rows.append(f'<tr class="failed"><th scope="row">{name}</th><td class="text" colspan="{max(1, len(cols))}">'
@@ -261,13 +261,19 @@ def protocol_stamp(results: dict) -> str:
     return f'<dl class="stamp" aria-label="evaluation protocol">{body}</dl>'
 
 
+def label(e: dict) -> str:
+    """A family's name as the page shows it: a latent model states its codes' dimension, "ddpm@vae (16-D codes)"."""
+    lat = e.get("latent")
+    return f"{e['name']} ({lat['dim']}-D codes)" if lat else e["name"]
+
+
 def families_table(results: dict) -> str:
     rows = []
     for e in results["families"]:
         caps = ", ".join(e.get("capabilities", [])) or "—"
         lk = e.get("likelihood_kind") or "—"
         status = "ok" if e["status"] == "ok" else f'<span class="error">failed ({escape(e.get("stage", ""))})</span>'
-        rows.append(f'<tr><th scope="row">{escape(e["name"])}</th><td class="text">{escape(e.get("description", ""))}'
+        rows.append(f'<tr><th scope="row">{escape(label(e))}</th><td class="text">{escape(e.get("description", ""))}'
                     f'</td><td class="text">{escape(lk)}</td><td class="text">{escape(caps)}</td>'
                     f'<td class="text">{status}</td></tr>')
     return ('<div class="scroll"><table id="families"><caption>Families on this page</caption><thead><tr>'
@@ -308,7 +314,7 @@ def timing_table(results: dict) -> str:
         b = e.get("budget") or t.get("budget") or {}
         closed = t.get("closed_form")
         rows.append(
-            f'<tr><th scope="row">{escape(e["name"])}</th>'
+            f'<tr><th scope="row">{escape(label(e))}</th>'
             f'<td>{"closed form" if closed else escape(budget_text(b)) if b else "—"}</td>'
             f'<td>{_fmt(t.get("steps")) if t else "—"}</td><td>{_fmt(t.get("epochs")) if t else "—"}</td>'
             f'<td>{"—" if closed or not t else _seconds(t.get("seconds"))}</td>'
@@ -351,7 +357,7 @@ def build_html(results: dict, base) -> str:
     cards = [im.figure(dfig.get("samples", {}).get("path"), f"{results['data']} test examples",
                        f"<strong>data</strong>: {escape(dfig.get('samples', {}).get('how', ''))}", image)]
     cards += [fig(e, "samples", f"{what} from {e['name']} trained on {results['data']}",
-                  f"<strong>{escape(e['name'])}</strong>", image) for e in ok]
+                  f"<strong>{escape(label(e))}</strong>", image) for e in ok]
     if any(cards) and not two_d:  # 2-D data: the scatter and density section below shows samples
         section("samples", "Samples", f'<p class="muted">{escape(what.capitalize())} from each family, seed '
                 f'{results["seed"]}.</p><div class="grid">{"".join(cards)}</div>')

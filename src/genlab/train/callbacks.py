@@ -62,14 +62,18 @@ class ProgressBar(Callback):
 class SampleGrids(Callback):
     """Every `every` steps, a grid (images) or scatter (2-D) of samples from fixed noise."""
 
-    def __init__(self, directory, every: int, n: int = 64, seed: int = 1234):
+    def __init__(self, directory, every: int, n: int = 64, seed: int = 1234, view=None):
+        """`view`: the model whose samples to draw when the Trainer trains a part of it (a latent
+        model's inner family: its samples decoded to data space)."""
         self.directory, self.every, self.n, self.seed = Path(directory), every, n, seed
+        self.view = view
 
     def on_step_end(self, trainer):
         if self.every and trainer.step % self.every == 0:
             from ..report.figures import save_samples
 
             with trainer.sampling_weights() as model:
+                model = self.view if self.view is not None else model
                 g = torch.Generator(device=model.device).manual_seed(self.seed)
                 x = model.sample(self.n, generator=g)
             save_samples(x, model.spec, self.directory / f"step{trainer.step:07d}.png",

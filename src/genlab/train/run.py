@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,10 @@ import torch
 
 from .._version import __version__
 from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
-from ..errors import GenlabError
+from ..errors import GenlabError, unknown_name
 from ..io import atomic_write_json, load_state
-from ..models.base import GenerativeModel, create_model, hyperparameters
+from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
+from ..models.latent import LatentModel
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
 from . import distributed
 from .checkpoint import seed_everything
@@ -53,7 +55,8 @@ def default_run_dir(family: str, data_name: str) -> Path:
 
 def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minutes=None, seed: int = 0,
           classes=None, data_options: Optional[dict] = None, progress: bool = True,
-          callbacks: Sequence[Callback] = (), save: bool = True, stream: Optional[bool] = None, **settings) -> Run:
+          callbacks: Sequence[Callback] = (), save: bool = True, stream: Optional[bool] = None, latent=None,
+          **settings) -> Run:
     """Train `family` on `data` (a name, a path or a Dataset) and write a run directory.
 
     `settings` mix the family's hyperparameters (latent_dim=...) and trainer settings
@@ -62,6 +65,9 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     `stream=True` reads batches through DataLoader workers, and leaves image folders and .npy
     files on disk (read as needed); None streams data whose decoded size exceeds
     `genlab.data.lazy.stream_threshold()`; False loads it into memory.
+
+    `latent=RUN`: train `family` on the codes RUN's encoder gives `data` instead (a latent model,
+    `genlab.models.latent`); the result samples, evaluates and compares as a model of `data`.
     """
     options = dict(data_options or {})
     if stream is not None and not isinstance(data, Dataset) and str(data) not in DATASETS:
@@ -76,11 +82,16 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         epochs = 20
     budget = Budget(epochs, steps, minutes)
     seed_everything(seed)  # the model's initial weights depend on the seed only
-    model = create_model(family, ds, **model_kw)
+    if latent is not None:
+        if not isinstance(latent, (str, os.PathLike)):  # e.g. --set latent=4, a typo of latent_dim
+            raise unknown_name(f"hyperparameter for '{family}'", "latent", hyperparameters(family))
+        model = LatentModel.create(family, latent, ds, **model_kw)
+    else:
+        model = create_model(family, ds, **model_kw)
     config = TrainConfig(**{**model.train_defaults, **train_kw, "seed": seed})
     run_dir = None
     if save:
-        run_dir = Path(out) if out is not None else default_run_dir(family, ds.spec.name)
+        run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
     if save and (run_dir / "config.json").exists():  # every rank checks before rank 0 writes
         raise GenlabError(f"{run_dir} already holds a run; resume it with `genlab resume {run_dir}` "
                           "or choose another --out")
@@ -92,7 +103,8 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         atomic_write_json(run_dir / "config.json", {
             "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
             "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"latent": model.latent_record(run_dir)} if latent is not None else {})})
     return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=False)
 
 
@@ -105,12 +117,11 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
     cfg = json.loads(cfg_path.read_text())
-    from ..data.spec import DataSpec
-
-    model = create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    model = from_config(cfg, run_dir)
     if not (run_dir / CHECKPOINT).exists():
         raise GenlabError(f"{run_dir}: no checkpoint to resume from"
-                          + (" (closed-form fit: nothing to resume)" if not model.players() else ""))
+                          + (" (closed-form fit: nothing to resume)"
+                             if not getattr(model, "inner", model).players() else ""))
     ds = data if data is not None else dataset_from_spec(cfg["data"])
     config = TrainConfig.from_dict(cfg["train"])
     state = load_state(run_dir / CHECKPOINT)
@@ -130,14 +141,16 @@ def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run
     if run_dir is not None and main:
         cbs.append(JsonlLogger(run_dir / "metrics.jsonl"))
         if config.sample_every:
-            cbs.append(SampleGrids(run_dir / "progress", config.sample_every))
+            cbs.append(SampleGrids(run_dir / "progress", config.sample_every, view=model))
     if progress and main:
         cbs.append(ProgressBar(f"{model.family} on {ds.spec.name}"))
-    trainer = Trainer(model, ds, config, budget, run_dir, cbs)
+    target, target_ds = model.trained_part(ds)  # the model itself; a latent model's inner family on codes
+    trainer = Trainer(target, target_ds, config, budget, run_dir, cbs)
+    model.to(trainer.device)
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
     if trainer.ema is not None:  # the averaged weights are what we save and sample
-        trainer.ema.copy_to(model)
+        trainer.ema.copy_to(target)
     model.eval()
     model.finalize(ds)
     run = Run(run_dir, model, ds, trainer.history, time.perf_counter() - t0)

@@ -20,6 +20,11 @@ Evaluation: every metric that applies, n = min(test split, EVAL_N) samples, one 
 likelihood metric within NLL_SECONDS per family (on a subset of the reference examples when
 the whole would take longer; the page says so).
 
+Latent models: a name `FAMILY@AE` in `models` (e.g. "ddpm@vae") trains FAMILY on the codes of this
+comparison's AE run (`train(FAMILY, latent=DIR/AE)`, see models/latent.py); AE is trained first (added
+to the list if it is not in it), and both count in the budget split. "all" in `models` stands for every
+registered family that models the data: `models=["all", "ddpm@vae"]` is the demo's list.
+
 A family that fails (in training, evaluation or its figures) is recorded as
 {"status": "failed", "stage": ..., "error": ...}; the others go on and the page shows it.
 """
@@ -73,12 +78,48 @@ def translation_settings(families: Sequence[str], spec, settings: dict) -> dict:
     return out
 
 
+def expand_models(names: Sequence[str], spec) -> list[str]:
+    """The entries of a comparison in training order: "all" expanded to `families_for(spec)`, and the
+    autoencoder AE of each latent entry "FAMILY@AE" placed before it (added where it is missing).
+    Every family named is checked (an unknown one is a one-line error)."""
+    from ..models import get_family
+
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        if name in out:
+            return
+        if "@" in name:
+            inner, ae = name.split("@", 1)
+            if not inner or not ae:
+                raise ConfigError(f"'{name}': a latent model is FAMILY@AUTOENCODER, e.g. ddpm@vae")
+            get_family(inner)
+            add(ae)
+        else:
+            get_family(name)
+        out.append(name)
+
+    for name in names:
+        if name == "all":
+            for f in families_for(spec):
+                add(f)
+        else:
+            add(name)
+    return out
+
+
+def inner_family(name: str) -> str:
+    """The family an entry trains: "ddpm" for "ddpm" and for the latent "ddpm@vae"."""
+    return name.split("@", 1)[0]
+
+
 def _closed_form(family: str, spec) -> bool:
-    """True for families fitted in closed form (no optimiser players), e.g. PCA."""
+    """True for families fitted in closed form (no optimiser players), e.g. PCA (a latent entry:
+    its inner family's)."""
     from ..models import create_model
 
     try:
-        return not create_model(family, spec).players()
+        return not create_model(inner_family(family), spec).players()
     except Exception:  # a family that cannot even be built fails later, with its own error
         return False
 
@@ -108,7 +149,7 @@ def plan_budgets(families: Sequence[str], spec, minutes: Optional[float] = None,
         elif _closed_form(f, spec):
             plan[f] = {"steps": 1}  # ignored by a closed-form fit
         else:
-            weights[f] = float(getattr(MODELS[f], "compare_weight", 1.0))
+            weights[f] = float(getattr(MODELS[inner_family(f)], "compare_weight", 1.0))
     share = sum(weights.values())
     for f, w in weights.items():
         plan[f] = {"minutes": total * w / share}
@@ -229,9 +270,14 @@ def _train_record(run_dir: Path) -> dict:
 def summarise(name: str, model, data: Dataset, run_dir: Path, out: Path, n: int, seed: int,
               lims=None, nll_seconds: float = NLL_SECONDS) -> dict:
     """The page's entry for one trained run: evaluation, its figures, its training record."""
+    from ..models.latent import LatentModel
+
     entry = {"name": name, "family": model.family, "status": "ok", "run": _rel(run_dir, out),
-             "description": type(model).description, "likelihood_kind": model.likelihood_kind,
+             "description": model.description, "likelihood_kind": model.likelihood_kind,
              "capabilities": model.capabilities(), "train": _train_record(run_dir)}
+    if isinstance(model, LatentModel):  # the page states the codes' dimension: "ddpm@vae (16-D codes)"
+        entry["latent"] = {"dim": model.latent_dim, "autoencoder": model.source["family"],
+                           "run": _rel(model.source["run"], out)}
     try:
         return _summarise(entry, model, data, run_dir, out, n, seed, lims, nll_seconds)
     except Exception as e:
@@ -363,7 +409,6 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
     """
     from tqdm.auto import tqdm
 
-    from ..models import get_family
     from ..report.latent import plot_limits
     from ..train.run import train
 
@@ -374,9 +419,7 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
         if not models:
             raise ConfigError(f"no registered family models {ds.spec.kind} data")
     else:
-        models = list(dict.fromkeys(models))
-        for m in models:
-            get_family(m)
+        models = expand_models(models, ds.spec)
     settings = settings or {}
     for fam in settings:
         if fam not in models:
@@ -405,7 +448,14 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
             # no training bar for closed-form fits: there are no steps to show (and ProgressBar
             # expects on_train_start, which a closed-form fit never calls)
             bar_on = progress and not _closed_form(fam, ds.spec)
-            run = train(fam, ds, out=run_dir, seed=seed, progress=bar_on, **plan[fam], **settings.get(fam, {}))
+            latent = None
+            if "@" in fam:  # a latent model over the codes of this comparison's autoencoder run
+                ae = fam.split("@", 1)[1]
+                if not (out / ae / "model.safetensors").exists():
+                    raise GenlabError(f"its autoencoder '{ae}' did not train, so there are no codes")
+                latent = out / ae
+            run = train(inner_family(fam), ds, out=run_dir, seed=seed, progress=bar_on, latent=latent,
+                        **plan[fam], **settings.get(fam, {}))
             entry = summarise(fam, run.model, ds, run_dir, out, n_eval, seed, lims, nll_seconds)
         except Exception as e:  # noqa: BLE001 - a family's failure is reported, the others go on
             entry = _failed(fam, fam, getattr(e, "genlab_stage", stage), e, run_dir, out)
@@ -449,7 +499,7 @@ def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress
     base.mkdir(parents=True, exist_ok=True)
     ds = dataset_from_spec(cfgs[0]["data"])
     n_eval = _eval_n(ds, n)
-    families = [c["family"] for c in cfgs]
+    families = [c["family"] + (f"@{c['latent']['family']}" if "latent" in c else "") for c in cfgs]
     names = [f if families.count(f) == 1 else f"{f} ({r.name})" for f, r in zip(families, runs)]
     results = _header(ds, seed, n_eval, "as trained (existing runs)", nll_seconds)
     lims = plot_limits(ds) if ds.spec.shape == (2,) and ds.spec.kind == "vector" else None
@@ -481,5 +531,5 @@ def load_results(directory) -> dict:
     return back(json.loads((Path(directory) / "results.json").read_text()))
 
 
-__all__ = ["compare", "report", "plan_budgets", "families_for", "load_results", "DEFAULT_MINUTES", "EVAL_N",
+__all__ = ["compare", "report", "plan_budgets", "families_for", "expand_models", "load_results", "DEFAULT_MINUTES", "EVAL_N",
            "NLL_SECONDS"]
