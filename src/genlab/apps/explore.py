@@ -33,7 +33,6 @@ Operations:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -417,7 +416,7 @@ def default_equations(K: int) -> list[tuple[int, int, int]]:
 @torch.no_grad()
 def arithmetic(model, data, out, equations=None, seed: int = 0, latent_steps: Optional[int] = None) -> dict:
     """Decoded m_a - m_b + m_c for each equation (a, b, c) of class indices, with the judge's verdict."""
-    kind = require_latent(model, "latent arithmetic")
+    require_latent(model, "latent arithmetic")
     if data.test_labels is None or data.spec.num_classes < 2:
         raise DataError(f"latent arithmetic uses class-mean codes; '{data.spec.name}' has no labels")
     out = Path(out)
@@ -575,7 +574,8 @@ def neighbours(model, data, out, n: int = 500, show: int = 8, k: int = 5, q: flo
         train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:max_train]]
     f_tr, f_te, f_s = ex.features(train), ex.features(data.test), ex.features(xs)
     mem = memorisation(f_s, f_tr, f_te, q)
-    idx, d_s = mem.pop("nearest_train"), mem.pop("d_train")
+    mem.pop("nearest_train")
+    d_s = mem.pop("d_train")
     plt = _plt()
     if _images(data.spec):
         show = min(show, n)
