@@ -23,11 +23,11 @@ install: $(VENV)/.genlab
 # on one self-contained page, with one latent model (ddpm@vae: diffusion over the VAE's codes).
 # DEMO_MINUTES of training in total (split across families), then evaluation: at most 5 minutes in all
 # on 2 CPU cores.
-DEMO_MINUTES ?= 2.5
+DEMO_MINUTES ?= 2
 DEMO_MODELS ?= all,ddpm@vae
 demo: $(VENV)/.genlab
 	rm -rf $(DEMO_OUT)
-	$(VENV)/bin/genlab compare --data digits --minutes $(DEMO_MINUTES) --models $(DEMO_MODELS) --out $(DEMO_OUT)
+	$(VENV)/bin/genlab compare --data digits --minutes $(DEMO_MINUTES) --models $(DEMO_MODELS) --nll-seconds 10 --out $(DEMO_OUT)
 	@echo "open $(DEMO_OUT)/report.html in a browser (each family's run directory is in $(DEMO_OUT)/)"
 
 test: $(VENV)/.genlab-dev

@@ -33,6 +33,7 @@ Operations:
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -669,13 +670,23 @@ def _run_op(op, model, data, out, pairs, seed, latent_steps, n):
     return neighbours(model, data, out, n=n or 500, seed=seed)
 
 
-def page_figures(model, data, out_dir, seed: int = 0, n: int = 500, latent_steps: Optional[int] = 25) -> dict:
+def page_figures(model, data, out_dir, seed: int = 0, n: int = 500, latent_steps: Optional[int] = 25,
+                 seconds: Optional[float] = None) -> dict:
     """The comparison page's Explore figures for one model: an interpolation between two pairs of test
     examples (random codes for a family without encoder) and the PCA / t-SNE map of the codes of n test
-    examples. {} for a model without a latent path; a failing part is reported, not raised."""
+    examples. {} for a model without a latent path; a failing part is reported, not raised. With
+    `seconds`, the map encodes fewer examples (at least 100) when n would take longer (an iterative
+    encoder such as an ODE or DDIM inversion), as timed on 16 test examples."""
     kind = latent_kind(model)
     if kind is None:
         return {}
+    if seconds and kind == "encoder":
+        x16 = data.test[:16]
+        y16 = _cond(model, None if data.test_labels is None else data.test_labels[:16], 16)
+        t = time.perf_counter()
+        encode(model, x16, y16, **_latent_options(model, latent_steps))
+        per = (time.perf_counter() - t) / 16
+        n = min(n, max(100, int(seconds / max(per, 1e-12))))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs: dict = {}

@@ -199,7 +199,7 @@ def _nll_subset(model, data: Dataset, n: int, limit: float, batch: int = 500) ->
     if first * math.ceil(n / _PROBE) <= limit:
         return n
     t8 = timed(_PROBE)
-    if t8 > limit / 4:
+    if 4 * t8 > limit / 4:  # timing 32 would cost a quarter of the budget: take the cost as per-example
         per, fixed = t8 / _PROBE, 0.0
     else:
         t32 = timed(32)
@@ -308,7 +308,8 @@ def _summarise(entry, model, data, run_dir, out, n, seed, lims, nll_seconds) -> 
         figs["latent"] = {**lm, "path": _rel(lm["path"], out)}
     from ..apps.explore import page_figures
 
-    for key, f in page_figures(model, data, fig_dir / f"{_slug(name)}-explore", seed=seed).items():
+    for key, f in page_figures(model, data, fig_dir / f"{_slug(name)}-explore", seed=seed,
+                                          seconds=nll_seconds / 2).items():
         figs[f"explore_{key}"] = {**f, "path": _rel(f["path"], out)} if "path" in f else f
     if data.spec.shape == (2,) and data.spec.kind == "vector":
         sc = sample_scatter(model, data, lims, fig_dir / f"{_slug(name)}-scatter.png", seed=seed)
