@@ -42,8 +42,8 @@ def test_digits_page_in_chromium(tmp_path, monkeypatch):
                   settings={"ae": {"latent_dim": 2}})
     assert [e["status"] for e in res["families"]] == ["ok", "ok", "failed"]
     result = check(res["report"], tmp_path / "report.png", ["pca", "ae", "exploding"])
-    # data + 2 sample grids, 2 reconstructions, 2 latent maps
-    assert len(result["images"]) == 7
+    # data + 2 sample grids, 2 reconstructions, 2 latent maps, 2 x (explore interpolation + map)
+    assert len(result["images"]) == 11
     print(f"screenshot: {tmp_path / 'report.png'}")
 
 
@@ -54,6 +54,6 @@ def test_two_d_page_in_chromium(tmp_path):
     assert all(e["status"] == "ok" for e in res["families"])
     assert {"modes", "mmd", "swd"} <= set(res["families"][0]["metrics"])
     result = check(res["report"], tmp_path / "report-2d.png", ["pca", "ae"])
-    # data scatter + density, per family scatter + density, 2 latent maps
-    assert len(result["images"]) == 2 + 2 * 2 + 2
+    # data scatter + density, per family scatter + density, 2 latent maps, 2 x (explore interpolation + map)
+    assert len(result["images"]) == 2 + 2 * 2 + 2 + 2 * 2
     print(f"screenshot: {tmp_path / 'report-2d.png'}")

@@ -484,7 +484,8 @@ def latent_map(model, data, out, n: int = 1000, seed: int = 0, latent_steps: Opt
         from sklearn.manifold import TSNE
 
         zz = PCA(min(50, z.shape[1]), random_state=seed).fit_transform(z) if z.shape[1] > 50 else z
-        maps["t-SNE"] = (TSNE(2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(zz),
+        init = "pca" if zz.shape[1] >= 2 else "random"  # a PCA start needs 2-D codes
+        maps["t-SNE"] = (TSNE(2, perplexity=min(30.0, (n - 1) / 3), init=init, random_state=seed).fit_transform(zz),
                          "perplexity 30")
     result = {"n": n, "code_dim": int(z.shape[1])}
     if lab is not None and data.spec.num_classes > 1 and n >= 25:
