@@ -345,12 +345,7 @@ def cmd_sample(a) -> None:
     for k in ("sampler", "steps", "eta", "guidance"):
         if getattr(a, k) is not None:
             options[k] = getattr(a, k)
-    allowed = model.sample_options()
-    if allowed is not None:
-        bad = [k for k in options if k not in allowed]
-        if bad:
-            raise ConfigError(f"'{model.family}' samples without option(s) {', '.join(bad)} "
-                              f"(it takes: {', '.join(allowed) or 'none'})")
+    model.check_sample_options(options, "samples")
     x = model.sample(n, y, generator=g, **options)
     if out.suffix == ".npy":
         import io

@@ -74,12 +74,7 @@ def translate(run, inputs: Sequence, out, *, seed: int = 0, model=None, **option
         raise ConfigError(f"{run} is not an image-to-image run: its '{model.family}' model is conditioned on "
                           f"{model.condition_kind if model.condition_kind != 'none' else 'nothing'} "
                           "(train pix2pix, cyclegan, or ddpm / fm with conditional=true on paired data)")
-    allowed = model.sample_options()
-    if allowed is not None:
-        bad = [k for k in options if k not in allowed]
-        if bad:
-            raise ConfigError(f"'{model.family}' translates without option(s) {', '.join(bad)} "
-                              f"(it takes: {', '.join(allowed) or 'none'})")
+    model.check_sample_options(options, "translates")
     shape = input_shape(model, options)
     if len(shape) != 3:
         raise ConfigError(f"this run's inputs are not images (shape {shape})")

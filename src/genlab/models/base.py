@@ -119,6 +119,14 @@ class GenerativeModel(nn.Module):
             return None
         return {k: p.default for k, p in params.items() if k not in ("self", "n", "y", "generator")}
 
+    def check_sample_options(self, options: dict, verb: str = "samples") -> None:
+        """A one-line ConfigError naming the options `sample` does not take (user input from the CLI)."""
+        allowed = self.sample_options()
+        bad = [k for k in options if allowed is not None and k not in allowed]
+        if bad:
+            raise ConfigError(f"'{self.family}' {verb} without option(s) {', '.join(bad)} "
+                              f"(it takes: {', '.join(allowed) or 'none'})")
+
     def players(self) -> list[Player]:
         """One player minimising `loss` over every parameter (single-objective families)."""
         return [Player("model", [p for p in self.parameters() if p.requires_grad])]

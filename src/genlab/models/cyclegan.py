@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError, unknown_name
-from ..nn.gan import LOSSES, discriminator_step, generator_step
+from ..nn.gan import check_loss_without_penalty, discriminator_step, generator_step
 from ..nn.translation import ImagePool, PatchDiscriminator, UNetGenerator, check_norm, noise_on
 from .base import GenerativeModel, Player, register_model
 
@@ -68,8 +68,7 @@ class CycleGAN(GenerativeModel):
         if not conditional:
             raise ConfigError("cyclegan is conditional by construction (it translates its input); "
                               "leave conditional=true")
-        if loss not in LOSSES or loss == "wgan-gp":
-            raise unknown_name("cyclegan GAN loss", loss, [k for k in LOSSES if k != "wgan-gp"])
+        check_loss_without_penalty(loss, "cyclegan")
         if cycle_weight < 0 or identity_weight < 0:
             raise ConfigError(f"cycle_weight and identity_weight must be >= 0 (got {cycle_weight}, {identity_weight})")
         check_norm(norm)

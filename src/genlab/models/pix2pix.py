@@ -26,9 +26,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..errors import ConfigError, unknown_name
+from ..errors import ConfigError
 from ..nn.classifier import SHIPPED, shipped_classifier
-from ..nn.gan import LOSSES, discriminator_step, generator_step
+from ..nn.gan import check_loss_without_penalty, discriminator_step, generator_step
 from ..nn.translation import PatchDiscriminator, UNetGenerator, check_norm, noise_on
 from .base import GenerativeModel, Player, register_model
 
@@ -65,8 +65,7 @@ class Pix2Pix(GenerativeModel):
         if not conditional:
             raise ConfigError("pix2pix is conditional by construction (it maps an input image to an output); "
                               "leave conditional=true")
-        if loss not in LOSSES or loss == "wgan-gp":
-            raise unknown_name("pix2pix GAN loss", loss, [k for k in LOSSES if k != "wgan-gp"])
+        check_loss_without_penalty(loss, "pix2pix")
         if l1_weight < 0 or feature_weight < 0:
             raise ConfigError(f"l1_weight and feature_weight must be >= 0 (got {l1_weight}, {feature_weight})")
         check_norm(norm)

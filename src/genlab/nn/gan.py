@@ -86,6 +86,13 @@ GRADIENT_PENALTY_LOSSES = ("wgan-gp",)
 DENSITY_RATIO_LOSSES = ("minimax", "non-saturating")
 
 
+def check_loss_without_penalty(name: str, family: str) -> None:
+    """A ConfigError unless `name` is a loss that needs no gradient penalty on the critic (every
+    loss but wgan-gp): what the image-to-image families' PatchGAN critics are trained with."""
+    if name not in LOSSES or name == "wgan-gp":
+        raise unknown_name(f"{family} GAN loss", name, [k for k in LOSSES if k != "wgan-gp"])
+
+
 def adversarial_loss(name: str) -> tuple[Callable, Callable]:
     """The (discriminator_loss, generator_loss) pair of a loss name; a ConfigError for an unknown one."""
     if name not in LOSSES:
