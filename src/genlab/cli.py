@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, GenlabError
+from .errors import ConfigError, GenlabError, TrainingInterrupted
 
 
 def _value(text: str):
@@ -628,6 +628,9 @@ def main(argv=None) -> int:
     except GenlabError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # Ctrl-C or SIGTERM in train/resume: what was saved, how to resume
+        print(f"genlab: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("genlab: interrupted (resume a training run with `genlab resume RUN`)", file=sys.stderr)
         return 130

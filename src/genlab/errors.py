@@ -28,3 +28,27 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return ConfigError(f"unknown {kind} '{name}'{hint} (choose from: {', '.join(choices)})")
+
+
+class DiskFull(GenlabError, RuntimeError):
+    """A write failed for want of space (or quota, or a file size limit); the previous file is intact."""
+
+    def __init__(self, message: str, errno: int):
+        super().__init__(message)
+        self.errno = errno
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT (Ctrl-C) or SIGTERM; the message says what was saved and how to resume.
+    A KeyboardInterrupt, so `except Exception` does not swallow it; `exit_code` is 128 + the signal."""
+
+    def __init__(self, message: str, signum: int, run_dir=None, step=None):
+        super().__init__(message)
+        self.message, self.signum, self.run_dir, self.step = message, signum, run_dir, step
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+    def __str__(self):
+        return self.message

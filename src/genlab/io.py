@@ -1,47 +1,166 @@
-"""Atomic files: JSON, weights through safetensors, state through torch.load(weights_only=True).
+"""Atomic, durable files: JSON, weights through safetensors, state through torch.load(weights_only=True).
 
-Every write goes to a temporary file in the same directory and is renamed over
-the target, so a crash leaves the previous file intact, never a half-written one.
+Every write goes to a temporary file in the same directory, is flushed to the disk (fsync), renamed
+over the target, and the directory entry is flushed too; so a crash or a power cut at any moment
+leaves either the previous file or the new one, never a half-written one. New files get the mode
+any program's new files get (0666 less the user's umask). A full disk ends the write with a
+one-line GenlabError, the previous file intact.
+
+`DirLock` claims a directory for one process at a time (a run directory while it trains).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import socket
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import GenlabError
+from .errors import DiskFull, GenlabError
 
-def _atomic(path: Path, write) -> Path:
+# our temporary files: ".NAME.XXXXXXXX.tmp" (8 random characters; tempfile.mkstemp's names also match)
+TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class _File:
+    """A file being written that remembers the OS error a write met: torch and safetensors report
+    it wrapped in their own exceptions, without the errno."""
+
+    def __init__(self, fd: int, path: Path):
+        self.raw, self.path, self.error = os.fdopen(fd, "wb"), path, None
+
+    def write(self, data) -> int:
+        try:
+            return self._write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def _write(self, data) -> int:  # the OS boundary (a test puts a full disk here)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new file beside `path`, created with mode 0666: the umask applies as to any new file
+    (tempfile.mkstemp would make it 0600, and the rename would keep that)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Flush a directory's entries (a rename is durable only once its directory is)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # a platform or file system that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def disk_error(exc: BaseException, recorded: OSError | None = None) -> OSError | None:
+    """The out-of-space error behind `exc` (ENOSPC, EDQUOT, EFBIG), if that is what it is: raised
+    directly, recorded by `_File`, chained, or named in a wrapped message ("os error 28")."""
+    seen = [recorded] if recorded is not None else []
+    e = exc
+    while e is not None and len(seen) < 20:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    for e in seen:
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return e
+    for e in seen:
+        m = re.search(r"os error (\d+)", str(e))
+        if m and int(m.group(1)) in DISK_FULL:
+            n = int(m.group(1))
+            return OSError(n, os.strerror(n))
+    return None
+
+
+def disk_full_message(path: Path, error: OSError) -> str:
+    try:
+        free = shutil.disk_usage(path.parent if path.parent.exists() else ".").free
+        room = f", {_size(free)} free"
+    except OSError:
+        room = ""
+    return f"cannot write {path}: {error.strerror or os.strerror(error.errno)}{room}"
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _atomic(path: Path, write, *, by_path: bool = False) -> Path:
+    """Write `path` through `write(file)` (or `write(tmp_path)` with `by_path`), durably and atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    fd, tmp = _create_temp(path)
+    mode = os.fstat(fd).st_mode & 0o7777  # 0666 less the umask, as the kernel applied it
+    f = _File(fd, tmp)
     try:
-        write(tmp)
+        try:
+            if by_path:
+                f.raw.close()
+                write(tmp)
+                os.chmod(tmp, mode)  # a writer may replace the file (safetensors' is 0600)
+                with open(tmp, "rb") as r:
+                    os.fsync(r.fileno())
+            else:
+                write(f)
+                f.flush()
+                os.fsync(f.raw.fileno())
+        finally:
+            f.raw.close()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = disk_error(e, f.error)
+        if full is not None:
+            raise DiskFull(disk_full_message(path, full) + f" (the previous {path.name}, if any, is intact)",
+                           full.errno) from e
         raise
+    _fsync_dir(path.parent)
     return path
 
 
 def atomic_write_json(path, obj) -> Path:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=_json_default)
-            f.write("\n")
-    return _atomic(path, write)
+    data = (json.dumps(obj, indent=2, default=_json_default) + "\n").encode("utf-8")
+    return _atomic(path, lambda f: f.write(data))
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    return _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+    return _atomic(path, lambda f: f.write(data))
 
 
 def _json_default(o):
@@ -57,7 +176,19 @@ def _json_default(o):
 def save_weights(state: dict, path) -> Path:
     """safetensors file of a state dict (tensors made contiguous and unshared)."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    return _atomic(path, lambda tmp: save_file(tensors, tmp))
+
+    def write(tmp):
+        save_file(tensors, str(tmp))
+        with open(tmp, "rb") as f:  # safetensors can lose a failed final write: check the length
+            head = f.read(8)
+        want = 8 + int.from_bytes(head, "little") + sum(t.numel() * t.element_size() for t in tensors.values())
+        got = os.path.getsize(tmp)
+        if len(head) < 8 or got != want:
+            if shutil.disk_usage(Path(tmp).parent).free < want:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise GenlabError(f"cannot write {path}: it came out {got} bytes long instead of {want} (is the disk "
+                              "failing?); the previous file, if any, is intact")
+    return _atomic(path, write, by_path=True)
 
 
 def load_weights(path) -> dict:
@@ -68,7 +199,7 @@ def load_weights(path) -> dict:
 
 
 def save_state(state: dict, path) -> Path:
-    return _atomic(path, lambda tmp: torch.save(state, tmp))
+    return _atomic(path, lambda f: torch.save(state, f))
 
 
 def load_state(path) -> dict:
@@ -79,3 +210,101 @@ def load_state(path) -> dict:
         raise GenlabError(f"{path}: no checkpoint to resume from") from None
     except Exception as e:
         raise GenlabError(f"{path}: unreadable checkpoint ({e})") from e
+
+
+def remove_stale_temps(directory) -> list[Path]:
+    """Delete the temporary files writes that never finished left in `directory` (a killed process's).
+    Call it only while holding the directory's `DirLock`: another writer's temporary files are live."""
+    removed = []
+    for root, _, files in os.walk(directory):
+        for name in files:
+            if TEMP_NAME.match(name):
+                p = Path(root) / name
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
+class DirLock:
+    """One process at a time in a directory: `DIR/.lock`, held with flock(2) until `release()`.
+
+    The kernel drops a flock when its holder exits, however it exits (SIGKILL, power cut aside), so a
+    lock file a dead process left is free: the next claim takes it over, and nothing ever has to judge
+    whether a recorded pid is still alive. The file names its holder (pid, host, time) for the message
+    the loser sees. Release deletes the file while still holding the lock; a claim that locked a file
+    deleted meanwhile notices (its inode is no longer the path's) and tries again.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.path = self.directory / self.NAME
+        self.fd = None
+
+    def acquire(self) -> "DirLock":
+        import fcntl
+
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GenlabError(f"cannot create {self.directory}: {e.strerror}") from None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as e:
+                raise GenlabError(f"cannot write in {self.directory}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise GenlabError(f"{self.directory} is in use by another genlab process "
+                                      f"({self.holder() or 'holder unknown'}); wait for it to finish, "
+                                      "or choose another directory") from None
+                warnings.warn(f"{self.directory}: this file system cannot lock files ({e.strerror}); "
+                              "make sure no other process writes here", stacklevel=2)
+                return self
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # its holder released (deleted) the file between our open and our lock
+        info = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        self.fd = fd
+        return self
+
+    def holder(self, wait: float = 1.0) -> str:
+        """Who holds the lock, as its file says (the holder writes it just after locking: wait for it)."""
+        t0 = time.monotonic()
+        while True:
+            try:
+                text = self.path.read_text().strip()
+            except OSError:
+                text = ""
+            if text or time.monotonic() - t0 > wait:
+                return text
+            time.sleep(0.01)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()

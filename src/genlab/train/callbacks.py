@@ -7,6 +7,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import DiskFull
+from ..io import disk_error, disk_full_message
+
 
 class Callback:
     def on_train_start(self, trainer) -> None: ...
@@ -22,8 +25,17 @@ class JsonlLogger(Callback):
         self.path = Path(path)
 
     def on_log(self, trainer, record):
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            full = disk_error(e)
+            if full is None:
+                raise
+            raise DiskFull(f"{disk_full_message(self.path, full)}"
+                           + (f"; resume from the checkpoint of step {trainer.saved_step} with "
+                              f"`genlab resume {trainer.run_dir}` once there is room"
+                              if getattr(trainer, "saved_step", None) is not None else ""), full.errno) from e
 
 
 class ProgressBar(Callback):

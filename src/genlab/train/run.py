@@ -6,12 +6,23 @@
       checkpoint/last.pt   everything resume needs
       metrics.jsonl        one JSON object per logged step
       samples.png  reconstructions.png  loss.png  progress/step*.png
+      .lock                while a process trains the run: its claim (flock), naming its pid and host
+
+One process at a time: `train` and `resume` hold the run's lock (`genlab.io.DirLock`; under torchrun,
+rank 0 holds it) from before the first file is written until the last; a second process is refused.
+The lock dies with its process, so a killed run's lock never blocks its resume. `train` writes only
+into a new or empty directory; `resume` continues from the last checkpoint (from step 0 when the run
+was killed before its first one), and first cuts `metrics.jsonl` back to that checkpoint's step,
+so a killed and resumed run logs every step once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +32,8 @@ import torch
 
 from .._version import __version__
 from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
-from ..errors import GenlabError, unknown_name
-from ..io import atomic_write_json, load_state
+from ..errors import GenlabError, TrainingInterrupted, unknown_name
+from ..io import DirLock, TEMP_NAME, atomic_write_bytes, atomic_write_json, load_state, remove_stale_temps
 from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
 from ..models.latent import LatentModel
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
@@ -30,6 +41,8 @@ from . import distributed
 from .checkpoint import seed_everything
 from .config import Budget, TrainConfig, split_settings
 from .trainer import CHECKPOINT, Trainer
+
+METRICS = "metrics.jsonl"
 
 
 @dataclass
@@ -92,47 +105,171 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     run_dir = None
     if save:
         run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
-    if save and (run_dir / "config.json").exists():  # every rank checks before rank 0 writes
-        raise GenlabError(f"{run_dir} already holds a run; resume it with `genlab resume {run_dir}` "
-                          "or choose another --out")
     if distributed.setup(distributed.pick_device(config.device)) and save and out is None:
         run_dir = Path(distributed.agree_object(str(run_dir)))  # rank 0's time-stamped name
-    distributed.barrier()
-    if save and distributed.world()[0] == 0:  # under torchrun, rank 0 writes the files
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", {
-            "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
-            "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            **({"latent": model.latent_record(run_dir)} if latent is not None else {})})
-    return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=False)
+    lock = _claim(run_dir, lambda: _check_new(run_dir, model.family)) if save else None
+    with _released(lock), _interruptible(run_dir):
+        if save and distributed.world()[0] == 0:  # under torchrun, rank 0 writes the files
+            atomic_write_json(run_dir / "config.json", {
+                "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
+                "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **({"latent": model.latent_record(run_dir)} if latent is not None else {})})
+        return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=False)
 
 
 def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = True,
            callbacks: Sequence[Callback] = (), data: Optional[Dataset] = None) -> Run:
     """Continue a run from its checkpoint. With no budget, finish the original one;
-    with a budget, train that much more (`--minutes 5`: five more minutes)."""
+    with a budget, train that much more (`--minutes 5`: five more minutes).
+    A run killed before its first checkpoint starts over from step 0 (the same seed: the same run)."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
     cfg = json.loads(cfg_path.read_text())
-    model = from_config(cfg, run_dir)
-    if not (run_dir / CHECKPOINT).exists():
-        raise GenlabError(f"{run_dir}: no checkpoint to resume from"
-                          + (" (closed-form fit: nothing to resume)"
-                             if not getattr(model, "inner", model).players() else ""))
-    ds = data if data is not None else dataset_from_spec(cfg["data"])
-    config = TrainConfig.from_dict(cfg["train"])
-    state = load_state(run_dir / CHECKPOINT)
-    budget = Budget(**state["budget"])
-    if any(v is not None for v in (epochs, steps, minutes)):
-        budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
-        cfg["budget"] = budget.to_dict()
-        if distributed.world()[0] == 0:  # every rank computed the same budget; rank 0 records it
-            atomic_write_json(cfg_path, cfg)
-    del state
-    return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=True)
+    distributed.setup(distributed.pick_device(TrainConfig.from_dict(cfg["train"]).device))
+    lock = _claim(run_dir, lambda: None)
+    with _released(lock), _interruptible(run_dir):
+        cfg = json.loads(cfg_path.read_text())  # as it is now that we hold the run
+        fresh = not (run_dir / CHECKPOINT).exists()
+        if fresh and (run_dir / "model.safetensors").exists():
+            model = from_config(cfg, run_dir)
+            raise GenlabError(f"{run_dir}: no checkpoint to resume from"
+                              + (" (closed-form fit: nothing to resume)"
+                                 if not getattr(model, "inner", model).players() else ""))
+        if fresh:  # killed before its first checkpoint: the same model train() built, from the same seed
+            seed_everything(cfg["seed"])
+        model = from_config(cfg, run_dir)
+        ds = data if data is not None else dataset_from_spec(cfg["data"])
+        config = TrainConfig.from_dict(cfg["train"])
+        if fresh:
+            step, epoch, elapsed, budget = 0, 0.0, 0.0, Budget(**cfg["budget"])
+        else:
+            state = load_state(run_dir / CHECKPOINT)
+            step, epoch, elapsed, budget = state["step"], state["epoch"], state["elapsed"], Budget(**state["budget"])
+            del state
+        main = distributed.world()[0] == 0
+        if any(v is not None for v in (epochs, steps, minutes)):
+            budget = budget.extended(step, epoch, elapsed, Budget(epochs, steps, minutes))
+            cfg["budget"] = budget.to_dict()
+            if main:  # every rank computed the same budget; rank 0 records it
+                atomic_write_json(cfg_path, cfg)
+        if main:
+            truncate_metrics(run_dir / METRICS, step)
+        return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=not fresh)
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Keep the rows of `metrics.jsonl` up to `step` (the checkpoint a resume starts from), so the
+    rows a killed run logged after it are not logged twice; a row cut short by the kill goes too.
+    Rewritten atomically; returns the number of rows dropped."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            row = json.loads(line)
+            ok = line.endswith(b"\n") and int(row["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if ok:
+            kept.append(line)
+        elif line.strip():
+            dropped += 1
+    if dropped:
+        atomic_write_bytes(path, b"".join(kept))
+    return dropped
+
+
+# -- one process per run directory ------------------------------------------------------
+
+def _claim(run_dir: Path, check) -> Optional[DirLock]:
+    """Take `run_dir`'s lock (rank 0 under torchrun), clear what killed writers left, and run `check`
+    under the lock; every rank raises rank 0's refusal. Returns the lock to release."""
+    lock, refusal = None, None
+    if distributed.world()[0] == 0:
+        try:
+            lock = DirLock(run_dir).acquire()
+            remove_stale_temps(run_dir)
+            check()
+        except GenlabError as e:
+            refusal = e
+            if lock is not None:
+                lock.release()
+    if distributed.world()[2] > 1 and torch.distributed.is_initialized():
+        message = distributed.agree_object(None if refusal is None else str(refusal))
+        if message is not None and refusal is None:
+            refusal = GenlabError(message)
+    if refusal is not None:
+        raise refusal
+    return lock
+
+
+@contextlib.contextmanager
+def _released(lock: Optional[DirLock]):
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _check_new(run_dir: Path, family: str) -> None:
+    """`train` writes into a new or empty directory only (the lock and temporary files a killed
+    process left do not count): never over another run, never among someone's files."""
+    found = sorted(p.name for p in run_dir.iterdir() if p.name != DirLock.NAME and not TEMP_NAME.match(p.name))
+    if not found:
+        return
+    if "config.json" in found:
+        try:
+            other = json.loads((run_dir / "config.json").read_text()).get("family", "?")
+        except (OSError, ValueError):
+            other = "?"
+        what = f"a run ({other})" if other == family else f"a run of another family ({other}, not {family})"
+        raise GenlabError(f"{run_dir} already holds {what}; resume it with `genlab resume {run_dir}` "
+                          "or choose another --out")
+    shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+    raise GenlabError(f"{run_dir} is not empty and holds no genlab run ({shown}); choose a new or empty "
+                      "directory for --out")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop."""
+
+
+@contextlib.contextmanager
+def _interruptible(run_dir: Optional[Path]):
+    """Around train/resume: SIGTERM outside the training loop ends the call as Ctrl-C does, and
+    either ends in a TrainingInterrupted naming the run to resume (the loop itself checkpoints first)."""
+    def on_term(signum, frame):
+        raise _Terminated
+
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt as e:
+        signum = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
+        raise _interrupted_outside(run_dir, signum) from None
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _interrupted_outside(run_dir: Optional[Path], signum: int) -> TrainingInterrupted:
+    name = signal.Signals(signum).name
+    if run_dir is None:
+        return TrainingInterrupted(f"{name}: stopped (nothing saved: the run has no directory)", signum)
+    if not (run_dir / "config.json").exists():
+        return TrainingInterrupted(f"{name}: stopped before {run_dir} held a run (nothing to resume)", signum)
+    ckpt = run_dir / CHECKPOINT
+    where = "from its last checkpoint" if ckpt.exists() else "from step 0"
+    return TrainingInterrupted(f"{name}: stopped; resume {where} with `genlab resume {run_dir}`", signum, run_dir)
 
 
 def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run:

@@ -12,12 +12,18 @@ discriminator updates, then one generator update), each with its own optimizer:
 The checkpoint holds everything a resumed run needs to end with exactly the
 weights an uninterrupted run would have: weights, EMA, optimizers, RNG states,
 step, elapsed time and the position in the data order.
+
+SIGINT (Ctrl-C) or SIGTERM while the loop runs ends the current step, saves a checkpoint at that
+step and raises `TrainingInterrupted` (a second Ctrl-C stops at once, saving nothing).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -26,7 +32,7 @@ import torch
 from torch import nn
 
 from ..data.spec import Dataset
-from ..errors import TrainingDiverged
+from ..errors import DiskFull, TrainingDiverged, TrainingInterrupted
 from ..io import load_state, save_state
 from ..models.base import GenerativeModel
 from . import distributed
@@ -42,6 +48,38 @@ from ..nn.shard import GlobalBatch
 CHECKPOINT = Path("checkpoint") / "last.pt"
 
 
+class StopSignals:
+    """While active (in the main thread): SIGINT and SIGTERM ask the loop to stop after its step
+    (`requested` holds the signal); a second SIGINT raises KeyboardInterrupt at once, a repeated
+    SIGTERM (torchrun's, say, after the user's Ctrl-C) changes nothing. Elsewhere: inert."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = None
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.requested is None:
+            self.requested = signum
+            print(f"\ngenlab: {signal.Signals(signum).name}: saving a checkpoint after this step"
+                  + (" (Ctrl-C again to stop at once, saving nothing)" if signum == signal.SIGINT else ""),
+                  file=sys.stderr, flush=True)
+        elif signum == signal.SIGINT and self.requested == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
+
+
 class Trainer:
     def __init__(self, model: GenerativeModel, data: Dataset, config: TrainConfig, budget: Budget,
                  run_dir: Optional[Path] = None, callbacks: Sequence[Callback] = ()):
@@ -53,6 +91,7 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
         self.closed_form = False
+        self.saved_step: Optional[int] = None  # the step of the checkpoint on disk
 
     # -- set-up ---------------------------------------------------------------------
     def _build(self) -> None:
@@ -147,7 +186,9 @@ class Trainer:
         self.model.train()
         clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
         t_last = clock()
+        stop = StopSignals()
         try:
+            stop.__enter__()
             while not self._done():
                 self._train_step()
                 self.step += 1
@@ -166,13 +207,34 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_step_end(self)
                 t_last += clock() - now  # callbacks and logging are not training time
+                signum = self._stop_signal(stop)
+                if signum:
+                    self._log()  # the window so far: the resumed run logs from the next step on
+                    self.save_checkpoint()
+                    raise self._interrupted(signum)
             self.save_checkpoint()
         finally:
+            stop.__exit__()
             self._batches = None  # a streamed run's DataLoader workers stop here, not at garbage collection
             for cb in self.callbacks:
                 cb.on_train_end(self)
         self.model.eval()
         return self.model
+
+    def _stop_signal(self, stop: StopSignals) -> int:
+        """The signal that asks the loop to stop (0: none); under torchrun, rank 0's for every rank,
+        so all ranks stop after the same step."""
+        if self.world > 1:
+            return int(distributed.agree(float(stop.requested or 0)))
+        return int(stop.requested or 0)
+
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        name = signal.Signals(signum).name
+        if self.run_dir is None:
+            return TrainingInterrupted(f"{name}: stopped at step {self.step} (nothing saved: the run has no "
+                                       "directory)", signum, None, self.step)
+        return TrainingInterrupted(f"{name}: stopped at step {self.step}, checkpoint saved; resume with "
+                                   f"`genlab resume {self.run_dir}`", signum, self.run_dir, self.step)
 
     def _autocast(self):
         if self.config.precision == "bf16":
@@ -286,7 +348,14 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed, "stream": self.stream.state_dict(),
             "rng": rng_state(), "budget": self.budget.to_dict(),
         }
-        save_state(state, self.run_dir / CHECKPOINT)
+        try:
+            save_state(state, self.run_dir / CHECKPOINT)
+        except DiskFull as e:
+            kept = (f"the checkpoint of step {self.saved_step} is intact; free some space and resume with "
+                    f"`genlab resume {self.run_dir}`" if self.saved_step is not None else
+                    "no checkpoint was written yet; free some space and train again")
+            raise DiskFull(f"{str(e).split(' (the previous')[0]}; {kept}", e.errno) from e
+        self.saved_step = self.step
 
     def load_checkpoint(self) -> None:
         state = load_state(self.run_dir / CHECKPOINT)
@@ -296,5 +365,6 @@ class Trainer:
         for o, s in zip(self.optimizers, state["optimizers"]):
             o.load_state_dict(s)
         self.step, self.elapsed = state["step"], state["elapsed"]
+        self.saved_step = self.step
         self.stream.load_state_dict(state["stream"])
         set_rng_state(state["rng"])
