@@ -475,3 +475,31 @@ def test_file_size_limit_from_the_kernel_keeps_the_previous_checkpoint(tmp_path)
     assert msg.startswith(f"DiskFull: cannot write {run / CHECKPOINT}: File too large"), msg
     assert "the checkpoint of step 10 is intact" in msg
     assert load_state(run / CHECKPOINT)["step"] == 10 and not _temps(run)
+
+
+def _default_dir_contender(cwd, barrier, results):
+    code = 1
+    try:
+        os.chdir(cwd)
+        sys.modules["genlab.train.run"].write_figures = lambda run: {}
+        barrier.wait(30)
+        run = genlab.train("vae", "moons", steps=4, progress=False, hidden=(8,), log_every=1)
+        results.put(str(run.path))
+        code = 0
+    except BaseException as e:  # noqa: BLE001
+        results.put(f"failed {type(e).__name__}: {e}")
+    finally:
+        os._exit(code)
+
+
+def test_two_runs_started_together_without_out_get_two_directories(tmp_path):
+    barrier, results = FORK.Barrier(2), FORK.SimpleQueue()
+    procs = [FORK.Process(target=_default_dir_contender, args=(tmp_path, barrier, results)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    paths = {results.get() for _ in procs}
+    for p in procs:
+        p.join(30)
+    assert len(paths) == 2 and all(p.startswith("runs/vae-moons-") for p in paths), paths
+    for p in paths:
+        assert [r["step"] for r in _rows(tmp_path / p)] == [1, 2, 3, 4]

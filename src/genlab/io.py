@@ -228,6 +228,10 @@ def remove_stale_temps(directory) -> list[Path]:
     return removed
 
 
+class DirTaken(GenlabError):
+    """The directory is another process's (locked), or already holds something of its own."""
+
+
 class DirLock:
     """One process at a time in a directory: `DIR/.lock`, held with flock(2) until `release()`.
 
@@ -246,12 +250,16 @@ class DirLock:
         self.fd = None
 
     def acquire(self) -> "DirLock":
-        import fcntl
-
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise GenlabError(f"cannot create {self.directory}: {e.strerror}") from None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX (Windows)
+            warnings.warn(f"{self.directory}: no file locks on this platform; make sure no other process "
+                          "writes here", stacklevel=2)
+            return self
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
@@ -262,7 +270,7 @@ class DirLock:
             except OSError as e:
                 os.close(fd)
                 if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise GenlabError(f"{self.directory} is in use by another genlab process "
+                    raise DirTaken(f"{self.directory} is in use by another genlab process "
                                       f"({self.holder() or 'holder unknown'}); wait for it to finish, "
                                       "or choose another directory") from None
                 warnings.warn(f"{self.directory}: this file system cannot lock files ({e.strerror}); "

@@ -33,7 +33,7 @@ import torch
 from .._version import __version__
 from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
 from ..errors import GenlabError, TrainingInterrupted, unknown_name
-from ..io import DirLock, TEMP_NAME, atomic_write_bytes, atomic_write_json, load_state, remove_stale_temps
+from ..io import DirLock, DirTaken, TEMP_NAME, atomic_write_bytes, atomic_write_json, load_state, remove_stale_temps
 from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
 from ..models.latent import LatentModel
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
@@ -102,12 +102,18 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     else:
         model = create_model(family, ds, **model_kw)
     config = TrainConfig(**{**model.train_defaults, **train_kw, "seed": seed})
-    run_dir = None
-    if save:
+    run_dir, lock = None, None
+    multi = distributed.setup(distributed.pick_device(config.device))
+    for attempt in range(100) if save else ():
         run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
-    if distributed.setup(distributed.pick_device(config.device)) and save and out is None:
-        run_dir = Path(distributed.agree_object(str(run_dir)))  # rank 0's time-stamped name
-    lock = _claim(run_dir, lambda: _check_new(run_dir, model.family)) if save else None
+        if multi and out is None:
+            run_dir = Path(distributed.agree_object(str(run_dir)))  # rank 0's time-stamped name
+        try:
+            lock = _claim(run_dir, lambda: _check_new(run_dir, model.family))
+            break
+        except DirTaken:  # a run started in the same second took the default name: the next one
+            if out is not None or multi or attempt == 99:
+                raise
     with _released(lock), _interruptible(run_dir):
         if save and distributed.world()[0] == 0:  # under torchrun, rank 0 writes the files
             atomic_write_json(run_dir / "config.json", {
@@ -228,10 +234,10 @@ def _check_new(run_dir: Path, family: str) -> None:
         except (OSError, ValueError):
             other = "?"
         what = f"a run ({other})" if other == family else f"a run of another family ({other}, not {family})"
-        raise GenlabError(f"{run_dir} already holds {what}; resume it with `genlab resume {run_dir}` "
+        raise DirTaken(f"{run_dir} already holds {what}; resume it with `genlab resume {run_dir}` "
                           "or choose another --out")
     shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
-    raise GenlabError(f"{run_dir} is not empty and holds no genlab run ({shown}); choose a new or empty "
+    raise DirTaken(f"{run_dir} is not empty and holds no genlab run ({shown}); choose a new or empty "
                       "directory for --out")
 
 
