@@ -350,9 +350,10 @@ def test_out_must_be_new_empty_or_the_same_run(tmp_path, capsys):
     mine = tmp_path / "photos"
     mine.mkdir()
     (mine / "holiday.jpg").write_bytes(b"precious")
+    (mine / ".config.json.abcd1234.tmp").write_bytes(b"not ours to delete")  # a name like our temporary files
     with pytest.raises(GenlabError, match=r"photos is not empty and holds no genlab run \(holiday.jpg\)"):
         genlab.train("vae", "moons", mine, steps=2, progress=False)
-    assert sorted(p.name for p in mine.iterdir()) == ["holiday.jpg"]
+    assert sorted(p.name for p in mine.iterdir()) == [".config.json.abcd1234.tmp", "holiday.jpg"]
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / DirLock.NAME).write_text("pid 1 on elsewhere since long ago\n")  # a dead process's lock
@@ -360,6 +361,22 @@ def test_out_must_be_new_empty_or_the_same_run(tmp_path, capsys):
     genlab.train("vae", "moons", empty, steps=2, progress=False, hidden=(8,))
     assert {p.name for p in empty.iterdir()} >= {"checkpoint", "config.json", "metrics.jsonl", "model.safetensors"}
     assert not _temps(empty)
+
+
+def test_a_train_that_fails_before_writing_leaves_no_directory(tmp_path, monkeypatch):
+    run_module = sys.modules["genlab.train.run"]
+
+    def fail(*a, **k):
+        raise DiskFull("cannot write config.json: No space left on device", errno.ENOSPC)
+
+    monkeypatch.setattr(run_module, "atomic_write_json", fail)
+    with pytest.raises(DiskFull):
+        genlab.train("vae", "moons", tmp_path / "new" / "run", steps=2, progress=False)
+    assert not (tmp_path / "new" / "run").exists()  # the directory it made is gone; the parent stays
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DiskFull):
+        genlab.train("vae", "moons", tmp_path / "kept", steps=2, progress=False)
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())  # the user's, kept
 
 
 class Crash(Callback):

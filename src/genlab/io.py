@@ -212,14 +212,22 @@ def load_state(path) -> dict:
         raise GenlabError(f"{path}: unreadable checkpoint ({e})") from e
 
 
-def remove_stale_temps(directory) -> list[Path]:
-    """Delete the temporary files writes that never finished left in `directory` (a killed process's).
-    Call it only while holding the directory's `DirLock`: another writer's temporary files are live."""
+def temp_of(name: str) -> str | None:
+    """The target's name if `name` is one of our temporary files (".NAME.XXXXXXXX.tmp"), else None."""
+    return name[1:-13] if TEMP_NAME.match(name) else None
+
+
+def remove_stale_temps(directory, owned) -> list[Path]:
+    """Delete the temporary files that writes of `owned(relative_target_path) -> bool` files left in
+    `directory` and its folders (a killed writer's). Call it only while holding the directory's
+    `DirLock`, and own only files no other command writes there: their temporary files may be live."""
     removed = []
+    directory = Path(directory)
     for root, _, files in os.walk(directory):
         for name in files:
-            if TEMP_NAME.match(name):
-                p = Path(root) / name
+            target = temp_of(name)
+            p = Path(root) / name
+            if target is not None and owned(p.with_name(target).relative_to(directory)):
                 try:
                     p.unlink()
                     removed.append(p)
@@ -263,6 +271,9 @@ class DirLock:
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except FileNotFoundError:  # a failed run removed the empty directory it had made: again
+                self.directory.mkdir(parents=True, exist_ok=True)
+                continue
             except OSError as e:
                 raise GenlabError(f"cannot write in {self.directory}: {e.strerror}") from None
             try:

@@ -33,7 +33,7 @@ import torch
 from .._version import __version__
 from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
 from ..errors import GenlabError, TrainingInterrupted, unknown_name
-from ..io import DirLock, DirTaken, TEMP_NAME, atomic_write_bytes, atomic_write_json, load_state, remove_stale_temps
+from ..io import DirLock, DirTaken, atomic_write_bytes, atomic_write_json, load_state, remove_stale_temps, temp_of
 from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
 from ..models.latent import LatentModel
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
@@ -43,6 +43,13 @@ from .config import Budget, TrainConfig, split_settings
 from .trainer import CHECKPOINT, Trainer
 
 METRICS = "metrics.jsonl"
+# what train/resume write in a run directory (under its lock): their unfinished writes are ours to clear
+RUN_FILES = {"config.json", "model.safetensors", METRICS, "samples.png", "reconstructions.png", "translations.png",
+             "loss.png", str(CHECKPOINT)}
+
+
+def _run_file(rel: Path) -> bool:
+    return str(rel) in RUN_FILES or (rel.parent == Path("progress") and rel.suffix == ".png")
 
 
 @dataclass
@@ -108,13 +115,14 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
         if multi and out is None:
             run_dir = Path(distributed.agree_object(str(run_dir)))  # rank 0's time-stamped name
+        created = not run_dir.exists()
         try:
             lock = _claim(run_dir, lambda: _check_new(run_dir, model.family))
             break
         except DirTaken:  # a run started in the same second took the default name: the next one
             if out is not None or multi or attempt == 99:
                 raise
-    with _released(lock), _interruptible(run_dir):
+    with _released(lock, run_dir if save and created else None), _interruptible(run_dir):
         if save and distributed.world()[0] == 0:  # under torchrun, rank 0 writes the files
             atomic_write_json(run_dir / "config.json", {
                 "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
@@ -198,8 +206,8 @@ def _claim(run_dir: Path, check) -> Optional[DirLock]:
     if distributed.world()[0] == 0:
         try:
             lock = DirLock(run_dir).acquire()
-            remove_stale_temps(run_dir)
             check()
+            remove_stale_temps(run_dir, _run_file)
         except GenlabError as e:
             refusal = e
             if lock is not None:
@@ -214,10 +222,19 @@ def _claim(run_dir: Path, check) -> Optional[DirLock]:
 
 
 @contextlib.contextmanager
-def _released(lock: Optional[DirLock]):
+def _released(lock: Optional[DirLock], made: Optional[Path] = None):
+    """Release the run's lock on the way out; `made`: a directory this call created, removed again
+    when the call fails before writing anything into it."""
     try:
         yield
-    finally:
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if made is not None:
+            with contextlib.suppress(OSError):
+                made.rmdir()  # only if empty
+        raise
+    else:
         if lock is not None:
             lock.release()
 
@@ -225,7 +242,8 @@ def _released(lock: Optional[DirLock]):
 def _check_new(run_dir: Path, family: str) -> None:
     """`train` writes into a new or empty directory only (the lock and temporary files a killed
     process left do not count): never over another run, never among someone's files."""
-    found = sorted(p.name for p in run_dir.iterdir() if p.name != DirLock.NAME and not TEMP_NAME.match(p.name))
+    found = sorted(p.name for p in run_dir.iterdir()
+                   if p.name != DirLock.NAME and not (temp_of(p.name) and _run_file(Path(temp_of(p.name)))))
     if not found:
         return
     if "config.json" in found:
