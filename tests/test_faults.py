@@ -520,3 +520,26 @@ def test_two_runs_started_together_without_out_get_two_directories(tmp_path):
     assert len(paths) == 2 and all(p.startswith("runs/vae-moons-") for p in paths), paths
     for p in paths:
         assert [r["step"] for r in _rows(tmp_path / p)] == [1, 2, 3, 4]
+
+
+def _group_leader(argv, log):
+    os.setpgrp()  # its own process group, as a terminal's foreground job: Ctrl-C reaches it and its workers
+    _cli_child(argv, log)
+
+
+def test_ctrl_c_in_a_terminal_reaches_the_dataloader_workers_too(tmp_path):
+    """Streamed batches come from DataLoader worker processes, which a terminal's Ctrl-C reaches as well:
+    they ignore it, the loop finishes its step, checkpoints, stops them and exits 130."""
+    run, log = tmp_path / "run", tmp_path / "stderr.txt"
+    argv = ["train", "vae", "--data", "digits", "--steps", "100000", "--out", str(run), "--quiet", "--stream",
+            "--set", "workers=1", "--set", "checkpoint_every=0", "--set", "log_every=5", "--set", "hidden=[16]"]
+    p = FORK.Process(target=_group_leader, args=(argv, str(log)))
+    p.start()
+    _wait_for(lambda: _last_step(run) >= 10, proc=p)
+    os.killpg(p.pid, signal.SIGINT)
+    p.join(60)
+    err = log.read_text()
+    assert p.exitcode == 130 and "Traceback" not in err, err
+    assert err.count("saving a checkpoint after this step") == 1  # said once, by the training process
+    step = load_state(run / CHECKPOINT)["step"]
+    assert step >= 10 and f"stopped at step {step}, checkpoint saved; resume with `genlab resume {run}`" in err

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -51,7 +52,8 @@ CHECKPOINT = Path("checkpoint") / "last.pt"
 class StopSignals:
     """While active (in the main thread): SIGINT and SIGTERM ask the loop to stop after its step
     (`requested` holds the signal); a second SIGINT raises KeyboardInterrupt at once, a repeated
-    SIGTERM (torchrun's, say, after the user's Ctrl-C) changes nothing. Elsewhere: inert."""
+    SIGTERM (torchrun's, say, after the user's Ctrl-C) changes nothing. Processes forked meanwhile
+    (DataLoader workers, which Ctrl-C in a terminal reaches too) ignore both: the loop stops them."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -60,6 +62,8 @@ class StopSignals:
         self._old = {}
 
     def _handle(self, signum, frame):
+        if os.getpid() != self.pid:  # a DataLoader worker forked from the loop: the loop decides, then stops it
+            return
         if self.requested is None:
             self.requested = signum
             print(f"\ngenlab: {signal.Signals(signum).name}: saving a checkpoint after this step"
@@ -69,6 +73,7 @@ class StopSignals:
             raise KeyboardInterrupt
 
     def __enter__(self):
+        self.pid = os.getpid()
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._old[s] = signal.signal(s, self._handle)
