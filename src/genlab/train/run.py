@@ -115,7 +115,7 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
         if multi and out is None:
             run_dir = Path(distributed.agree_object(str(run_dir)))  # rank 0's time-stamped name
-        created = not run_dir.exists()
+        created = not run_dir.exists() and distributed.world()[0] == 0
         try:
             lock = _claim(run_dir, lambda: _check_new(run_dir, model.family))
             break
