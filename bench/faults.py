@@ -7,11 +7,12 @@ run spends after its imports), then relaunched (`genlab resume DIR`, or
 the last launch runs to the end. After every kill the bench checks that what is on disk is whole
 (config.json parses, the checkpoint loads) and notes where the kill landed; at the end of each run it
 compares the final weights and metrics.jsonl with one uninterrupted run. Checkpoint writes are
-slowed (`--slow-write`: half the file written, a pause, the rest) so that a fair share of kills lands
-inside one: a real write of a few MB takes milliseconds.
+slowed (`--slow-write`: half the file written, a pause, the rest), and a share of the kills (`--aim`)
+waits for such a pause and lands at a random moment inside it: a real write of a few MB takes
+milliseconds, so uniform kills alone would rarely find one.
 
 One thread (torch and BLAS) in every launch: the runs are bit-exact on CPU.
-    python bench/faults.py                          # 20 kills, 2 per run
+    python bench/faults.py                          # 20 kills, 2 per run, a quarter aimed inside a write
     python bench/faults.py --kills 40 --per-run 4 --steps 300 --out bench/results/faults.json
 """
 
@@ -52,6 +53,7 @@ def child(argv: list[str], slow: float) -> int:
             data = buf.getvalue()
             f.write(data[: len(data) // 2])
             f.flush()
+            Path(os.environ["FAULTS_IN_WRITE"]).touch()  # the bench may aim a kill at this pause
             time.sleep(slow)
             f.write(data[len(data) // 2:])
 
@@ -63,9 +65,11 @@ def child(argv: list[str], slow: float) -> int:
 
 
 def launch(argv: list[str], slow: float, log, started: Path) -> subprocess.Popen:
+    in_write = started.with_name("in-write")
     started.unlink(missing_ok=True)
+    in_write.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
-           "FAULTS_STARTED": str(started)}
+           "FAULTS_STARTED": str(started), "FAULTS_IN_WRITE": str(in_write)}
     return subprocess.Popen([sys.executable, str(HERE), "--child", str(slow), "--", *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=log)
 
@@ -128,6 +132,8 @@ def main() -> None:
     ap.add_argument("--per-run", type=int, default=2, help="kills before a run may finish")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--slow-write", type=float, default=0.3, help="seconds each checkpoint write pauses half-way")
+    ap.add_argument("--aim", type=float, default=0.25,
+                    help="share of kills aimed inside a checkpoint write (at a random moment of its pause)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench/results/faults.json")
     a = ap.parse_args()
@@ -159,9 +165,15 @@ def main() -> None:
         for k in range(n):
             argv = ["resume", str(run), "--quiet"] if (run / "config.json").exists() else train_argv(run, a.steps)
             p = launch(argv, a.slow_write, log, started)
-            at = rng.uniform(0.0, span)  # any moment of genlab's work: data, training, writes, the final files
-            while p.poll() is None and not started.exists():
-                time.sleep(0.002)
+            aimed = rng.random() < a.aim
+            if aimed:  # inside a checkpoint write: wait for one to pause half-way, kill within the pause
+                at = rng.uniform(0.0, 0.8 * a.slow_write)
+                while p.poll() is None and not started.with_name("in-write").exists():
+                    time.sleep(0.002)
+            else:  # any moment of genlab's work: data, training, writes, the final files
+                at = rng.uniform(0.0, span)
+                while p.poll() is None and not started.exists():
+                    time.sleep(0.002)
             t0 = time.time()
             while p.poll() is None and time.time() - t0 < at:
                 time.sleep(0.002)
@@ -169,12 +181,12 @@ def main() -> None:
             if not finished:
                 p.send_signal(signal.SIGKILL)
             p.wait()
-            entry = {"run": r, "launch": argv[0], "at_seconds": round(at, 2),
+            entry = {"run": r, "launch": argv[0], "aimed_at_a_write": aimed, "at_seconds": round(at, 2),
                      **({"finished_before_the_kill": True, "returncode": p.returncode} if finished else
                         state_after_kill(run))}
             record["kills"].append(entry)
             kills += not finished
-            print(f"run {r} kill {k}: {argv[0]:6s} at {at:5.1f} s -> "
+            print(f"run {r} kill {k}: {argv[0]:6s} at {at:5.2f} s{' into a write' if aimed else ''} -> "
                   + ("finished first" if finished else
                      f"{entry['landed']}; checkpoint step {entry.get('checkpoint_step', '-')}; "
                      + ("intact" if entry["intact"] else f"BROKEN ({entry['error']})")), flush=True)
