@@ -531,7 +531,7 @@ def test_ctrl_c_in_a_terminal_reaches_the_dataloader_workers_too(tmp_path):
     """Streamed batches come from DataLoader worker processes, which a terminal's Ctrl-C reaches as well:
     they ignore it, the loop finishes its step, checkpoints, stops them and exits 130."""
     run, log = tmp_path / "run", tmp_path / "stderr.txt"
-    argv = ["train", "vae", "--data", "digits", "--steps", "100000", "--out", str(run), "--quiet", "--stream",
+    argv = ["train", "vae", "--data", "moons", "--steps", "100000", "--out", str(run), "--quiet", "--stream",
             "--set", "workers=1", "--set", "checkpoint_every=0", "--set", "log_every=5", "--set", "hidden=[16]"]
     p = FORK.Process(target=_group_leader, args=(argv, str(log)))
     p.start()
