@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from .errors import ConfigError, GenlabError
+from .errors import ConfigError, GenlabError, GenlabWarning
 
 
 def _value(text: str):
@@ -621,7 +622,15 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eva
             "models": cmd_models}
 
 
+def _format_warning(message, category, filename, lineno, line=None, _python=warnings.formatwarning) -> str:
+    """genlab's own warnings as one line, `genlab: warning: ...`; others as Python prints them."""
+    if issubclass(category, GenlabWarning):
+        return f"genlab: warning: {message}\n"
+    return _python(message, category, filename, lineno, line)
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.verb](args)

@@ -10,16 +10,18 @@ import torch
 
 from ..errors import DataError
 from .lazy import should_stream
-from .spec import DataSpec, Dataset
+from .spec import MIN_TRAIN, DataSpec, Dataset
 
 
 def split_indices(n: int, test_fraction: float, seed: int, where) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random (train, test) split of range(n); both sides non-empty."""
     if not 0 < test_fraction < 1:
         raise DataError(f"{where}: test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    if n < 2:
-        raise DataError(f"{where}: only {n} example(s); need at least 2 to split into train and test")
-    n_test = min(max(1, round(n * test_fraction)), n - 1)
+    need = MIN_TRAIN + 1
+    if n < need:
+        raise DataError(f"{where}: only {n} example{'s' if n != 1 else ''}; need at least {need} "
+                        f"({MIN_TRAIN} to train on, 1 held out to test)")
+    n_test = min(max(1, round(n * test_fraction)), n - MIN_TRAIN)
     perm = np.random.default_rng(seed).permutation(n)
     return perm[n_test:], perm[:n_test]
 
@@ -114,6 +116,9 @@ def _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column) -
     if label_column is not None:
         raise DataError(f"{path}: label_column= only applies to .csv files")
     _, kind = _examples(mapped[:1], path, kind)
+    step = max(1, (64 << 20) // max(1, mapped[:1].nbytes))  # every row checked now, ~64 MB at a time,
+    for i in range(0, len(mapped), step):  # so a NaN in the last row stops the run before it starts
+        _examples(mapped[i:i + step], path, kind, first_row=i)
     y = _check_labels(_read_labels(labels, path), len(mapped), path) if labels is not None else None
     itr, ite = split_indices(len(mapped), test_fraction, seed, path)
     xtr, xte = NpyRows(path, itr, kind), NpyRows(path, ite, kind)
@@ -149,8 +154,8 @@ def _read_npz(path, a: dict):
     raise DataError(f"{path}: no array named 'x' or 'train'/'test' (found: {', '.join(sorted(a)) or 'none'})")
 
 
-def _examples(x, path, kind, split=""):
-    """Checked float32 examples and their kind from a raw array."""
+def _examples(x, path, kind, split="", first_row: int = 0):
+    """Checked float32 examples and their kind from a raw array (rows `first_row`... of the file)."""
     where = f"{path}" + (f" ({split})" if split else "")
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
@@ -176,7 +181,10 @@ def _examples(x, path, kind, split=""):
     finite = np.isfinite(x).reshape(len(x), -1).all(1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise DataError(f"{where}: {len(bad)} examples contain NaN or Inf values (first: example {bad[0]})")
+        at = np.unravel_index(int(np.flatnonzero(~np.isfinite(x[bad[0]]))[0]), x.shape[1:])
+        at = f"column {at[0] + 1}" if kind == "vector" else f"channel {at[0]}, row {at[1]}, column {at[2]}"
+        raise DataError(f"{where}: {len(bad)} examples contain NaN or Inf values "
+                        f"(first: example {first_row + bad[0]}, {at})")
     if kind == "image" and (x.min() < 0 or x.max() > 1):
         raise DataError(f"{where}: image values must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]; "
                         "rescale them, or pass kind='vector'")
@@ -281,6 +289,12 @@ def _read_csv(path, label_column, allow_missing: bool = False, details: bool = F
             except ValueError:
                 raise DataError(f"{path}: row {line}, {colname(j)}: non-numeric value {cell.strip()!r}") from None
             k += 1
+    if not allow_missing and not np.isfinite(x).all():  # "nan", "inf", "1e999": numbers, but no data
+        i, k = (int(v[0]) for v in np.nonzero(~np.isfinite(x)))
+        j = k + (col is not None and k >= col)
+        n = int((~np.isfinite(x)).any(1).sum())
+        raise DataError(f"{path}: {n} row{'s' if n > 1 else ''} with NaN or Inf values (first: row {rows[i][0]}, "
+                        f"{colname(j)}: {rows[i][1][j].strip()!r}); remove or fill them")
     more = (header, col) if details else ()
     if col is None:
         return (x, None, None, *more)
