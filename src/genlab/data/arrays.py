@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +58,14 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     xtr = xte = ytr = yte = None
     if suffix == ".npy" and stream is not False:
         mapped = _np_load(path, mmap_mode="r")
+        if not isinstance(mapped, np.ndarray):  # np.load also opens .npz archives, whatever their name
+            raise DataError(f"{path}: a .npz archive, not a single .npy array; name it .npz")
         if mapped.ndim >= 1 and should_stream(stream, len(mapped), mapped.shape[1:]):
             return _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column)
     if suffix == ".npy":
         x, y = _np_load(path), None
+        if not isinstance(x, np.ndarray):
+            raise DataError(f"{path}: a .npz archive, not a single .npy array; name it .npz")
     elif suffix == ".npz":
         arrays = _read_npz_arrays(path)
         if {"c", "train_c", "test_c"} & set(arrays):  # paired: every example has a condition
@@ -128,16 +134,35 @@ def _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column) -
     return Dataset(xtr, xte, spec, as_labels(itr), as_labels(ite), location=str(path))
 
 
+#: what NumPy raises on a damaged .npy / .npz (a .npz is a zip of .npy files)
+NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+
+
 def _np_load(path, **kw):
     try:
         return np.load(path, allow_pickle=False, **kw)
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read as NumPy data ({e})") from None
+    except NUMPY_READ_ERRORS as e:
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path, e: Exception) -> DataError:
+    if "pickled data" in str(e):
+        return DataError(f"{path}: a Python pickle, not NumPy data; genlab never loads pickles (they can run code)")
+    if "allow_pickle" in str(e) or "Python objects" in str(e):
+        return DataError(f"{path}: cannot read as NumPy data: it holds Python objects (dtype object), which "
+                         "genlab never unpickles; save a numeric array")
+    return DataError(f"{path}: cannot read as NumPy data ({type(e).__name__}: {e})")
 
 
 def _read_npz_arrays(path) -> dict:
-    with _np_load(path) as z:
-        return {k: z[k] for k in z.files}
+    z = _np_load(path)
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single .npy array, not a .npz archive; name it .npy")
+    with z:
+        try:
+            return {k: z[k] for k in z.files}
+        except NUMPY_READ_ERRORS as e:
+            raise _unreadable(path, e) from None
 
 
 def _read_npz(path, a: dict):

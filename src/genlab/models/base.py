@@ -167,7 +167,7 @@ class GenerativeModel(nn.Module):
             warnings.warn(GenlabWarning(
                 f"{data.spec.name}: {len(cols)} constant column{'s' if len(cols) > 1 else ''} "
                 f"(column {where}: the same value in every training example); kept unscaled, "
-                "so the model learns them as constants"), stacklevel=2)
+                f"so the model learns {'them as constants' if len(cols) > 1 else 'it as a constant'}"), stacklevel=2)
 
     def fit_closed_form(self, data: Dataset) -> bool:
         """Families with a closed-form fit (PCA) do it here and return True."""
