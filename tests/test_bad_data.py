@@ -89,6 +89,12 @@ def test_idx_count_mismatch_wrong_magic_truncated_gzip_and_md5(tmp_path, capsys,
     root = _write(tmp_path / "cut", cut)
     assert f"{mnist}: truncated or corrupt gzip file" in _fail(capsys, tmp_path, "--data", "mnist",
                                                               "--set", f"data.root={root}")
+    sizes = _mnist_files()
+    sizes["t10k-images-idx3-ubyte.gz"] = gzip.compress(_idx_bytes(2051, (3, 14, 14)), mtime=0)
+    monkeypatch.setitem(idx.MD5, "mnist", {k: (hashlib.md5(v).hexdigest(), "-") for k, v in sizes.items()})
+    root = _write(tmp_path / "sizes", sizes)
+    assert "train images are 28x28, test images 14x14; the IDX files are damaged or not from one data set" in _fail(
+        capsys, tmp_path, "--data", "mnist", "--set", f"data.root={root}")
     monkeypatch.undo()  # the published md5s again
     monkeypatch.chdir(tmp_path)
     root = _write(tmp_path / "md5", _mnist_files())
@@ -217,7 +223,7 @@ def test_constant_column_is_kept_at_scale_one_and_said(tmp_path, capsys):
         warnings.simplefilter("always")
         warnings.showwarning = lambda m, c, f, n, file=None, line=None: sys.stderr.write(
             warnings.formatwarning(m, c, f, n, line))
-        code = main(["train", "vae", "--data", str(tmp_path / "const.npy"), "--steps", "2", "--quiet",
+        code = main(["train", "vae", "--data", str(tmp_path / "const.npy"), "--steps", "1", "--quiet",
                      "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 0 and err == ["genlab: warning: const: 1 constant column (column 2: the same value in every "

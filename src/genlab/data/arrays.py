@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import math
+import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -134,15 +137,39 @@ def _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column) -
     return Dataset(xtr, xte, spec, as_labels(itr), as_labels(ite), location=str(path))
 
 
-#: what NumPy raises on a damaged .npy / .npz (a .npz is a zip of .npy files)
-NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+#: what NumPy raises on a damaged .npy / .npz (a .npz is a zip of .npy files; a header is parsed as
+#: a Python literal, so a damaged one can raise what the tokenizer raises)
+NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                     SyntaxError, tokenize.TokenError, KeyError, TypeError, OverflowError)
 
 
 def _np_load(path, **kw):
     try:
+        _check_npy_size(path)
         return np.load(path, allow_pickle=False, **kw)
+    except DataError:
+        raise
     except NUMPY_READ_ERRORS as e:
         raise _unreadable(path, e) from None
+
+
+def _check_npy_size(path) -> None:
+    """A .npy whose header promises more bytes than the file holds is truncated: say so before NumPy
+    tries to allocate what a damaged header claims (a forged shape can ask for terabytes)."""
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            return  # not a .npy (a .npz, a pickle): np.load says what it is
+        f.seek(0)
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            return
+        shape, _, dtype = read(f)
+        need = math.prod(shape) * dtype.itemsize
+        have = os.fstat(f.fileno()).st_size - f.tell()
+    if need > have and not dtype.hasobject:
+        raise DataError(f"{path}: truncated .npy file (its header says shape {shape} of {dtype}, "
+                        f"{need} bytes; the file holds {have})")
 
 
 def _unreadable(path, e: Exception) -> DataError:

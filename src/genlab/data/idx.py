@@ -242,6 +242,9 @@ def load_idx_set(name: str, root=None) -> Dataset:
             raise DataError(f"{name}: {FILES[0]} etc. not found; looked in {_looked(name, root)}")
         d = fetch(name)
     xtr, ytr, xte, yte = _arrays(str(d.resolve()), name)
+    if xtr.shape[1:] != xte.shape[1:] or 0 in xtr.shape[1:]:
+        raise DataError(f"{d}: train images are {'x'.join(map(str, xtr.shape[1:]))}, test images "
+                        f"{'x'.join(map(str, xte.shape[1:]))}; the IDX files are damaged or not from one data set")
 
     def images(a):
         return torch.from_numpy(a).unsqueeze(1).float().div_(255.0)

@@ -173,6 +173,8 @@ def validate(ds: Dataset) -> None:
                             f"training needs at least {MIN_TRAIN}")
         if tuple(x.shape[1:]) != tuple(ds.spec.shape):
             raise DataError(f"{name}: {split} examples have shape {tuple(x.shape[1:])}, spec says {tuple(ds.spec.shape)}")
+        if x.numel() == 0:
+            raise DataError(f"{name}: {split} examples have no values (shape {tuple(x.shape[1:])})")
         if not torch.isfinite(x).all():
             bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum())
             raise DataError(f"{name}: {bad} {split} examples contain NaN or Inf values")
