@@ -174,16 +174,17 @@ def test_random_bytes_as_image_folders(data):
     n = data.draw(st.integers(1, 4), label="files")
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "imgs"
-        classes = data.draw(st.booleans(), label="class folders")
+        layout = data.draw(st.sampled_from(["loose", "classes", "pairs"]), label="layout")
         for i in range(n):
-            suffix = data.draw(st.sampled_from([".png", ".jpg"]))
-            good = data.draw(st.booleans())
-            raw = SEEDS[suffix] if good else data.draw(mutated(SEEDS[suffix]))
-            f = root / (f"c{i % 2}" if classes else "") / f"{i}{suffix}"
-            f.parent.mkdir(parents=True, exist_ok=True)
-            f.write_bytes(raw)
+            for sub in ({"loose": [""], "classes": [f"c{i % 2}"], "pairs": ["A", "B"]}[layout]):
+                suffix = data.draw(st.sampled_from([".png", ".jpg"]))
+                good = data.draw(st.booleans())
+                raw = SEEDS[suffix] if good else data.draw(mutated(SEEDS[suffix]))
+                f = root / sub / f"{i}{suffix}"
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_bytes(raw)
         size = data.draw(st.sampled_from([None, 4]), label="size")
-        stream = data.draw(st.sampled_from([None, True]), label="stream")
+        stream = data.draw(st.sampled_from([None, True]), label="stream") if layout != "pairs" else None
         kw = {k: v for k, v in (("size", size), ("stream", stream)) if v is not None}
         ds = load_or_clean_error(lambda: load_dataset(root, **kw), "an image folder")
         if ds is not None:
