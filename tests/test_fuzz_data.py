@@ -29,6 +29,7 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is in the dev 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
+from genlab.apps.impute import parse_mask  # noqa: E402
 from genlab.data import idx, load_dataset  # noqa: E402
 from genlab.data.arrays import read_table  # noqa: E402
 from genlab.data.paired import load_conditions  # noqa: E402
@@ -162,10 +163,14 @@ def test_random_bytes_as_array_files(suffix, data):
             with no_hang("read_table"):
                 with contextlib.suppress(GenlabError):
                     read_table(path, label_column=data.draw(st.sampled_from([None, 0, -1, "label"])))
-        if suffix == ".npy":  # a condition file for `genlab sample --condition`
+        if suffix == ".npy":  # a condition file for `genlab sample --condition`, a mask for `genlab impute`
             with no_hang("load_conditions"):
                 with contextlib.suppress(GenlabError):
                     load_conditions(path, (3,))
+            with no_hang("parse_mask"):
+                with contextlib.suppress(GenlabError):
+                    mask = parse_mask(str(path), torch.zeros(8, 3), torch.Generator().manual_seed(0))
+                    assert mask.shape == (8, 3) and set(mask.unique().tolist()) <= {0.0, 1.0}
 
 
 @examples(40)

@@ -153,6 +153,15 @@ def _np_load(path, **kw):
         raise _unreadable(path, e) from None
 
 
+def load_npy(path, what: str = "array") -> np.ndarray:
+    """One `.npy` array, never unpickled, with a clean DataError for a damaged, truncated or pickled
+    file, or for a `.npz` archive (`what` names it in that message: "mask", "conditions")."""
+    a = _np_load(path)
+    if not isinstance(a, np.ndarray):
+        raise DataError(f"{path}: a .npz archive, not a single .npy {what}")
+    return a
+
+
 def _check_npy_size(path) -> None:
     """A .npy whose header promises more bytes than the file holds is truncated: say so before NumPy
     tries to allocate what a damaged header claims (a forged shape can ask for terabytes)."""

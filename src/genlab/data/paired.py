@@ -158,11 +158,9 @@ def load_conditions(path, shape: tuple) -> torch.Tensor:
         raise DataError(f"no such condition file: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        from .arrays import _np_load
+        from .arrays import load_npy
 
-        a = _np_load(path)
-        if not isinstance(a, np.ndarray):
-            raise DataError(f"{path}: a .npz archive, not a single .npy array of conditions")
+        a = load_npy(path, "array of conditions")
         if a.dtype.kind not in "biuf":
             raise DataError(f"{path}: array of {a.dtype} is not numeric")
         a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
