@@ -283,6 +283,20 @@ def test_npz_keys_and_non_numeric_arrays(tmp_path, capsys):
     assert "junk.npy: cannot read as NumPy data" in _fail(capsys, tmp_path, "--data", tmp_path / "junk.npy")
 
 
+def test_labels_that_are_not_class_indices(tmp_path, capsys):
+    x = np.random.default_rng(0).random((10, 2))
+    for name, y in (("ids", [0] * 9 + [10**7]), ("huge", [0.0] * 9 + [1e300]), ("neg", [0] * 9 + [-1])):
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+        msg = _fail(capsys, tmp_path, "--data", tmp_path / f"{name}.npz")
+        assert ("labels must be 0 or more, found -1" if name == "neg" else
+                "for 10 examples; labels must be class indices 0..K-1 (renumber them") in msg, msg
+    (tmp_path / "years.csv").write_text("a,year\n" + "".join(f"{i},{1990 + i % 3}\n" for i in range(9)))
+    assert "labels go up to 1992 for 9 examples" in _fail(capsys, tmp_path, "--data", tmp_path / "years.csv",
+                                                          "--label-column", "year")
+    np.savez(tmp_path / "ok.npz", x=x, y=[0, 5] * 5)  # classes may be empty: 0..5 with 1..4 unused
+    assert genlab.load_dataset(tmp_path / "ok.npz").spec.num_classes == 6
+
+
 def test_network_that_cannot_take_the_data(tmp_path, capsys):
     np.save(tmp_path / "vec.npy", np.random.default_rng(0).random((30, 5)).astype(np.float32))
     msg = _fail(capsys, tmp_path, "--data", tmp_path / "vec.npy", "--set", "net=conv")

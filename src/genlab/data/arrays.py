@@ -109,7 +109,7 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
 
     num_classes = 0
     if ytr is not None:
-        num_classes = int(max(ytr.max(), yte.max())) + 1
+        num_classes = class_count(path, ytr, yte)
         if class_names is None or len(class_names) != num_classes:
             class_names = [str(i) for i in range(num_classes)]
     spec = DataSpec(kind, tuple(xtr.shape[1:]), num_classes, class_names or [], name=path.stem)
@@ -131,7 +131,7 @@ def _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column) -
     y = _check_labels(_read_labels(labels, path), len(mapped), path) if labels is not None else None
     itr, ite = split_indices(len(mapped), test_fraction, seed, path)
     xtr, xte = NpyRows(path, itr, kind), NpyRows(path, ite, kind)
-    k = int(y.max()) + 1 if y is not None else 0
+    k = class_count(path, y) if y is not None else 0
     spec = DataSpec(kind, tuple(xtr.example_shape), k, [str(i) for i in range(k)], name=path.stem)
     as_labels = (lambda i: torch.from_numpy(y[i])) if y is not None else (lambda i: None)
     return Dataset(xtr, xte, spec, as_labels(itr), as_labels(ite), location=str(path))
@@ -282,7 +282,22 @@ def _check_labels(y, n, path, split=""):
         raise DataError(f"{where}: labels must be whole numbers 0, 1, 2, ...")
     if len(y) and y.min() < 0:
         raise DataError(f"{where}: labels must be 0 or more, found {y.min():g}")
+    if len(y) and y.max() >= len(y) + 2**20:  # (and before a cast to int64 could wrap a huge float around)
+        raise DataError(f"{where}: labels go up to {y.max():g} for {len(y)} examples; labels must be class "
+                        "indices 0..K-1 (renumber them, e.g. np.unique(y, return_inverse=True)[1])")
     return y.astype(np.int64)
+
+
+def class_count(where, *labels: np.ndarray) -> int:
+    """K for labels that are class indices 0..K-1 (checked by `_check_labels`). A class may have no
+    example, but more classes than examples means the labels are not indices (years, ids, codes):
+    refused, before a model builds one embedding row per "class"."""
+    k = int(max(int(y.max()) for y in labels)) + 1
+    n = sum(len(y) for y in labels)
+    if k > n:
+        raise DataError(f"{where}: labels go up to {k - 1} for {n} examples; labels must be class indices "
+                        "0..K-1 (renumber them, e.g. np.unique(y, return_inverse=True)[1])")
+    return k
 
 
 MISSING_CELLS = ("", "na", "nan", "n/a", "null", "?")

@@ -43,12 +43,12 @@ def paired_dataset(x: np.ndarray, c: np.ndarray, labels, name: str, location: st
                    seed: int, levels=None, class_names=None, split=None) -> Dataset:
     """A Dataset of (x, c[, label]) triples, split with a seeded `test_fraction` unless `split`
     gives (train indices, test indices)."""
-    from .arrays import split_indices
+    from .arrays import class_count, split_indices
 
     if len(x) != len(c):
         raise DataError(f"{location}: {len(c)} conditions for {len(x)} examples")
     itr, ite = split if split is not None else split_indices(len(x), test_fraction, seed, location)
-    k = 0 if labels is None else int(labels.max()) + 1
+    k = 0 if labels is None else class_count(location, labels)
     spec = DataSpec(_kind_of(x), tuple(x.shape[1:]), k, class_names or [str(i) for i in range(k)], name=name,
                     levels=levels, condition_shape=tuple(c.shape[1:]), condition_type=_kind_of(c))
     t = torch.from_numpy
