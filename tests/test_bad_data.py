@@ -135,7 +135,7 @@ def test_interrupted_download_leaves_nothing_that_passes_for_data(tmp_path, caps
     files = _mnist_files()
     served = []
 
-    def urlopen(url, timeout=None, mode="die"):
+    def urlopen(url, timeout=None):
         name = url.rsplit("/", 1)[1]
         served.append(name)
         body = files[name]
