@@ -279,6 +279,21 @@ def test_npz_keys_and_non_numeric_arrays(tmp_path, capsys):
         np.save(tmp_path / f"{name}.npy", a)
         assert f"{name}.npy: array of {a.dtype} is not numeric" in _fail(capsys, tmp_path, "--data",
                                                                          tmp_path / f"{name}.npy")
+    np.save(tmp_path / "t.npy", np.zeros((10, 3), np.float32))
+    (tmp_path / "t.npy").write_bytes((tmp_path / "t.npy").read_bytes()[:-5])
+    assert "t.npy: truncated .npy file (its header says shape (10, 3) of float32, 120 bytes; the file holds 115)" in (
+        _fail(capsys, tmp_path, "--data", tmp_path / "t.npy"))
+    with open(tmp_path / "forged.npy", "wb") as f:  # a header asking for 48 TB: refused before any allocation
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 3)})
+        f.write(b"\0" * 12)
+    for stream in ((), ("--stream",)):
+        assert "forged.npy: truncated .npy file (its header says shape (1000000000000, 3) of float32" in _fail(
+            capsys, tmp_path, "--data", tmp_path / "forged.npy", *stream)
+    import pickle
+
+    (tmp_path / "p.npy").write_bytes(pickle.dumps({"x": [1, 2]}))
+    assert "p.npy: a Python pickle, not NumPy data; genlab never loads pickles" in _fail(
+        capsys, tmp_path, "--data", tmp_path / "p.npy")
     (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
     assert "junk.npy: cannot read as NumPy data" in _fail(capsys, tmp_path, "--data", tmp_path / "junk.npy")
 

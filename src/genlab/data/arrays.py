@@ -182,7 +182,7 @@ def _check_npy_size(path) -> None:
 
 
 def _unreadable(path, e: Exception) -> DataError:
-    if "pickled data" in str(e):
+    if "pickled" in str(e) and "Object arrays" not in str(e):  # the whole file is a pickle
         return DataError(f"{path}: a Python pickle, not NumPy data; genlab never loads pickles (they can run code)")
     if "allow_pickle" in str(e) or "Python objects" in str(e):
         return DataError(f"{path}: cannot read as NumPy data: it holds Python objects (dtype object), which "
