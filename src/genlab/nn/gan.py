@@ -192,15 +192,17 @@ class Discriminator(nn.Module):
 
 class Generator(nn.Module):
     """z [, y] -> sample in the working scale (tanh for images in [-1, 1], linear for vectors);
-    a label embedding joins z when conditional."""
+    a label embedding joins z when conditional. `norm`: the conv generator's normalisation after
+    each transposed convolution, "batch" (DCGAN), "group" or "none"."""
 
-    def __init__(self, spec, latent_dim, net, hidden, channels, num_classes):
+    def __init__(self, spec, latent_dim, net, hidden, channels, num_classes, norm: str = "batch"):
         super().__init__()
         self.net, self.shape = net, tuple(spec.shape)
         self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
         z_dim = latent_dim * (2 if num_classes else 1)
         if net == "conv":  # DCGAN: transposed convolutions with batch norm, tanh output
-            self.body = ConvDecoder(z_dim, spec.shape, tuple(reversed(channels)), "relu", norm="batch")
+            self.body = ConvDecoder(z_dim, spec.shape, tuple(reversed(channels)), "relu",
+                                    norm=None if norm == "none" else norm)
         else:
             self.body = MLP(z_dim, spec.dim, tuple(reversed(hidden)), "relu")
         self.image = spec.kind == "image"
