@@ -26,8 +26,8 @@ from ..errors import ConfigError, GenlabError, TrainingDiverged, unknown_name
 from ..io import atomic_write_json, load_state
 from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
 from ..models.latent import LatentModel
-from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
-from . import distributed
+from .callbacks import Callback, DiscriminatorWatch, JsonlLogger, ProgressBar, SampleGrids
+from . import distributed, resources
 from .checkpoint import seed_everything
 from .config import Budget, TrainConfig, split_settings
 from .trainer import CHECKPOINT, Trainer
@@ -83,6 +83,13 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     if epochs is None and steps is None and minutes is None:
         epochs = 20
     budget = Budget(epochs, steps, minutes)
+    if latent is None:  # will it fit? estimated on a model without storage, before the real one is built
+        from ..models.base import get_family
+
+        pre = TrainConfig(**{**get_family(family).train_defaults, **train_kw, "seed": seed})
+        resources.check(family, ds, model_kw, pre, (Path(out) if out is not None else Path("runs")) if save else None,
+                        size_option=not isinstance(data, Dataset) and Path(str(data)).expanduser().is_dir(),
+                        device=distributed.pick_device(pre.device))
     seed_everything(seed)  # the model's initial weights depend on the seed only
     if latent is not None:
         if not isinstance(latent, (str, os.PathLike)):  # e.g. --set latent=4, a typo of latent_dim
@@ -91,6 +98,8 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     else:
         model = create_model(family, ds, **model_kw)
     config = TrainConfig(**{**model.train_defaults, **train_kw, "seed": seed})
+    resources.check(family, ds, model_kw, config, (Path(out) if out is not None else Path("runs")) if save else None,
+                    model=model, device=distributed.pick_device(config.device))  # the built weights
     run_dir = None
     if save:
         run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
@@ -187,6 +196,8 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
         raise ConfigError(f"{why}; settings a resume can change: {', '.join(RESUME_SETTINGS)}")
     ds = data_for_run(cfg, run_dir, data, allow_changed_data=allow_changed_data)
     config = TrainConfig.from_dict({**cfg["train"], **settings})
+    resources.check(cfg["family"], ds, cfg.get("hparams", {}), config, run_dir, model=model,
+                    device=distributed.pick_device(config.device))
     state = load_state(run_dir / CHECKPOINT)
     budget = Budget(**state["budget"])
     record = bool(settings)
@@ -234,7 +245,9 @@ def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run
             cbs.append(SampleGrids(run_dir / "progress", config.sample_every, view=model))
     if progress and main:
         cbs.append(ProgressBar(f"{model.family} on {ds.spec.name}"))
-    target, target_ds = model.trained_part(ds)  # the model itself; a latent model's inner family on codes
+    target, target_ds = model.trained_part(ds)
+    if main and len(target.players()) > 1:
+        cbs.append(DiscriminatorWatch())  # the model itself; a latent model's inner family on codes
     trainer = Trainer(target, target_ds, config, budget, run_dir, cbs)
     model.to(trainer.device)
     t0 = time.perf_counter()

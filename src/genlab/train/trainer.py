@@ -42,6 +42,11 @@ from ..nn.shard import GlobalBatch
 CHECKPOINT = Path("checkpoint") / "last.pt"
 
 
+def _yaml_number(x: float) -> str:
+    """x written so that `--set` (YAML) reads a float: 0.0001, 300, 1.0e-06 (never 1e-06, a string)."""
+    return f"{x:g}" if 1e-4 <= abs(x) < 1e6 else f"{x:.1e}"
+
+
 def nonfinite_tensor(state: dict, prefix: str = "") -> Optional[str]:
     """The name of the first floating-point tensor of `state` holding NaN or Inf, or None."""
     for name, t in state.items():
@@ -318,7 +323,7 @@ class Trainer:
         """The one-line message of a run that stopped on NaN/Inf: what happened, what was kept, the usual
         remedies, and a command that continues (or restarts) with other settings."""
         cfg = self.config
-        lr = f"{cfg.lr / 10:g}"
+        lr = _yaml_number(cfg.lr / 10)
         fixes = [f"--set lr={lr}"] + ([] if cfg.grad_clip else ["--set grad_clip=1"]) + (
             ["--set precision=fp32"] if cfg.precision != "fp32" else [])
         remedies = (f"usual remedies: a lower lr (now {cfg.lr:g}), "
