@@ -266,7 +266,7 @@ def test_a_large_image_model_is_refused_before_anything_is_allocated(monkeypatch
     with pytest.raises(ConfigError) as e:
         resources.check("vae", big, {}, config, size_option=True)
     msg = str(e.value)
-    assert msg.startswith("training this vae on 3x1024x1024 examples needs about")
+    assert msg.startswith("training this vae on 3x1024x1024 images needs about")
     assert "this machine has 4.0 GB (available memory)" in msg and "--set data.size=" in msg
     size = int(msg.split("--set data.size=")[1].split()[0])
     assert 4 <= size < 1024
@@ -284,7 +284,7 @@ def test_train_refuses_a_folder_too_large_for_memory_and_leaves_nothing(in_tmp, 
     monkeypatch.setattr(resources, "available_memory", lambda device=None: (150 * 10**6, "available memory"))
     assert main(["train", "vae", "--data", "photos", "--steps", "2", "--out", "run", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("genlab: error: training this vae on 3x128x128 examples needs about")
+    assert err.startswith("genlab: error: training this vae on 3x128x128 images needs about")
     assert "--set data.size=" in err and "--set memory_check=false" in err and not Path("run").exists()
     size = err.split("--set data.size=")[1].split()[0]
     assert main(["train", "vae", "--data", "photos", "--steps", "2", "--out", "run", "--quiet",
@@ -293,7 +293,8 @@ def test_train_refuses_a_folder_too_large_for_memory_and_leaves_nothing(in_tmp, 
 
 def test_a_built_model_too_large_and_a_full_disk_are_refused(in_tmp, monkeypatch):
     monkeypatch.setattr(resources, "available_memory", lambda device=None: (50 * 10**6, "available memory"))
-    with pytest.raises(ConfigError, match=r"needs about .* of memory \(weights .*\), and this machine has 50.0 MB"):
+    with pytest.raises(ConfigError, match=r"this ae on 2-dimensional vectors needs about .* of memory \(weights .*, "
+                                          r"activations not counted\), and this machine has 50.0 MB"):
         genlab.train("ae", "8gaussians", "run", steps=1, progress=False, hidden=(2000, 2000))
     assert not Path("run").exists()
     monkeypatch.setattr(resources, "available_memory", lambda device=None: (10**12, "available memory"))

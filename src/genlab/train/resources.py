@@ -70,7 +70,7 @@ class Estimate:
 
     def parts(self) -> str:
         act = (f"activations {size(self.activation_bytes)} for a batch of {self.batch}"
-               if self.activation_bytes is not None else "activations not estimated")
+               if self.activation_bytes is not None else "activations not counted")
         return (f"weights {size(self.weight_bytes)} ({self.params / 1e6:.1f}M parameters), gradients and "
                 f"optimizer {size(self.optimizer_bytes)}" + (f", EMA {size(self.ema_bytes)}" if self.ema_bytes else "")
                 + f", {act}" + (f", sample grids {size(self.figure_bytes)}" if self.figure_bytes else ""))
@@ -257,7 +257,9 @@ def check(family: str, ds, hparams: dict, config, run_dir=None, *, model=None, s
         est = measure(model, spec, config, n, activations=False)
     avail, where = available_memory(device)
     if est.total > avail:
-        raise ConfigError(f"training this {family} on {'x'.join(map(str, spec.shape))} examples needs about "
+        what = (f"{'x'.join(map(str, spec.shape))} images" if spec.kind == "image" else
+                f"{math.prod(spec.shape)}-dimensional {spec.kind}s")
+        raise ConfigError(f"training this {family} on {what} needs about "
                           f"{size(est.total)} of memory ({est.parts()}), and this machine has {size(avail)} "
                           f"({where}); {_suggest(family, ds, hparams, config, est, avail, size_option)}"
                           " (or --set memory_check=false to try anyway)")
@@ -286,7 +288,7 @@ def _suggest(family, ds, hparams, config, est: Estimate, avail: int, size_option
             except Exception:  # noqa: BLE001  (a family that needs another size: try the next)
                 continue
             if e.total <= 0.8 * avail:
-                tips.append(f"shrink the images (--set data.size={hh if hh == ww else f'{hh}x{ww}'} fits: "
+                tips.append(f"smaller images (--set data.size={hh if hh == ww else f'{hh}x{ww}'} fits: "
                             f"about {size(e.total)})")
                 break
             if hh == 4 and ww == 4:

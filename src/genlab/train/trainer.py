@@ -297,12 +297,14 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Write checkpoint/last.pt (atomically), never with NaN/Inf weights: those stop the run with the
         previous checkpoint kept."""
-        if self.run_dir is None or self.closed_form or not distributed.is_main():
+        if self.run_dir is None or self.closed_form:
             return
-        bad = nonfinite_tensor(self.model.state_dict()) or (
+        bad = nonfinite_tensor(self.model.state_dict()) or (  # every rank: their weights are equal, so all stop
             nonfinite_tensor(self.ema.shadow, "EMA ") if self.ema is not None else None)
         if bad is not None:
             raise self.diverged(f"the weights became NaN or Inf ({bad})")
+        if not distributed.is_main():
+            return
         state = {
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
