@@ -89,6 +89,21 @@ def test_resume_on_changed_data_when_allowed_keeps_the_old_fingerprint(in_tmp):
     assert run_data("run").spec.name == "new"  # checked against the new fingerprint from now on
 
 
+def test_report_and_explore_check_the_data_too(in_tmp, capsys):
+    _table("d.npy", seed=0)
+    genlab.train("ae", "d.npy", "a", steps=1, **FAST)
+    _table("d.npy", seed=1)
+    genlab.train("ae", "d.npy", "b", steps=1, **FAST)  # the same file name, other contents
+    capsys.readouterr()
+    assert main(["report", "a", "b", "--out", "page.html", "--quiet"]) == 2
+    assert "these runs were trained on different data" in capsys.readouterr().err
+    assert main(["report", "a", "--out", "page.html", "--quiet"]) == 2
+    assert "a: its data changed since training (d: different values" in capsys.readouterr().err
+    assert main(["explore", "a", "--what", "map"]) == 2
+    assert "a: its data changed since training" in capsys.readouterr().err
+    assert not Path("page.html").exists()
+
+
 def test_builtin_sets_fingerprint_their_arrays(digits):
     a = fingerprint(digits)
     assert a == fingerprint(load_dataset("digits")) and "arrays" in a and "files" not in a and a["n_train"] == 1437
