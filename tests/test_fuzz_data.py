@@ -18,7 +18,6 @@ import math
 import os
 import signal
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
