@@ -35,6 +35,8 @@ class TrainConfig:
     workers: int = 2                   # DataLoader worker processes when streaming (0: in this process)
     clock: str = "wall"                # what a minutes budget counts: wall time | cpu (process CPU time,
                                        # fair on a shared machine; benchmarks use it with 1 thread)
+    memory_check: bool = True          # refuse to start when the estimated memory or checkpoint disk space
+                                       # exceeds what the machine has (`genlab.train.resources`)
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
