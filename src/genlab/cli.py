@@ -606,7 +606,13 @@ def cmd_models(a) -> None:
         cls = MODELS[name]
         print(f"{name}: {cls.description}")
         print("  can: " + ", ".join(["train", "sample"] + capabilities_of(name)))
-        print("  hyperparameters: " + ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()))
+        if a.family:  # one family: each hyperparameter with its valid values
+            print("  hyperparameters:")
+            for k, v in hyperparameters(name).items():
+                check = cls.hparam_ranges.get(k)
+                print(f"    {k}={v!r}" + (f"  ({check.describe()})" if check is not None else ""))
+        else:
+            print("  hyperparameters: " + ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()))
         td = {**{k: getattr(TrainConfig, k, None) for k in ("lr", "batch_size", "ema_decay")}, **cls.train_defaults}
         print("  trainer defaults: " + ", ".join(f"{k}={v!r}" for k, v in td.items()))
         print()

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..data.spec import DataSpec, Dataset
 from ..errors import ConfigError, GenlabError, unknown_name
+from ..params import check_settings
 
 CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise")
 #: the method behind a capability where its name differs: "denoise" is
@@ -80,6 +81,9 @@ class GenerativeModel(nn.Module):
     #: keyword options that make `log_prob` cheap where a picture needs many evaluations
     #: (a density heat map), not a metric: e.g. fewer importance samples
     preview_log_prob_options: ClassVar[dict] = {}
+    #: the valid values of each hyperparameter ({name: genlab.params check}, e.g. {"latent_dim": Int(1)}),
+    #: checked once by `create_model` (so also for a run's config.json); `genlab models FAMILY` lists them
+    hparam_ranges: ClassVar[dict] = {}
 
     def __init__(self, spec: DataSpec):
         super().__init__()
@@ -336,6 +340,7 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
         if k not in defaults:
             raise unknown_name(f"hyperparameter for '{family}'", k, defaults)
     config = {k: _normalise(hparams.get(k, v), v) for k, v in defaults.items()}
+    check_settings(config, cls.hparam_ranges, f"'{family}'")
     if config.get("conditional"):
         if spec.condition_kind == "none":
             raise ConfigError(f"conditional=true needs labelled data (or paired data); '{spec.name}' has neither")
