@@ -132,7 +132,10 @@ def _np_load(path, **kw):
 
 def _read_npz_arrays(path) -> dict:
     with _np_load(path) as z:
-        return {k: z[k] for k in z.files}
+        try:  # a .npz reads its arrays when asked: a pickled (object) array is refused here
+            return {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError) as e:
+            raise DataError(f"{path}: cannot read as NumPy data ({e})") from None
 
 
 def _read_npz(path, a: dict):

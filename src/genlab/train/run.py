@@ -19,11 +19,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from .._version import __version__
+from .._version import RUN_FORMAT, __version__
 from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
 from ..errors import GenlabError, unknown_name
-from ..io import atomic_write_json, load_state
-from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
+from ..io import atomic_write_json, first_line, load_state
+from ..models.base import GenerativeModel, create_model, from_config, hyperparameters, read_run_config
 from ..models.latent import LatentModel
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
 from . import distributed
@@ -102,7 +102,7 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {
             "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
-            "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__,
+            "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__, "format": RUN_FORMAT,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **({"latent": model.latent_record(run_dir)} if latent is not None else {})})
     return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=False)
@@ -116,18 +116,24 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_run_config(run_dir)
     model = from_config(cfg, run_dir)
     if not (run_dir / CHECKPOINT).exists():
         raise GenlabError(f"{run_dir}: no checkpoint to resume from"
                           + (" (closed-form fit: nothing to resume)"
                              if not getattr(model, "inner", model).players() else ""))
     ds = data if data is not None else dataset_from_spec(cfg["data"])
-    config = TrainConfig.from_dict(cfg["train"])
+    try:
+        config = TrainConfig.from_dict(cfg["train"])
+    except (KeyError, TypeError) as e:
+        raise GenlabError(f"{cfg_path}: malformed trainer settings ({type(e).__name__}: {first_line(e)})") from None
     state = load_state(run_dir / CHECKPOINT)
-    budget = Budget(**state["budget"])
-    if any(v is not None for v in (epochs, steps, minutes)):
-        budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
+    try:
+        budget = Budget(**state["budget"])
+        if any(v is not None for v in (epochs, steps, minutes)):
+            budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
+    except (KeyError, TypeError) as e:
+        raise GenlabError(f"{run_dir / CHECKPOINT}: not a genlab checkpoint ({type(e).__name__}: {first_line(e)})") from None
         cfg["budget"] = budget.to_dict()
         if distributed.world()[0] == 0:  # every rank computed the same budget; rank 0 records it
             atomic_write_json(cfg_path, cfg)
