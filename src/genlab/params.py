@@ -214,6 +214,7 @@ def check_settings(values: dict, table: dict[str, Check], where: str = "") -> No
 
 
 def _show(value: Any) -> str:
+    value = list(value) if isinstance(value, tuple) else value
     text = repr(value) if isinstance(value, str) else str(value).replace("True", "true").replace("False", "false")
     text = "null" if value is None else text
     return text if len(text) <= 60 else text[:57] + "..."
