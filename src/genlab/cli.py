@@ -24,7 +24,7 @@ def parse_settings(pairs) -> dict:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ConfigError(f"--set expects key=value, got '{pair}'")
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
         k, v = pair.split("=", 1)
         out[k.strip()] = _value(v)
     return out

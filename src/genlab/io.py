@@ -107,10 +107,10 @@ def load_weights(path) -> dict:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(9)
     except OSError as e:
         raise GenlabError(f"{path}: cannot read weights ({e.strerror})") from None
-    other = _magic(head)
+    other = _magic(head) if head[8:9] != b"{" else None  # safetensors: 8 bytes of header length, then '{'
     if other is not None:
         raise GenlabError(f"{path}: refused: it is {other}, not safetensors (genlab loads weights only from "
                           "safetensors, which cannot hold code)")

@@ -51,6 +51,9 @@ class TrainConfig:
         d = dict(d)
         if "schedule" in d:
             d.setdefault("lr_schedule", d.pop("schedule"))
+        for k in d:  # e.g. a setting of a newer genlab
+            if k not in cls.names():
+                raise unknown_name("trainer setting", k, cls.names())
         return cls(**d)
 
     def to_dict(self) -> dict:
