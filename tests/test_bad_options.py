@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,14 @@ from genlab.errors import ConfigError
 from genlab.models import MODELS, hyperparameters
 from genlab.params import check_settings
 from genlab.train.config import TRAIN_RANGES, TrainConfig
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
 
 
 def one_line(capsys, *needles):
@@ -119,6 +128,8 @@ TRAIN = ["train", "vae", "--steps", "1", "--quiet", "--out", "r", "--set", "hidd
     (TRAIN[:2] + ["--steps", "0", "--out", "r"], "steps must be a positive number"),
     (TRAIN + ["--config", "broken.json"], "broken.json: not valid JSON"),
     (TRAIN + ["--config", "list.yaml"], "expected a mapping"),
+    (TRAIN + ["--config", "evil.json"], "evil.json: refused: it is a Python pickle, not JSON"),
+    (TRAIN + ["--config", "evil.yaml"], "evil.yaml: not valid YAML (binary content)"),
     (TRAIN + ["--set", "latnt_dim=2"], "did you mean 'latent_dim'?"),
     (["train", "vea", "--out", "r"], "unknown model 'vea'; did you mean 'vae'?"),
     (["train", "vae", "--data", "fashion-mnst", "--out", "r"], "did you mean 'fashion-mnist'?"),
@@ -130,10 +141,12 @@ def test_bad_training_options_leave_nothing_behind(argv, message, in_tmp, capsys
     np.save(in_tmp / "x.npy", np.random.default_rng(0).normal(size=(50, 3)).astype("float32"))
     (in_tmp / "broken.json").write_text('{"lr": 0.1,')
     (in_tmp / "list.yaml").write_text("- lr\n- 0.1\n")
+    for name in ("evil.json", "evil.yaml"):  # a pickle whose payload would create a file
+        (in_tmp / name).write_bytes(pickle.dumps(Payload(in_tmp / "PAYLOAD-RAN")))
     before = listing(in_tmp)
     assert main(argv) == 2
     one_line(capsys, message)
-    assert listing(in_tmp) == before  # no run directory, nothing touched
+    assert listing(in_tmp) == before  # no run directory, nothing touched (and no payload ran)
 
 
 @pytest.fixture(scope="module")

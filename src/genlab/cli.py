@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from .errors import ConfigError, GenlabError
+from .errors import ConfigError, GenlabError, GenlabWarning
 
 
 def _value(text: str):
@@ -37,10 +38,17 @@ def read_config(path) -> dict:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"no such config file: {p}")
-    try:
-        data = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} ({e})".splitlines()[0]) from e
+    if p.suffix == ".json":
+        from .io import read_json
+
+        data = read_json(p)  # one line for a pickle, binary bytes or bad JSON
+    else:
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not valid YAML (binary content)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings")
     return data
@@ -87,6 +95,15 @@ def _classes(text):
     if not out:
         raise argparse.ArgumentTypeError(f"--classes expects comma-separated labels, got '{text}'")
     return [int(c) if c.lstrip("-").isdigit() else c for c in out]
+
+
+def _run_data_args(p, verb: str) -> None:
+    """--data / --allow-changed-data for verbs that read a run's own data again."""
+    p.add_argument("--data", metavar="PATH", help="the run's data, moved to PATH (or renamed); still checked "
+                   "against the fingerprint recorded at training" + (" and recorded as the run's data from here on"
+                                                                       if verb == "resume" else ""))
+    p.add_argument("--allow-changed-data", action="store_true", help="use the data even though it differs from "
+                   "the data the run was trained on (sizes or values)")
 
 
 def _use_args(p, out_help: str) -> None:
@@ -136,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with one, train that much more.")
     r.add_argument("run")
     _budget_args(r)
+    _run_data_args(r, "resume")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="a trainer setting to change from here on "
+                   "(repeatable): lr, grad_clip, precision, ... e.g. after a diverged run")
     r.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
@@ -165,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--split", default="test", choices=["test", "train"], help="reference split (default test)")
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    _run_data_args(e, "eval")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
 
     xp = sub.add_parser("explore", help="explore a trained run's latent space: interpolate, traverse, arithmetic, "
@@ -179,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--n", type=int, help="test examples mapped / samples checked for neighbours")
     xp.add_argument("--out", help="output directory (default: RUN/explore)")
     xp.add_argument("--seed", type=int, default=0)
+    _run_data_args(xp, "explore")
 
     tr = sub.add_parser("translate", help="translate images with an image-to-image run (pix2pix, cyclegan, "
                                           "conditional ddpm / fm on paired data)",
@@ -220,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output directory (default: runs/compare-DATA-TIME)")
     c.add_argument("--nll-seconds", type=float, help="time limit of the likelihood metric per family; past it, "
                    "NLL is scored on a subset of the reference examples (default 20; 0: none)")
+    c.add_argument("--normal-class", metavar="LABEL", help="the one-class protocol: train every family on this class "
+                   "(label value or name; comma-separated for several) and add an AUROC column: the whole test split "
+                   "scored with each family's anomaly_score, this class normal")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
 
     rp = sub.add_parser("report", help="the comparison page from existing runs",
@@ -230,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--n", type=int, help="evaluation samples (default: the test split, at most 2500)")
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--nll-seconds", type=float, help="time limit of the likelihood metric per run (default 20)")
+    _run_data_args(rp, "report")
     rp.add_argument("--quiet", action="store_true")
 
     an = sub.add_parser("anomaly", help="score outliers with a trained run: AUROC/AUPRC, a calibrated threshold",
@@ -314,7 +340,8 @@ def cmd_train(a) -> None:
 def cmd_resume(a) -> None:
     from .train.run import resume
 
-    _report(resume(a.run, epochs=a.epochs, steps=a.steps, minutes=a.minutes, progress=not a.quiet))
+    _report(resume(a.run, epochs=a.epochs, steps=a.steps, minutes=a.minutes, progress=not a.quiet, data=a.data,
+                   allow_changed_data=a.allow_changed_data, **parse_settings(a.set)))
 
 
 def _report(run) -> None:
@@ -404,13 +431,13 @@ def cmd_sample(a) -> None:
 
 
 def cmd_eval(a) -> None:
-    from .data import dataset_from_spec
     from .metrics.evaluate import evaluate, format_table
     from .models.base import load
     from .io import atomic_write_json
+    from .train.run import run_data
 
     model = load(a.run)
-    data = dataset_from_spec(model.spec.to_dict())
+    data = run_data(a.run, a.data, allow_changed_data=a.allow_changed_data)
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
     result = evaluate(model, data, metrics, n=a.n, seed=a.seed, split=a.split, progress=not a.json,
                       **parse_settings(a.set))
@@ -443,11 +470,11 @@ def cmd_experiment(a) -> None:
 
 def cmd_explore(a) -> None:
     from .apps.explore import explore
-    from .data import dataset_from_spec
     from .models.base import load
+    from .train.run import run_data
 
     model = load(a.run)
-    data = dataset_from_spec(model.spec.to_dict())
+    data = run_data(a.run, a.data, allow_changed_data=a.allow_changed_data)
     out = Path(a.out) if a.out else Path(a.run) / "explore"
     res = explore(model, data, out, what=a.what, pairs=a.pairs, seed=a.seed, latent_steps=a.steps, n=a.n,
                   progress=True)
@@ -485,8 +512,10 @@ def cmd_compare(a) -> int:
         fam, key = k.split(".", 1)
         settings.setdefault(fam, {})[key] = v
     models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else None
+    normal = None if a.normal_class is None else [c.strip() for c in a.normal_class.split(",") if c.strip()]
     results = compare(a.data, models, minutes=a.minutes, budgets=budgets, steps=a.steps, seed=a.seed, out=a.out,
-                      n=a.n, progress=not a.quiet, settings=settings, human=_human(a), **_nll_limit(a))
+                      n=a.n, progress=not a.quiet, settings=settings, human=_human(a), normal_class=normal,
+                      **_nll_limit(a))
     return _print_comparison(results)
 
 
@@ -494,7 +523,7 @@ def cmd_report(a) -> int:
     from .workflows.compare import report
 
     return _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, human=_human(a),
-                                    **_nll_limit(a)))
+                                    data=a.data, allow_changed_data=a.allow_changed_data, **_nll_limit(a)))
 
 
 def _human(a):
@@ -677,6 +706,13 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eva
             "models": cmd_models}
 
 
+def _format_warning(message, category, filename, lineno, line=None, _python=warnings.formatwarning) -> str:
+    """genlab's own warnings as one line, `genlab: warning: ...`; others as Python prints them."""
+    if issubclass(category, GenlabWarning):
+        return f"genlab: warning: {message}\n"
+    return _python(message, category, filename, lineno, line)
+
+
 def main(argv=None) -> int:
     try:
         return _main(argv)
@@ -693,6 +729,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
+    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.verb](args) or 0

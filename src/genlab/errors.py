@@ -18,6 +18,11 @@ class ConfigError(GenlabError, ValueError):
     """An unknown name or an invalid hyperparameter / option."""
 
 
+class GenlabWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints
+    `genlab: warning: ...` on one line)."""
+
+
 class TrainingDiverged(GenlabError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -10,6 +10,10 @@ import torch
 from ..errors import DataError
 from .lazy import is_lazy
 
+#: the fewest training examples a model can learn from: standardising a feature, batch norm and
+#: a GAN's minibatch statistics all need a spread, which one example does not have
+MIN_TRAIN = 2
+
 
 @dataclass
 class DataSpec:
@@ -45,6 +49,10 @@ class DataSpec:
     #: outputs can be scored against targets. Families that learn from pairs (pix2pix, a conditional
     #: diffusion model) refuse it.
     unpaired: bool = False
+    #: False when not even the test inputs and targets correspond (MNIST <-> Fashion-MNIST, two folders
+    #: of unrelated images): outputs are then scored as a distribution (FD, precision/recall, class
+    #: balance), never against a target (no PSNR/SSIM, no per-example class accuracy)
+    paired_test: bool = True
 
     @property
     def condition_kind(self) -> str:
@@ -71,6 +79,8 @@ class DataSpec:
             d.pop("domain")
         if not self.unpaired:
             d.pop("unpaired")
+        if self.paired_test:
+            d.pop("paired_test")
         return d
 
     @classmethod
@@ -164,8 +174,13 @@ def validate(ds: Dataset) -> None:
             raise DataError(f"{name}: {split} split must be a float tensor")
         if len(x) == 0:
             raise DataError(f"{name}: the {split} split is empty")
+        if split == "train" and len(ds.train) < MIN_TRAIN:
+            raise DataError(f"{name}: the train split has {len(ds.train)} example; "
+                            f"training needs at least {MIN_TRAIN}")
         if tuple(x.shape[1:]) != tuple(ds.spec.shape):
             raise DataError(f"{name}: {split} examples have shape {tuple(x.shape[1:])}, spec says {tuple(ds.spec.shape)}")
+        if x.numel() == 0:
+            raise DataError(f"{name}: {split} examples have no values (shape {tuple(x.shape[1:])})")
         if not torch.isfinite(x).all():
             bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum())
             raise DataError(f"{name}: {bad} {split} examples contain NaN or Inf values")
@@ -183,6 +198,8 @@ def validate(ds: Dataset) -> None:
         if ds.spec.unpaired:
             raise DataError(f"{name}: unpaired data needs a second collection (conditions; set condition_shape)")
         return
+    if not ds.spec.paired_test and not ds.spec.unpaired:
+        raise DataError(f"{name}: a test split without pairs needs unpaired training data too (unpaired=True)")
     for split, x, c in (("train", ds.train, ds.train_cond), ("test", ds.test, ds.test_cond)):
         if not isinstance(c, torch.Tensor) or not c.is_floating_point():
             raise DataError(f"{name}: the {split} split needs a float tensor of conditions")

@@ -18,6 +18,7 @@ Trainer alternates them and never names a family.
 from __future__ import annotations
 
 import inspect
+import warnings
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from ..data.spec import DataSpec, Dataset
-from ..errors import ConfigError, GenlabError, unknown_name
+from ..errors import ConfigError, GenlabError, GenlabWarning, unknown_name
 from ..io import first_line
 from ..params import check_settings
 
@@ -79,6 +80,8 @@ class GenerativeModel(nn.Module):
     #: True for families that learn from two unrelated collections (CycleGAN); the others refuse
     #: unpaired data (`DataSpec.unpaired`) when conditioned on it
     learns_unpaired: ClassVar[bool] = False
+    #: translates B -> A as well (`sample(n, y=b, direction="BA")`); evaluation then scores that way too
+    translates_back: ClassVar[bool] = False
     #: keyword options that make `log_prob` cheap where a picture needs many evaluations
     #: (a density heat map), not a metric: e.g. fewer importance samples
     preview_log_prob_options: ClassVar[dict] = {}
@@ -144,19 +147,34 @@ class GenerativeModel(nn.Module):
         """Called once before training starts (not on resume): data-dependent init.
 
         Sets the standardisation of vector data; families extend it (call super())."""
-        if self.spec.kind == "vector" and hasattr(data.train, "batches"):  # on disk: moments in one pass
-            n, s1, s2 = 0, 0.0, 0.0
+        if self.spec.kind != "vector":
+            return
+        if hasattr(data.train, "batches"):  # on disk: moments and ranges in one pass
+            n, s1, s2, lo, hi = 0, 0.0, 0.0, None, None
             for b in data.train.batches(4096):
                 b = b.double()
                 n, s1, s2 = n + len(b), s1 + b.sum(0), s2 + b.square().sum(0)
+                lo = b.amin(0) if lo is None else torch.minimum(lo, b.amin(0))
+                hi = b.amax(0) if hi is None else torch.maximum(hi, b.amax(0))
             mean = s1 / n
-            var = (s2 - n * mean.square()) / max(n - 1, 1)
-            self.data_shift.copy_(mean)
-            self.data_scale.copy_(var.clamp_min(0).sqrt().clamp_min(1e-6))
-        elif self.spec.kind == "vector":
+            std = ((s2 - n * mean.square()) / max(n - 1, 1)).clamp_min(0).sqrt()
+        else:
             x = data.train.to(self.data_shift.device)
-            self.data_shift.copy_(x.mean(0))
-            self.data_scale.copy_(x.std(0).clamp_min(1e-6))
+            mean, std, lo, hi = x.mean(0), x.std(0), x.amin(0), x.amax(0)
+        constant = (lo == hi).to(self.data_scale.device)
+        self.data_shift.copy_(mean)
+        # a constant feature has no spread to divide by: it keeps scale 1 (it is 0 on the working
+        # scale, where a model learns it as a constant) rather than a near-zero one that would
+        # blow any other value up and add log(1e6) nats per feature to a likelihood
+        self.data_scale.copy_(torch.where(constant, torch.ones_like(self.data_scale),
+                                          std.to(self.data_scale).clamp_min(1e-6)))
+        if constant.any():
+            cols = constant.flatten().nonzero().flatten().tolist()
+            where = ", ".join(str(c + 1) for c in cols[:5]) + (", ..." if len(cols) > 5 else "")
+            warnings.warn(GenlabWarning(
+                f"{data.spec.name}: {len(cols)} constant column{'s' if len(cols) > 1 else ''} "
+                f"(column {where}: the same value in every training example); kept unscaled, "
+                f"so the model learns {'them as constants' if len(cols) > 1 else 'it as a constant'}"), stacklevel=2)
 
     def fit_closed_form(self, data: Dataset) -> bool:
         """Families with a closed-form fit (PCA) do it here and return True."""
@@ -386,7 +404,7 @@ def read_run_config(directory) -> dict:
     path = d / "config.json"
     if not path.is_file():
         raise GenlabError(f"{d}: not a genlab run or model directory (no config.json)")
-    cfg = read_json(path, "a genlab config (JSON)")
+    cfg = read_json(path, "JSON")
     if not isinstance(cfg, dict):
         raise GenlabError(f"{path}: not a genlab config (a JSON {type(cfg).__name__}, not a mapping)")
     theirs, ours = cfg.get("genlab_version"), _version_tuple(__version__)

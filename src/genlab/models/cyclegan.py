@@ -61,6 +61,7 @@ class CycleGAN(GenerativeModel):
     kinds = ("image",)
     condition_kinds = ("tensor",)
     learns_unpaired = True
+    translates_back = True  # sample(..., direction="BA"); evaluation scores that way too ("reverse")
 
     def __init__(self, spec, loss: str = "lsgan", cycle_weight: float = 10.0, identity_weight: float = 0.5,
                  pool_size: int = 50, base: int = 32, depth: int = 0, dropout: float = 0.0, d_base: int = 64,
@@ -117,7 +118,10 @@ class CycleGAN(GenerativeModel):
             fake_b, fake_a = self.g_ab(a), self.g_ba(b)
         da = discriminator_step(self.d_a, a, self.pool_a.query(fake_a), self.loss_name)
         db = discriminator_step(self.d_b, b, self.pool_b.query(fake_b), self.loss_name)
-        return {"loss": da["loss"] + db["loss"], "d_a": da["loss"].detach(), "d_b": db["loss"].detach()}
+        out = {"loss": da["loss"] + db["loss"], "d_a": da["loss"].detach(), "d_b": db["loss"].detach()}
+        if "d_acc" in da:  # the two critics' accuracy (the Trainer warns when a critic has won outright)
+            out["d_acc"] = torch.minimum(da["d_acc"], db["d_acc"])
+        return out
 
     def generator_loss(self, x, y=None):
         """L_GAN(G, D_B) + L_GAN(F, D_A) + cycle_weight L_cyc + identity_weight cycle_weight L_id."""

@@ -36,6 +36,8 @@ class TrainConfig:
     workers: int = 2                   # DataLoader worker processes when streaming (0: in this process)
     clock: str = "wall"                # what a minutes budget counts: wall time | cpu (process CPU time,
                                        # fair on a shared machine; benchmarks use it with 1 thread)
+    memory_check: bool = True          # refuse to start when the estimated memory or checkpoint disk space
+                                       # exceeds what the machine has (`genlab.train.resources`)
 
     def __post_init__(self):
         check_settings({k: getattr(self, k) for k in TRAIN_RANGES}, TRAIN_RANGES)
@@ -70,7 +72,7 @@ TRAIN_RANGES = {
     "grad_clip": Float(0, low_open=True, none=True), "ema_decay": Float(0, 1, low_open=True, high_open=True, none=True),
     "log_every": Int(1), "sample_every": Int(0), "checkpoint_every": Int(0), "precision": OneOf("fp32", "bf16"),
     "channels_last": Bool(), "device": Anything(), "seed": Int(), "stream": Bool(none=True), "workers": Int(0),
-    "clock": OneOf("wall", "cpu"),
+    "clock": OneOf("wall", "cpu"), "memory_check": Bool(),
 }
 
 

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .._version import __version__
-from ..data import Dataset, dataset_from_spec, load_dataset
-from ..errors import ConfigError, GenlabError, unknown_name
+from ..data import Dataset, load_dataset
+from ..errors import ConfigError, DataError, GenlabError, unknown_name
 from ..io import atomic_write_json, read_json
 from ..models.base import read_run_config
 from ..report.html import budget_text
@@ -402,7 +402,7 @@ def _header(data: Dataset, seed: int, n: int, scheme: str, nll_seconds: float) -
 def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Optional[float] = None,
             budgets: Optional[dict] = None, steps: Optional[int] = None, seed: int = 0, out=None,
             n: Optional[int] = None, progress: bool = True, settings: Optional[dict] = None,
-            nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None) -> dict:
+            nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None, normal_class=None) -> dict:
     """Train each family on `data`, evaluate all under one protocol, write DIR/report.html.
 
     `models`: family names (default: every registered family that models the data);
@@ -410,6 +410,9 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
     (default min(test split, EVAL_N)); `settings`: {family: {setting: value}} passed to `train`;
     `nll_seconds`: time limit of the likelihood metric per family (see `evaluate_run`);
     `human`: scores of a judging study (`judge.study_scores`), shown beside the metrics.
+    `normal_class`: the one-class protocol. Every family trains (and is evaluated) on these classes
+    only; then the whole test split is scored with its `anomaly_score`, AUROC with these classes
+    normal (`genlab.apps.anomaly`'s auroc_full), as metric `auroc`.
     Returns the results (also in DIR/results.json) with "report" = the page's path.
     """
     from tqdm.auto import tqdm
@@ -419,6 +422,13 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
 
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(data)
+    full = ds
+    if normal_class is not None:
+        from ..apps.anomaly import resolve_classes
+
+        normal_class = resolve_classes(normal_class if isinstance(normal_class, (list, tuple)) else [normal_class],
+                                       ds.spec)
+        ds = ds.select_classes(normal_class)
     if models is None:
         models = families_for(ds.spec)
         if not models:
@@ -462,6 +472,8 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
             run = train(inner_family(fam), ds, out=run_dir, seed=seed, progress=bar_on, latent=latent,
                         **plan[fam], **settings.get(fam, {}))
             entry = summarise(fam, run.model, ds, run_dir, out, n_eval, seed, lims, nll_seconds)
+            if normal_class is not None:
+                one_class_scores(entry, run.model, full, normal_class)
         except Exception as e:  # noqa: BLE001 - a family's failure is reported, the others go on
             entry = _failed(fam, fam, getattr(e, "genlab_stage", stage), e, run_dir, out)
             if progress:
@@ -473,13 +485,31 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
     return _finish(results, ds, out, lims, t0, human=human)
 
 
+def one_class_scores(entry: dict, model, full: Dataset, normal_class) -> None:
+    """entry's metrics gain `auroc`: the whole of `full`'s test split scored by the model's anomaly_score,
+    `normal_class` normal; a family without anomaly_score gets a note instead."""
+    from ..apps.anomaly import anomaly
+
+    if not hasattr(model, "anomaly_score"):
+        entry.setdefault("notes", {})["auroc"] = f"'{model.family}' has no anomaly_score"
+        return
+    r = anomaly(model, full, normal_class=normal_class)
+    entry["metrics"]["auroc"] = r["auroc_full"]
+    entry.setdefault("notes", {})["auroc"] = (f"{r['n']} test examples of {full.spec.name}, normal: "
+                                             f"{', '.join(r['normal_classes'])} (the one-class protocol)")
+
+
 def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress: bool = True,
-           nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None) -> dict:
+           nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None, data=None,
+           allow_changed_data: bool = False) -> dict:
     """The comparison page from existing run directories (all on the same data).
 
     `out` is the page's path (…/report.html) or a directory; results.json and figures/ go beside it.
     Runs are evaluated under the shared protocol unless RUN/eval.json already holds that evaluation.
+    The data is the runs' own (or `data`, the same data moved), checked against each run's recorded
+    fingerprint unless `allow_changed_data`.
     """
+    from ..data.fingerprint import data_for_run, differences, fingerprint
     from tqdm.auto import tqdm
 
     from ..models.base import load
@@ -491,14 +521,20 @@ def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress
         raise ConfigError("give at least one run directory")
     cfgs = [read_run_config(r) for r in runs]
     specs = {json.dumps(c["data"].get("source"), sort_keys=True) for c in cfgs}
-    if len(specs) > 1:
+    prints = [c.get("data_fingerprint") for c in cfgs]
+    if len(specs) > 1 or (not allow_changed_data and any(differences(a, b) for a in prints for b in prints)):
         raise ConfigError("these runs were trained on different data: "
                           + ", ".join(f"{r} ({c['data'].get('name')})" for r, c in zip(runs, cfgs)))
     out = Path(out)
     page = out if out.suffix == ".html" else out / "report.html"
     base = page.parent
     base.mkdir(parents=True, exist_ok=True)
-    ds = dataset_from_spec(cfgs[0]["data"])
+    ds = data_for_run(cfgs[0], runs[0], data, allow_changed_data=allow_changed_data)
+    for r, c in zip(runs[1:], cfgs[1:]):
+        changed = differences(c.get("data_fingerprint"), fingerprint(ds))
+        if changed and not allow_changed_data:
+            raise DataError(f"{r}: its data changed since training ({ds.spec.name}: {'; '.join(changed)}); give the "
+                            "data it was trained on with --data PATH, or pass --allow-changed-data")
     n_eval = _eval_n(ds, n)
     families = [c["family"] + (f"@{c['latent'].get('family')}" if isinstance(c.get("latent"), dict) else "")
                 for c in cfgs]
