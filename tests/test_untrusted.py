@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import pickle
-import re
 import shutil
 from pathlib import Path
 
@@ -138,7 +137,7 @@ def test_every_load_call_refuses_pickles():
                 name = f"{owner}.{node.func.attr}"
                 kw = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
                 calls.setdefault(name, []).append((f.name, node.lineno, kw))
-    assert len(calls["np.load"]) >= 3
+    assert len(calls["np.load"]) >= 1
     assert [c for c in calls["np.load"] if c[2].get("allow_pickle") is not False] == []
     assert [c for c in calls.get("torch.load", []) if c[2].get("weights_only") is not True] == []
     for unsafe in ("pickle.load", "pickle.loads", "joblib.load", "yaml.load", "yaml.unsafe_load", "np.fromfile"):

@@ -18,6 +18,7 @@ OPTION_RANGES = {
     "test_fraction": Float(0, 1, low_open=True, high_open=True),
     "size": Either(Int(1, none=True), Ints(1, min_len=2), Text()),
     "mode": OneOf("L", "RGB", none=True), "kind": OneOf("image", "vector", none=True), "stream": Bool(none=True),
+    "unpaired": Bool(),
     "labels": Anything(), "label_column": Either(Text(none=True), Int()),
 }
 

@@ -51,7 +51,8 @@ class GAN(GenerativeModel):
     hparam_ranges = {"latent_dim": Int(1), "net": OneOf("auto", "mlp", "conv"), "hidden": Ints(1),
                      "channels": Ints(1, min_len=1), "loss": Text(), "n_critic": Int(1), "gp_weight": Float(0),
                      "r1_weight": Float(0), "conditional": Bool(), "conditioning": OneOf("projection", "concat"),
-                     "pac": Int(1), "minibatch_std": Bool(), "d_lr": Float(0)}
+                     "pac": Int(1), "minibatch_std": Bool(), "d_lr": Float(0),
+                     "norm": OneOf("batch", "group", "none")}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": 0.999, "batch_size": 64}
 
     def __init__(self, spec, latent_dim: int = 64, net: str = "auto", hidden: tuple = (256, 256),
