@@ -32,7 +32,8 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     choices = sorted(choices)
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return ConfigError(f"unknown {kind} '{name}'{hint} (choose from: {', '.join(choices)})")
+    shown = f"'{name}'" if str(name).isprintable() else repr(str(name))  # one line, whatever was typed
+    return ConfigError(f"unknown {kind} {shown}{hint} (choose from: {', '.join(choices)})")
 
 
 class DiskFull(GenlabError, RuntimeError):

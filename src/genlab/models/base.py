@@ -29,6 +29,8 @@ from torch import nn
 
 from ..data.spec import DataSpec, Dataset
 from ..errors import ConfigError, GenlabError, GenlabWarning, unknown_name
+from ..io import first_line
+from ..params import check_settings
 
 CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise")
 #: the method behind a capability where its name differs: "denoise" is
@@ -83,6 +85,9 @@ class GenerativeModel(nn.Module):
     #: keyword options that make `log_prob` cheap where a picture needs many evaluations
     #: (a density heat map), not a metric: e.g. fewer importance samples
     preview_log_prob_options: ClassVar[dict] = {}
+    #: the valid values of each hyperparameter ({name: genlab.params check}, e.g. {"latent_dim": Int(1)}),
+    #: checked once by `create_model` (so also for a run's config.json); `genlab models FAMILY` lists them
+    hparam_ranges: ClassVar[dict] = {}
 
     def __init__(self, spec: DataSpec):
         super().__init__()
@@ -278,9 +283,9 @@ class GenerativeModel(nn.Module):
         save_weights(self.state_dict(), d / "model.safetensors")
         cfg_path = d / "config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        from .._version import __version__
+        from .._version import RUN_FORMAT, __version__
         cfg.update({"family": self.family, "hparams": self.config, "data": self.spec.to_dict(),
-                    "genlab_version": __version__})
+                    "genlab_version": __version__, "format": RUN_FORMAT})
         atomic_write_json(cfg_path, cfg)
         return d
 
@@ -354,6 +359,7 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
         if k not in defaults:
             raise unknown_name(f"hyperparameter for '{family}'", k, defaults)
     config = {k: _normalise(hparams.get(k, v), v) for k, v in defaults.items()}
+    check_settings(config, cls.hparam_ranges, f"'{family}'")
     if config.get("conditional"):
         if spec.condition_kind == "none":
             raise ConfigError(f"conditional=true needs labelled data (or paired data); '{spec.name}' has neither")
@@ -379,13 +385,69 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
     return model
 
 
+def _version_tuple(text) -> Optional[tuple]:
+    parts = str(text).split("+")[0].split(".")
+    try:
+        return tuple(int(p) for p in parts[:3])
+    except ValueError:
+        return None
+
+
+def read_run_config(directory) -> dict:
+    """A run's config.json, checked before anything is built from it: JSON (never a pickle), a mapping with a
+    family, hyperparameters and a data spec, written by this genlab or an older one (run format <= ours).
+    Every problem is one GenlabError naming the file."""
+    from .._version import RUN_FORMAT, __version__
+    from ..io import read_json
+
+    d = Path(directory)
+    path = d / "config.json"
+    if not path.is_file():
+        raise GenlabError(f"{d}: not a genlab run or model directory (no config.json)")
+    cfg = read_json(path, "JSON")
+    if not isinstance(cfg, dict):
+        raise GenlabError(f"{path}: not a genlab config (a JSON {type(cfg).__name__}, not a mapping)")
+    theirs, ours = cfg.get("genlab_version"), _version_tuple(__version__)
+    fmt = cfg.get("format", 1)
+    newer = (isinstance(theirs, str) and _version_tuple(theirs) is not None and _version_tuple(theirs) > ours)
+    if newer or not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > RUN_FORMAT:
+        made = f"genlab {theirs}" if isinstance(theirs, str) else "another genlab"
+        raise GenlabError(f"{d}: written by {made} (run format {fmt}); this is genlab {__version__} (format "
+                          f"{RUN_FORMAT}): upgrade genlab to load it")
+    for key, kind in (("family", str), ("hparams", dict), ("data", dict)):
+        if not isinstance(cfg.get(key), kind):
+            raise GenlabError(f"{path}: not a genlab config ('{key}' {'missing' if key not in cfg else 'malformed'})")
+    return cfg
+
+
 def from_config(cfg: dict, directory=None) -> GenerativeModel:
     """The model a run's config.json describes (weights not loaded): the family's, or a wrapper's
-    (see `register_wrapper`) where the config says so. `directory` is the run's (for relative paths)."""
-    for key, cls in WRAPPERS.items():
-        if key in cfg:
-            return cls.from_config(cfg, directory)
-    return create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    (see `register_wrapper`) where the config says so. `directory` is the run's (for relative paths).
+    A config that names no family genlab knows, or values out of range, is a one-line GenlabError."""
+    where = f"{Path(directory) / 'config.json'}: " if directory is not None else "config: "
+    try:
+        for key, cls in WRAPPERS.items():
+            if key in cfg:
+                return cls.from_config(cfg, directory)
+        return create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    except GenlabError as e:
+        if directory is not None and str(directory) in str(e):
+            raise
+        raise type(e)(f"{where}{e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a malformed entry
+        raise GenlabError(f"{where}malformed ({type(e).__name__}: {first_line(e)})") from None
+
+
+def load_weights_into(model: nn.Module, state: dict, path) -> None:
+    """`model.load_state_dict(state)`, or a one-line GenlabError when the weights do not fit the model
+    (config.json's hyperparameters edited, or weights of another run)."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()] or [first_line(e)]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise GenlabError(f"{path}: these weights do not fit the model config.json describes: {first_line(lines[0], 160)}"
+                          f"{more}; was config.json edited?") from None
 
 
 def load(directory, device=None) -> GenerativeModel:
@@ -393,14 +455,12 @@ def load(directory, device=None) -> GenerativeModel:
     from ..io import load_weights
 
     d = Path(directory)
-    cfg_path, w_path = d / "config.json", d / "model.safetensors"
-    if not cfg_path.exists():
-        raise GenlabError(f"{d}: not a genlab run or model directory (no config.json)")
+    w_path = d / "model.safetensors"
+    cfg = read_run_config(d)
     if not w_path.exists():
         raise GenlabError(f"{d}: no model.safetensors yet (training unfinished? try `genlab resume {d}`)")
-    cfg = json.loads(cfg_path.read_text())
     model = from_config(cfg, d)
-    model.load_state_dict(load_weights(w_path))
+    load_weights_into(model, load_weights(w_path), w_path)
     if device is not None:
         model.to(device)
     return model.eval()

@@ -30,12 +30,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from .._version import __version__
+from .._version import RUN_FORMAT, __version__
 from ..data import DATASETS, Dataset, load_dataset
 from ..data.fingerprint import data_for_run, differences, fingerprint
 from ..errors import ConfigError, GenlabError, TrainingDiverged, TrainingInterrupted, unknown_name
-from ..io import DirLock, DirTaken, atomic_write_bytes, atomic_write_json, load_state, remove_stale_temps, temp_of
-from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
+from ..io import (DirLock, DirTaken, atomic_write_bytes, atomic_write_json, first_line, load_state, remove_stale_temps,
+                  temp_of)
+from ..models.base import GenerativeModel, create_model, from_config, hyperparameters, read_run_config
 from ..models.latent import LatentModel
 from .callbacks import Callback, DiscriminatorWatch, JsonlLogger, ProgressBar, SampleGrids
 from . import distributed, resources
@@ -137,7 +138,7 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         if save and distributed.world()[0] == 0:  # under torchrun, rank 0 writes the files
             atomic_write_json(run_dir / "config.json", {
                 "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
-                "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__,
+                "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__, "format": RUN_FORMAT,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "data_fingerprint": fingerprint(ds),
                 **({"latent": model.latent_record(run_dir)} if latent is not None else {})})
         try:
@@ -186,7 +187,7 @@ def run_data(run_dir, data=None, *, allow_changed_data: bool = False) -> Dataset
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
-    return data_for_run(json.loads(cfg_path.read_text()), run_dir, data, allow_changed_data=allow_changed_data)
+    return data_for_run(read_run_config(run_dir), run_dir, data, allow_changed_data=allow_changed_data)
 
 
 def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = True,
@@ -205,11 +206,11 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_run_config(run_dir)
     distributed.setup(distributed.pick_device(TrainConfig.from_dict(cfg["train"]).device))
     lock = _claim(run_dir, lambda: None)
     with _released(lock), _interruptible(run_dir):
-        cfg = json.loads(cfg_path.read_text())  # as it is now that we hold the run
+        cfg = read_run_config(run_dir)  # as it is now that we hold the run
         fresh = not (run_dir / CHECKPOINT).exists()
         if fresh:  # killed before its first checkpoint: the model train() built, from the same seed
             seed_everything(cfg["seed"])
@@ -227,18 +228,29 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
                    if hp else f"cannot change {', '.join(bad)} when resuming")
             raise ConfigError(f"{why}; settings a resume can change: {', '.join(RESUME_SETTINGS)}")
         ds = data_for_run(cfg, run_dir, data, allow_changed_data=allow_changed_data)
-        config = TrainConfig.from_dict({**cfg["train"], **settings})
+        try:
+            config = TrainConfig.from_dict({**cfg["train"], **settings})
+        except (KeyError, TypeError) as e:
+            raise GenlabError(f"{cfg_path}: malformed trainer settings ({type(e).__name__}: {first_line(e)})") from None
         resources.check(cfg["family"], ds, cfg.get("hparams", {}), config, run_dir, model=model,
                         device=distributed.pick_device(config.device))
-        if fresh:
-            step, epoch, elapsed, budget = 0, 0.0, 0.0, Budget(**cfg["budget"])
-        else:
-            state = load_state(run_dir / CHECKPOINT)
-            step, epoch, elapsed, budget = state["step"], state["epoch"], state["elapsed"], Budget(**state["budget"])
-            del state
+        where = cfg_path if fresh else run_dir / CHECKPOINT
+        try:
+            if fresh:
+                step, epoch, elapsed, budget = 0, 0.0, 0.0, Budget(**cfg["budget"])
+            else:
+                state = load_state(run_dir / CHECKPOINT)
+                step, epoch, elapsed = state["step"], state["epoch"], state["elapsed"]
+                budget = Budget(**state["budget"])
+                del state
+            extend = any(v is not None for v in (epochs, steps, minutes))
+            if extend:
+                budget = budget.extended(step, epoch, elapsed, Budget(epochs, steps, minutes))
+        except (KeyError, TypeError) as e:
+            raise GenlabError(f"{where}: not a genlab {'run' if fresh else 'checkpoint'} "
+                              f"({type(e).__name__}: {first_line(e)})") from None
         record = bool(settings)
-        if any(v is not None for v in (epochs, steps, minutes)):
-            budget = budget.extended(step, epoch, elapsed, Budget(epochs, steps, minutes))
+        if extend:
             cfg["budget"] = budget.to_dict()
             record = True
         if settings:
