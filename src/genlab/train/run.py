@@ -207,7 +207,9 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
     cfg = read_run_config(run_dir)
-    distributed.setup(distributed.pick_device(TrainConfig.from_dict(cfg["train"]).device))
+    config = _resume_config(cfg, cfg_path, settings)  # a refused option touches nothing, not even the lock
+    extra = Budget(epochs, steps, minutes) if any(v is not None for v in (epochs, steps, minutes)) else None
+    distributed.setup(distributed.pick_device(config.device))
     lock = _claim(run_dir, lambda: None)
     with _released(lock), _interruptible(run_dir):
         cfg = read_run_config(run_dir)  # as it is now that we hold the run
@@ -221,17 +223,8 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
             raise GenlabError(f"{run_dir}: no checkpoint to resume from (its final weights are saved: nothing to "
                               f"resume); start over: remove it, or train into a new directory: {train_command(cfg)} "
                               "--out NEW_DIR")
-        bad = [k for k in settings if k not in RESUME_SETTINGS]
-        if bad:
-            hp = [k for k in bad if k in cfg.get("hparams", {})]
-            why = (f"hyperparameter(s) {', '.join(hp)} of a trained run cannot change (the weights depend on them)"
-                   if hp else f"cannot change {', '.join(bad)} when resuming")
-            raise ConfigError(f"{why}; settings a resume can change: {', '.join(RESUME_SETTINGS)}")
         ds = data_for_run(cfg, run_dir, data, allow_changed_data=allow_changed_data)
-        try:
-            config = TrainConfig.from_dict({**cfg["train"], **settings})
-        except (KeyError, TypeError) as e:
-            raise GenlabError(f"{cfg_path}: malformed trainer settings ({type(e).__name__}: {first_line(e)})") from None
+        config = _resume_config(cfg, cfg_path, settings)
         resources.check(cfg["family"], ds, cfg.get("hparams", {}), config, run_dir, model=model,
                         device=distributed.pick_device(config.device))
         where = cfg_path if fresh else run_dir / CHECKPOINT
@@ -243,9 +236,9 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
                 step, epoch, elapsed = state["step"], state["epoch"], state["elapsed"]
                 budget = Budget(**state["budget"])
                 del state
-            extend = any(v is not None for v in (epochs, steps, minutes))
+            extend = extra is not None
             if extend:
-                budget = budget.extended(step, epoch, elapsed, Budget(epochs, steps, minutes))
+                budget = budget.extended(step, epoch, elapsed, extra)
         except (KeyError, TypeError) as e:
             raise GenlabError(f"{where}: not a genlab {'run' if fresh else 'checkpoint'} "
                               f"({type(e).__name__}: {first_line(e)})") from None
@@ -268,6 +261,20 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
         if main:
             truncate_metrics(run_dir / METRICS, step)
         return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=not fresh)
+
+
+def _resume_config(cfg: dict, cfg_path: Path, settings: dict) -> TrainConfig:
+    """The trainer settings a resume runs with: the run's, changed by `settings` (RESUME_SETTINGS only)."""
+    bad = [k for k in settings if k not in RESUME_SETTINGS]
+    if bad:
+        hp = [k for k in bad if k in cfg.get("hparams", {})]
+        why = (f"hyperparameter(s) {', '.join(hp)} of a trained run cannot change (the weights depend on them)"
+               if hp else f"cannot change {', '.join(bad)} when resuming")
+        raise ConfigError(f"{why}; settings a resume can change: {', '.join(RESUME_SETTINGS)}")
+    try:
+        return TrainConfig.from_dict({**cfg["train"], **settings})
+    except (KeyError, TypeError) as e:
+        raise GenlabError(f"{cfg_path}: malformed trainer settings ({type(e).__name__}: {first_line(e)})") from None
 
 
 def truncate_metrics(path: Path, step: int) -> int:
