@@ -53,6 +53,7 @@ class CycleGAN(GenerativeModel):
     description = ("CycleGAN: unpaired translation A <-> B, two U-Net generators, two PatchGANs, LSGAN, "
                    "cycle and identity losses, image pools")
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
+    min_train_steps = 300
     kinds = ("image",)
     condition_kinds = ("tensor",)
     learns_unpaired = True

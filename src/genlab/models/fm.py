@@ -87,6 +87,7 @@ class FlowMatching(GenerativeModel):
     description = ("flow matching / rectified flow: linear path (+ sigma), minibatch OT coupling, "
                    "guidance, ODE sampling (euler, heun, dopri5), log_prob by the change of variables")
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
+    min_train_steps = 200  # fm: 47 steps on digits give noise
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
 
     def __init__(self, spec, sigma: float = 0.0, ot: bool = False, net: str = "auto",

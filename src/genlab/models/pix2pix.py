@@ -54,6 +54,7 @@ class Pix2Pix(GenerativeModel):
     description = ("pix2pix: U-Net generator, PatchGAN on (input, output) pairs, L1 + adversarial loss; "
                    "super-resolution, SRGAN-style feature loss")
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
+    min_train_steps = 300
     kinds = ("image",)
     condition_kinds = ("tensor",)
 

@@ -33,8 +33,10 @@ class TrainConfig:
     stream: Optional[bool] = None      # True: batches read by DataLoader workers (always so for data
                                        # too large for memory, `genlab.data.lazy`)
     workers: int = 2                   # DataLoader worker processes when streaming (0: in this process)
-    clock: str = "wall"                # what a minutes budget counts: wall time | cpu (process CPU time,
-                                       # fair on a shared machine; benchmarks use it with 1 thread)
+    clock: str = "auto"                # what a minutes budget counts: cpu (process CPU time: the same
+                                       # steps however busy the machine) | wall | auto (cpu on CPU
+                                       # devices, wall on GPUs, where the CPU mostly waits); runs record
+                                       # the resolved one
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -42,7 +44,7 @@ class TrainConfig:
             "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
             "optimizer": self.optimizer in ("adam", "adamw"),
             "lr_schedule": self.lr_schedule in ("constant", "cosine", "linear"),
-            "precision": self.precision in ("fp32", "bf16"), "clock": self.clock in ("wall", "cpu"),
+            "precision": self.precision in ("fp32", "bf16"), "clock": self.clock in ("wall", "cpu", "auto"),
             "warmup_steps": self.warmup_steps >= 0, "log_every": self.log_every >= 1,
             "checkpoint_every": self.checkpoint_every >= 0, "workers": self.workers >= 0, "sample_every": self.sample_every >= 0,
             "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
@@ -69,6 +71,15 @@ class TrainConfig:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+def resolve_clock(clock: str, device: str = "auto") -> str:
+    """"auto" -> "wall" when training runs on a GPU (`device` as TrainConfig.device), else "cpu"."""
+    if clock != "auto":
+        return clock
+    from .distributed import pick_device
+
+    return "wall" if pick_device(device).type == "cuda" else "cpu"
 
 
 @dataclass

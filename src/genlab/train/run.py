@@ -28,7 +28,7 @@ from ..models.latent import LatentModel
 from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
 from . import distributed
 from .checkpoint import seed_everything
-from .config import Budget, TrainConfig, split_settings
+from .config import Budget, TrainConfig, resolve_clock, split_settings
 from .trainer import CHECKPOINT, Trainer
 
 
@@ -88,7 +88,11 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         model = LatentModel.create(family, latent, ds, **model_kw)
     else:
         model = create_model(family, ds, **model_kw)
-    config = TrainConfig(**{**model.train_defaults, **train_kw, "seed": seed})
+    derived = getattr(model, "derived_defaults", None) or getattr(getattr(model, "inner", None), "derived_defaults", None)
+    derived = dict(derived or {"hparams": {}, "train": {}})
+    derived["train"] = {k: v for k, v in derived.get("train", {}).items() if k not in train_kw}
+    config = TrainConfig(**{**model.train_defaults, **derived["train"], **train_kw, "seed": seed})
+    config.clock = resolve_clock(config.clock, config.device)
     run_dir = None
     if save:
         run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
@@ -103,6 +107,9 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         atomic_write_json(run_dir / "config.json", {
             "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
             "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__,
+            "torch_threads": torch.get_num_threads(),
+            "min_train_steps": getattr(model, "inner", model).min_train_steps,
+            **({"data_defaults": derived} if derived["hparams"] or derived["train"] else {}),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **({"latent": model.latent_record(run_dir)} if latent is not None else {})})
     return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=False)

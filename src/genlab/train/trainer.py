@@ -145,6 +145,8 @@ class Trainer:
         self._acc: dict[str, torch.Tensor] = {}  # loss parts summed over the log window
         self._cnt: dict[str, int] = {}
         self.model.train()
+        if cfg.clock == "auto":
+            cfg.clock = "wall" if self.device.type == "cuda" else "cpu"
         clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
         t_last = clock()
         try:
