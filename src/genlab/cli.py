@@ -632,11 +632,12 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eva
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    threads = None
     try:
         if args.verb not in ("datasets", "models", "judge"):
             from .train.threads import use_available_cores
 
-            use_available_cores()  # torch threads = the cores this process may use (or OMP_NUM_THREADS)
+            threads = use_available_cores()  # the cores this process may use (or OMP_NUM_THREADS); restored below
         COMMANDS[args.verb](args)
     except GenlabError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
@@ -644,4 +645,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("genlab: interrupted (resume a training run with `genlab resume RUN`)", file=sys.stderr)
         return 130
+    finally:
+        if threads is not None:  # main() called from Python (tests, notebooks) leaves torch as it found it
+            import torch
+
+            torch.set_num_threads(threads[1])
     return 0

@@ -61,11 +61,13 @@ def chosen_threads() -> Optional[int]:
     return None
 
 
-def use_available_cores() -> int:
-    """Set torch's intra-op threads to the user's choice or the available cores; returns the count."""
+def use_available_cores() -> tuple[int, int]:
+    """Set torch's intra-op threads to the user's choice or the available cores; returns
+    (the count now, the count before) so a caller can restore it."""
     import torch
 
+    before = torch.get_num_threads()
     n = chosen_threads() or available_cores()
-    if torch.get_num_threads() != n:
+    if before != n:
         torch.set_num_threads(n)
-    return n
+    return n, before
