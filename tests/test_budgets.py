@@ -135,32 +135,32 @@ def test_eval_nll_seconds_bounds_the_likelihood_and_says_on_how_many(tmp_path, c
     assert result["metrics"]["nll"] == pytest.approx(direct, abs=0.05)
 
 
-def test_gan_on_the_ring_with_no_options_gets_data_aware_defaults(tmp_path):
+def test_gan_on_the_ring_with_no_options_gets_data_aware_defaults():
     """The GAN's fixed defaults (64-D code) put 2.4% of samples near a mode after a minute on the ring;
     its data-aware defaults (2-D code, minibatch std) are chosen, recorded, and do far better at the
-    same seeded step budget."""
+    same seeded step budget. (A ring of sigma 0.05 rather than 0.01, so that a few seconds show it:
+    measured at 600 steps, seed 0: 8 modes and 39% of samples within 3 sigma, against 0 and 0%.)"""
     from genlab.data.toy2d import mode_centers
     from genlab.metrics.modes import mode_coverage
 
-    ring = genlab.load_dataset("8gaussians", n_train=4000, n_test=500)
+    ring = genlab.load_dataset("8gaussians", n_train=4000, n_test=500, sigma=0.05)
 
     def hq(run):
         x = run.model.sample(2500, generator=torch.Generator().manual_seed(1))
-        return mode_coverage(x, mode_centers("8gaussians"), 0.01)
+        return mode_coverage(x, mode_centers("8gaussians"), 0.05)
 
-    run = genlab.train("gan", ring, out=tmp_path / "g", steps=STEPS, progress=False, seed=0)
-    cfg = json.loads((run.path / "config.json").read_text())
-    assert cfg["hparams"]["latent_dim"] == 2 and cfg["hparams"]["minibatch_std"] is True
-    assert cfg["data_defaults"]["hparams"] == {"latent_dim": 2, "minibatch_std": True}
-    assert cfg["data_defaults"]["data"] == {"kind": "vector", "dim": 2, "n_train": 4000}
+    run = genlab.train("gan", ring, steps=STEPS, progress=False, seed=0, save=False)
+    assert run.model.config["latent_dim"] == 2 and run.model.config["minibatch_std"] is True
+    assert run.model.derived_defaults["hparams"] == {"latent_dim": 2, "minibatch_std": True}  # -> config.json
+    assert run.model.derived_defaults["data"] == {"kind": "vector", "dim": 2, "n_train": 4000}
     fixed = genlab.train("gan", ring, steps=STEPS, progress=False, seed=0, save=False, latent_dim=64,
                          minibatch_std=False)
     new, old = hq(run), hq(fixed)
     assert new["high_quality"] > max(4 * old["high_quality"], GAN_HQ_FLOOR), (new, old)
-    assert new["modes"] >= 6
+    assert new["modes"] >= 7
 
 
-STEPS, GAN_HQ_FLOOR = 1500, 0.25
+STEPS, GAN_HQ_FLOOR = 600, 0.25
 
 
 def test_a_value_the_user_gives_beats_the_data_aware_default(tmp_path):
@@ -169,6 +169,7 @@ def test_a_value_the_user_gives_beats_the_data_aware_default(tmp_path):
     cfg = json.loads((run.path / "config.json").read_text())
     assert cfg["hparams"]["latent_dim"] == 8 and cfg["hparams"]["minibatch_std"] is True
     assert cfg["data_defaults"]["hparams"] == {"minibatch_std": True}
+    assert cfg["data_defaults"]["data"] == {"kind": "vector", "dim": 2, "n_train": 200}
     # images keep the fixed defaults, and record no data-derived choice
     run = genlab.train("gan", "digits", out=tmp_path / "d", steps=1, progress=False)
     cfg = json.loads((run.path / "config.json").read_text())
