@@ -13,7 +13,7 @@ import genlab
 from genlab.cli import main
 from genlab.errors import ConfigError
 from genlab.models import MODELS, GenerativeModel
-from genlab.workflows.compare import DEFAULT_MINUTES, families_for, load_results, plan_budgets
+from genlab.workflows.compare import DEFAULT_MINUTES, compare, families_for, load_results, plan_budgets
 
 
 class TinyGaussian(GenerativeModel):
@@ -225,3 +225,17 @@ def test_progress_shows_the_family_and_its_own_bar(extra_families, tmp_path, cap
     assert [e["status"] for e in res["families"]] == ["ok", "ok"]  # a closed-form fit under a progress bar too
     err = capsys.readouterr().err
     assert "compare" in err and "tinygauss on digits" in err and "training left" in err
+
+
+def test_normal_class_runs_the_one_class_protocol_with_an_auroc_column(tmp_path, capsys):
+    res = compare("digits", ["pca", "gmm"], steps=2, out=tmp_path / "c", n=30, progress=False, normal_class="0")
+    by = {e["name"]: e for e in res["families"]}
+    for fam in ("pca", "gmm"):
+        cfg = json.loads((tmp_path / "c" / fam / "config.json").read_text())
+        assert cfg["data"]["source"]["classes"] == [0]                    # trained on the normal class only
+        assert by[fam]["metrics"]["auroc"] > 0.9                          # zeros are easy to tell from other digits
+    assert "0" in by["pca"]["notes"]["auroc"]
+    assert "AUROC (one-class)" in (tmp_path / "c" / "report.html").read_text()
+    assert main(["compare", "--data", "digits", "--models", "pca", "--steps", "1", "--n", "20", "--quiet",
+                 "--normal-class", "eleven", "--out", str(tmp_path / "d")]) == 2
+    assert "eleven" in capsys.readouterr().err

@@ -25,7 +25,7 @@ def test_at_least_twelve_experiments_are_listed(capsys):
     names = list_experiments()
     assert len(names) >= 12
     for n in ("ae-vs-pca", "latent-dim-sweep", "prior-sampling", "reparam-gradients", "elbo-gap", "one-class",
-              "flows-ood", "diffusion-bound", "mode-collapse"):
+              "flows-ood", "diffusion-bound", "mode-collapse", "synthetic-training"):
         assert n in names
     assert main(["experiment", "--list"]) == 0
     listed = capsys.readouterr().out
@@ -98,3 +98,11 @@ def test_mode_collapse_runs_its_variants_over_seeds(tmp_path):
     assert set(r["results"]) == {"vanilla", "minibatch-std", "pacgan-4"}
     for v in r["results"].values():
         assert len(v["per_seed"]) == len(r["seeds"]) and 0 <= v["modes_mean"] <= r["n_modes"]
+
+
+def test_synthetic_training_learns_from_samples_and_not_from_shuffled_labels(tmp_path):
+    r = _run("synthetic-training", tmp_path)
+    assert r["real_data"] > 0.9
+    assert r["families"]["gmm"]["cas"] > 0.8                 # class-conditional samples teach the classes
+    assert r["shuffled_labels_control"]["cas"] < 0.25        # the same samples with shuffled labels: chance (0.1)
+    assert 0 < r["families"]["gmm"]["few_plus_synthetic"] <= 1 and 0.5 < r["real_few"] <= r["real_data"] + 0.05

@@ -217,13 +217,62 @@ def test_pix2pix_srgan_feature_loss_uses_the_frozen_shipped_classifier(sr, tmp_p
 def test_cyclegan_learns_unpaired_inversion_both_ways(inverted):
     run = genlab.train("cyclegan", inverted, save=False, steps=200, lr=1e-3, seed=0, progress=False,
                        identity_weight=0.0, **SMALL)   # identity would fight an inversion
-    got = evaluate(run.model, inverted, ["psnr", "balance"], seed=0)["metrics"]
+    got = evaluate(run.model, inverted, ["psnr", "balance", "reverse"], seed=0)["metrics"]
     start = psnr_ssim(inverted.test_cond, inverted.test)["psnr"]          # the untranslated input
     assert got["psnr"] > start + 5 and got["class_accuracy"] > 0.6
     back = run.model.sample(len(inverted.test), inverted.test, direction="BA")
     assert psnr_ssim(back, inverted.test_cond)["psnr"] > start + 5
+    assert got["psnr_ba"] == pytest.approx(psnr_ssim(back, inverted.test_cond)["psnr"], abs=0.5)  # the evaluation's way back
     with pytest.raises(ConfigError, match="translates B -> A from"):
         run.model.sample(2, torch.rand(2, 1, 4, 4), direction="BA")
+
+
+def test_reverse_metric_scores_the_way_back_against_the_inputs(inverted):
+    model = create_model("cyclegan", inverted, **SMALL)                  # untrained: its sampling is replaced
+    exact = lambda n, y=None, generator=None, direction="AB": 1 - y       # noqa: E731  (inversion is its own inverse)
+    model.sample = exact
+    got = evaluate(model, inverted, ["reverse"], n=200)["metrics"]
+    assert got["psnr_ba"] == float("inf") and got["ssim_ba"] == pytest.approx(1.0)
+    assert abs(got["fid_ba"]) < 1e-3                                      # the very images A: Frechet distance 0
+    model.sample = lambda n, y=None, generator=None, direction="AB": y    # noqa: E731  (forgets to translate)
+    wrong = evaluate(model, inverted, ["reverse"], n=200)["metrics"]
+    assert wrong["fid_ba"] > 1.0 and wrong["psnr_ba"] < 10
+    assert "reverse" not in evaluate(create_model("pix2pix", genlab.load_dataset("digits-sr"), **SMALL),
+                                     genlab.load_dataset("digits-sr"), n=10, metrics=["psnr"])["metrics"]
+
+
+def test_unpaired_folders_load_as_two_collections_and_only_unpaired_families_take_them(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for side, n in (("A", 6), ("B", 10)):                                # unrelated names and counts
+        (tmp_path / "pics" / side).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "pics" / side / f"{side}{i}.png")
+    with pytest.raises(DataError, match="same names"):
+        genlab.load_dataset(tmp_path / "pics")
+    ds = genlab.load_dataset(tmp_path / "pics", unpaired=True, test_fraction=0.25)
+    assert ds.spec.unpaired and not ds.spec.paired_test and ds.spec.condition_shape == (1, 8, 8)
+    assert len(ds.train) == len(ds.train_cond) == 8 and len(ds.test) == len(ds.test_cond) == 2  # B 8/2, A 4(+4 again)/2
+    assert len({tuple(a.flatten().tolist()) for a in ds.train_cond}) == 4   # A's 4 training images, each used twice
+    assert DataSpec.from_dict(ds.spec.to_dict()) == ds.spec
+    with pytest.raises(ConfigError, match="learns from pairs"):
+        create_model("pix2pix", ds)
+    model = create_model("cyclegan", ds, **SMALL)
+    support = genlab.metrics.evaluate.supported_metrics(model, ds)
+    assert support["psnr"] and "unpaired" in support["psnr"] and support["fid"] is None and support["reverse"] is None
+
+
+@pytest.mark.skipif(not data_dir_available("fashion-mnist") or not data_dir_available("mnist"),
+                    reason="needs MNIST and Fashion-MNIST (GENLAB_DATA_DIR)")
+def test_mnist_fashion_is_two_unrelated_collections_scored_as_distributions():
+    ds = genlab.load_dataset("mnist-fashion")
+    mnist, fashion = genlab.load_dataset("mnist"), genlab.load_dataset("fashion-mnist")
+    assert torch.equal(ds.train, mnist.train) and torch.equal(ds.train_cond, fashion.train)
+    assert ds.spec.unpaired and not ds.spec.paired_test and ds.spec.domain == "mnist"
+    model = create_model("cyclegan", ds, **SMALL)
+    got = evaluate(model, ds, n=50, metrics=["fid", "balance"])
+    assert "class_accuracy" not in got["metrics"]                        # labels of unrelated pairs say nothing
 
 
 # ---------------------------------------------------------------- genlab translate
@@ -278,5 +327,5 @@ def test_compare_on_paired_data_picks_translators_conditions_them_and_shows_the_
     want = baseline_result(sr, 40, 0, metrics=["psnr"])["metrics"]["psnr"]
     assert b["name"] == "bicubic" and b["metrics"]["psnr"] == pytest.approx(want)
     page = (tmp_path / "c" / "report.html").read_text()
-    assert "bicubic (baseline, no learning)" in page and "psnr" in page
+    assert "bicubic (baseline, no learning)" in page and "PSNR (dB)" in page
     assert 'id="translations"' in page and (tmp_path / "c" / "pix2pix" / "translations.png").is_file()

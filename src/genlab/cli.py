@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output directory (default: runs/compare-DATA-TIME)")
     c.add_argument("--nll-seconds", type=float, help="time limit of the likelihood metric per family; past it, "
                    "NLL is scored on a subset of the reference examples (default 20; 0: none)")
+    c.add_argument("--normal-class", metavar="LABEL", help="the one-class protocol: train every family on this class "
+                   "(label value or name; comma-separated for several) and add an AUROC column: the whole test split "
+                   "scored with each family's anomaly_score, this class normal")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
 
     rp = sub.add_parser("report", help="the comparison page from existing runs",
@@ -448,8 +451,10 @@ def cmd_compare(a) -> None:
         fam, key = k.split(".", 1)
         settings.setdefault(fam, {})[key] = v
     models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else None
+    normal = None if a.normal_class is None else [c.strip() for c in a.normal_class.split(",") if c.strip()]
     results = compare(a.data, models, minutes=a.minutes, budgets=budgets, steps=a.steps, seed=a.seed, out=a.out,
-                      n=a.n, progress=not a.quiet, settings=settings, human=_human(a), **_nll_limit(a))
+                      n=a.n, progress=not a.quiet, settings=settings, human=_human(a), normal_class=normal,
+                      **_nll_limit(a))
     _print_comparison(results)
 
 

@@ -6,7 +6,9 @@ Two ways in, both through `load_dataset`:
     `labels`; or `train`, `test`, `train_c`, `test_c` (optional `train_labels`, `test_labels`);
   - a folder holding exactly two sub-folders `A/` (inputs, the conditions) and `B/`
     (targets), images paired by file name (`A/0001.png` with `B/0001.png`, extensions may
-    differ), as in the pix2pix data sets (A -> B).
+    differ), as in the pix2pix data sets (A -> B). With `unpaired=True` (`--set data.unpaired=true`)
+    A/ and B/ are two unrelated collections of any names and sizes, as in the CycleGAN data sets
+    (horse2zebra): each is split on its own, and only families that learn unpaired take it.
 
 The condition's shape may differ from the target's (a 7x7 input for a 28x28 target): the
 spec records it (`condition_shape`), and conditional families decide how to use it.
@@ -56,9 +58,10 @@ def paired_dataset(x: np.ndarray, c: np.ndarray, labels, name: str, location: st
 
 
 def load_paired_folder(path, size=None, mode: str | None = None, test_fraction: float = 0.2,
-                       seed: int = 0) -> Dataset:
+                       seed: int = 0, unpaired: bool = False) -> Dataset:
     """Images in A/ (inputs) and B/ (targets) paired by file name; `size`/`mode` apply to both
-    (by default each side keeps its own size and is grayscale when all its images are)."""
+    (by default each side keeps its own size and is grayscale when all its images are).
+    `unpaired=True`: two unrelated collections (`unpaired_folders`)."""
     from .folder import IMAGE_SUFFIXES, _images_in, _parse_size, read_images
 
     path = Path(path).expanduser()
@@ -75,6 +78,10 @@ def load_paired_folder(path, size=None, mode: str | None = None, test_fraction: 
             by_stem[f.stem] = f
         sides[side] = by_stem
     a, b = sides["A"], sides["B"]
+    if unpaired:
+        c, _ = read_images([a[n] for n in sorted(a)], path, mode, hw)
+        x, _ = read_images([b[n] for n in sorted(b)], path, mode, hw)
+        return unpaired_collections(x, c, path.name, str(path), test_fraction, seed, levels=256)
     only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     if only_a or only_b:
         what = "; ".join(s for s in (f"{len(only_a)} only in A/ (e.g. {a[only_a[0]].name})" if only_a else "",
@@ -84,6 +91,25 @@ def load_paired_folder(path, size=None, mode: str | None = None, test_fraction: 
     c, _ = read_images([a[n] for n in names], path, mode, hw)
     x, _ = read_images([b[n] for n in names], path, mode, hw)
     return paired_dataset(x, c, None, path.name, str(path), test_fraction, seed, levels=256)
+
+
+def unpaired_collections(x: np.ndarray, c: np.ndarray, name: str, location: str, test_fraction: float,
+                         seed: int, levels=None) -> Dataset:
+    """Two unrelated collections, B = x (targets' domain) and A = c (inputs' domain), each split on
+    its own with a seeded `test_fraction`. Training: the smaller collection is repeated to the
+    larger's length (every image of both is used; the Trainer's shuffling pairs them at random).
+    Test: both cut to the shorter length; its "pairs" mean nothing (`paired_test=False`)."""
+    from .arrays import split_indices
+
+    (btr, bte), (atr, ate) = (split_indices(len(v), test_fraction, seed, f"{location} ({side}/)")
+                              for v, side in ((x, "B"), (c, "A")))
+    n_train, n_test = max(len(btr), len(atr)), min(len(bte), len(ate))
+    btr, atr = np.resize(btr, n_train), np.resize(atr, n_train)
+    spec = DataSpec(_kind_of(x), tuple(x.shape[1:]), name=name, levels=levels, condition_shape=tuple(c.shape[1:]),
+                    condition_type=_kind_of(c), unpaired=True, paired_test=False)
+    t = torch.from_numpy
+    return Dataset(t(x[btr]), t(x[bte[:n_test]]), spec, location=location,
+                   train_cond=t(c[atr]), test_cond=t(c[ate[:n_test]]))
 
 
 def read_paired_npz(arrays: dict, path, kind, test_fraction: float, seed: int) -> Dataset:

@@ -45,6 +45,10 @@ class DataSpec:
     #: outputs can be scored against targets. Families that learn from pairs (pix2pix, a conditional
     #: diffusion model) refuse it.
     unpaired: bool = False
+    #: False when not even the test inputs and targets correspond (MNIST <-> Fashion-MNIST, two folders
+    #: of unrelated images): outputs are then scored as a distribution (FD, precision/recall, class
+    #: balance), never against a target (no PSNR/SSIM, no per-example class accuracy)
+    paired_test: bool = True
 
     @property
     def condition_kind(self) -> str:
@@ -71,6 +75,8 @@ class DataSpec:
             d.pop("domain")
         if not self.unpaired:
             d.pop("unpaired")
+        if self.paired_test:
+            d.pop("paired_test")
         return d
 
     @classmethod
@@ -183,6 +189,8 @@ def validate(ds: Dataset) -> None:
         if ds.spec.unpaired:
             raise DataError(f"{name}: unpaired data needs a second collection (conditions; set condition_shape)")
         return
+    if not ds.spec.paired_test and not ds.spec.unpaired:
+        raise DataError(f"{name}: a test split without pairs needs unpaired training data too (unpaired=True)")
     for split, x, c in (("train", ds.train, ds.train_cond), ("test", ds.test, ds.test_cond)):
         if not isinstance(c, torch.Tensor) or not c.is_floating_point():
             raise DataError(f"{name}: the {split} split needs a float tensor of conditions")

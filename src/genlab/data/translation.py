@@ -14,6 +14,8 @@ correspondence, drawn from disjoint halves of the training split; the test split
     mnist-inverted    A = inverted MNIST (1 - x), B = MNIST: x from the second half of the
                       training split, c from the (inverted) first half
     digits-inverted   the same on scikit-learn's 8x8 digits (for the test suite)
+    mnist-fashion     A = Fashion-MNIST, B = MNIST: two unrelated collections, the test split
+                      unpaired too (`paired_test=False`: outputs are scored as a distribution)
 
 Domain A is the condition c, domain B the target x; `domain="mnist"` / `"digits"` says the targets
 are digits of that set, so evaluation uses its shipped classifier.
@@ -109,3 +111,16 @@ def mnist_inverted() -> Dataset:
                   locate=lambda: "embedded in scikit-learn")
 def digits_inverted(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     return unpaired_inverted(digits(test_fraction, seed), "digits-inverted")
+
+
+@register_dataset("mnist-fashion", "unpaired Fashion-MNIST (A) <-> MNIST (B) (CycleGAN): two unrelated collections, "
+                  "unpaired test split too", "image", locate=lambda: "derived from mnist and fashion-mnist")
+def mnist_fashion() -> Dataset:
+    from .idx import load_idx_set
+
+    b, a = _mnist(), load_idx_set("fashion-mnist")
+    spec = DataSpec("image", b.spec.shape, b.spec.num_classes, b.spec.class_names, name="mnist-fashion",
+                    levels=b.spec.levels, condition_shape=tuple(a.spec.shape), condition_type="image", domain="mnist",
+                    unpaired=True, paired_test=False)
+    return Dataset(b.train, b.test, spec, b.train_labels, b.test_labels, location=b.location,
+                   train_cond=a.train, test_cond=a.test)

@@ -146,6 +146,14 @@ def _needs_translation(ctx):
         return "only for image data"
     if ctx.data.spec.unpaired and getattr(ctx, "split", "test") == "train":
         return "the training split of unpaired data has no targets for its inputs"
+    if not ctx.data.spec.paired_test:
+        return "the test split is unpaired too: its inputs have no targets"
+    return None
+
+
+def _needs_image_condition(ctx):
+    if ctx.model.condition_kind != "tensor" or ctx.data.spec.kind != "image":
+        return "only for image models conditioned on an input per example (image-to-image)"
     return None
 
 
@@ -168,7 +176,7 @@ def _ssim(ctx, x):
 DIVERSITY_INPUTS, DIVERSITY_DRAWS = 16, 4  # inputs, outputs per input for the diversity metric
 
 
-@register_metric("diversity", _needs_translation, reference=False,
+@register_metric("diversity", _needs_image_condition, reference=False,
                  description=f"mean pairwise feature distance of {DIVERSITY_DRAWS} outputs for one input "
                              f"({DIVERSITY_INPUTS} inputs; 0: a deterministic translator)")
 def _diversity(ctx, x):
@@ -180,6 +188,36 @@ def _diversity(ctx, x):
     ctx.notes["diversity"] = (f"{DIVERSITY_DRAWS} outputs for each of the first {m} reference inputs, "
                               f"distances in {ctx.extractor.name} features")
     return {"diversity": diversity(ctx.extractor.features(outs), DIVERSITY_DRAWS)}
+
+
+def _needs_reverse(ctx):
+    if not getattr(ctx.model, "translates_back", False):
+        return "only for models that translate both ways (cyclegan: B -> A)"
+    spec = ctx.data.spec
+    if spec.condition_shape is not None and tuple(spec.condition_shape) != tuple(spec.shape):
+        return "the inputs (A) and targets (B) differ in shape, so one feature extractor cannot score both"
+    return _needs_image_condition(ctx)
+
+
+@register_metric("reverse", _needs_reverse, reference=False,
+                 description="B -> A translation of the reference targets: Frechet distance of the outputs to "
+                             "the real inputs (A) in the same features; PSNR/SSIM against them on paired test splits")
+def _reverse(ctx, x):
+    """The way back, scored like the way there: F(b_i) for the reference targets b_i against the real
+    A images of the same examples (a distribution in features: fid_ba; on a paired test split also the
+    targets a_i: psnr_ba, ssim_ba)."""
+    from .translation import psnr_ssim
+
+    a = ctx.reference_conditions
+    back = generate(ctx.model, len(ctx.reference), ctx.seed + 3, ctx.reference, direction="BA")
+    mu1, s1 = gaussian_stats(ctx.extractor.features(back))
+    mu2, s2 = gaussian_stats(ctx.extractor.features(a))
+    out = {"fid_ba": frechet_distance_report(mu1, s1, mu2, s2)["value"]}
+    if ctx.data.spec.paired_test and back.shape == a.shape:
+        out.update({f"{k}_ba": v for k, v in psnr_ssim(back, a.cpu()).items()})
+    ctx.notes["reverse"] = (f"B -> A: the {len(back)} reference targets translated back, against their inputs, "
+                            f"in {ctx.extractor.name} features")
+    return out
 
 
 def _needs_classifier(ctx):
@@ -478,7 +516,8 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
     t0 = time.perf_counter()
     # a conditional model samples with the reference examples' conditions: class labels in the
     # data's proportions, or the test split's tensor conditions (the inputs of a paired task)
-    ctx.sample_labels = ctx.reference_labels if model.conditional else None
+    # (not on a test split without pairs: there example i's label says nothing of output i)
+    ctx.sample_labels = ctx.reference_labels if model.conditional and data.spec.paired_test else None
     ctx.generated = generate(model, n, seed, ctx.reference_conditions, **sample_options)
     t_sample = time.perf_counter() - t0
     other = data.train if split == "test" else data.test

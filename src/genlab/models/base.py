@@ -80,6 +80,8 @@ class GenerativeModel(nn.Module):
     #: True for families that learn from two unrelated collections (CycleGAN); the others refuse
     #: unpaired data (`DataSpec.unpaired`) when conditioned on it
     learns_unpaired: ClassVar[bool] = False
+    #: translates B -> A as well (`sample(n, y=b, direction="BA")`); evaluation then scores that way too
+    translates_back: ClassVar[bool] = False
     #: keyword options that make `log_prob` cheap where a picture needs many evaluations
     #: (a density heat map), not a metric: e.g. fewer importance samples
     preview_log_prob_options: ClassVar[dict] = {}

@@ -57,6 +57,7 @@ class CycleGAN(GenerativeModel):
     kinds = ("image",)
     condition_kinds = ("tensor",)
     learns_unpaired = True
+    translates_back = True  # sample(..., direction="BA"); evaluation scores that way too ("reverse")
 
     def __init__(self, spec, loss: str = "lsgan", cycle_weight: float = 10.0, identity_weight: float = 0.5,
                  pool_size: int = 50, base: int = 32, depth: int = 0, dropout: float = 0.0, d_base: int = 64,

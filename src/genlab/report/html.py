@@ -16,13 +16,16 @@ from typing import Optional
 from ..io import atomic_write_bytes
 
 # direction of "better" for the metrics we know; others are shown without an arrow
-LOWER = {"fid", "kid", "balance_kl", "classes_dropped", "nll", "bpd", "kl", "mmd", "swd", "mode_kl"}
-HIGHER = {"precision", "recall", "coverage", "class_accuracy", "modes", "high_quality", "psnr", "ssim"}
+LOWER = {"fid", "kid", "balance_kl", "classes_dropped", "nll", "bpd", "kl", "mmd", "swd", "mode_kl", "fid_ba"}
+HIGHER = {"precision", "recall", "coverage", "class_accuracy", "modes", "high_quality", "psnr", "ssim",
+          "psnr_ba", "ssim_ba", "auroc"}
 LABELS = {"fid": "FD", "kid": "KID", "kid_std": "KID std", "precision": "precision", "recall": "recall",
           "density": "density", "coverage": "coverage", "balance_kl": "class KL", "classes_dropped": "classes dropped",
           "confidence": "classifier confidence", "class_accuracy": "class accuracy", "nll": "NLL (nats)",
           "bpd": "bits/dim", "kl": "KL(data‖model)", "true_entropy": "true entropy", "mmd": "MMD²", "swd": "SWD",
-          "modes": "modes", "high_quality": "high quality", "mode_kl": "mode KL"}
+          "modes": "modes", "high_quality": "high quality", "mode_kl": "mode KL",
+          "psnr": "PSNR (dB)", "ssim": "SSIM", "fid_ba": "FD B→A", "psnr_ba": "PSNR B→A", "ssim_ba": "SSIM B→A",
+          "auroc": "AUROC (one-class)"}
 SUBSET = {"nll", "bpd", "kl"}  # the likelihood metric's outputs (scored on a subset under a time limit)
 HIDDEN = {"kid_std", "true_entropy", "bpd_se"}  # shown in the notes / reference, not as their own column
 

@@ -353,7 +353,7 @@ def _header(data: Dataset, seed: int, n: int, scheme: str, nll_seconds: float) -
 def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Optional[float] = None,
             budgets: Optional[dict] = None, steps: Optional[int] = None, seed: int = 0, out=None,
             n: Optional[int] = None, progress: bool = True, settings: Optional[dict] = None,
-            nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None) -> dict:
+            nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None, normal_class=None) -> dict:
     """Train each family on `data`, evaluate all under one protocol, write DIR/report.html.
 
     `models`: family names (default: every registered family that models the data);
@@ -361,6 +361,9 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
     (default min(test split, EVAL_N)); `settings`: {family: {setting: value}} passed to `train`;
     `nll_seconds`: time limit of the likelihood metric per family (see `evaluate_run`);
     `human`: scores of a judging study (`judge.study_scores`), shown beside the metrics.
+    `normal_class`: the one-class protocol. Every family trains (and is evaluated) on these classes
+    only; then the whole test split is scored with its `anomaly_score`, AUROC with these classes
+    normal (`genlab.apps.anomaly`'s auroc_full), as metric `auroc`.
     Returns the results (also in DIR/results.json) with "report" = the page's path.
     """
     from tqdm.auto import tqdm
@@ -370,6 +373,13 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
 
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(data)
+    full = ds
+    if normal_class is not None:
+        from ..apps.anomaly import resolve_classes
+
+        normal_class = resolve_classes(normal_class if isinstance(normal_class, (list, tuple)) else [normal_class],
+                                       ds.spec)
+        ds = ds.select_classes(normal_class)
     if models is None:
         models = families_for(ds.spec)
         if not models:
@@ -416,6 +426,8 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
             run = train(inner_family(fam), ds, out=run_dir, seed=seed, progress=bar_on, latent=latent,
                         **plan[fam], **settings.get(fam, {}))
             entry = summarise(fam, run.model, ds, run_dir, out, n_eval, seed, lims, nll_seconds)
+            if normal_class is not None:
+                one_class_scores(entry, run.model, full, normal_class)
         except Exception as e:  # noqa: BLE001 - a family's failure is reported, the others go on
             entry = _failed(fam, fam, getattr(e, "genlab_stage", stage), e, run_dir, out)
             if progress:
@@ -425,6 +437,20 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
         run = None  # noqa: F841 - let the finished family's model go before the next one trains
     bar.close()
     return _finish(results, ds, out, lims, t0, human=human)
+
+
+def one_class_scores(entry: dict, model, full: Dataset, normal_class) -> None:
+    """entry's metrics gain `auroc`: the whole of `full`'s test split scored by the model's anomaly_score,
+    `normal_class` normal; a family without anomaly_score gets a note instead."""
+    from ..apps.anomaly import anomaly
+
+    if not hasattr(model, "anomaly_score"):
+        entry.setdefault("notes", {})["auroc"] = f"'{model.family}' has no anomaly_score"
+        return
+    r = anomaly(model, full, normal_class=normal_class)
+    entry["metrics"]["auroc"] = r["auroc_full"]
+    entry.setdefault("notes", {})["auroc"] = (f"{r['n']} test examples of {full.spec.name}, normal: "
+                                             f"{', '.join(r['normal_classes'])} (the one-class protocol)")
 
 
 def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress: bool = True,
