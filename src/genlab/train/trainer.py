@@ -138,6 +138,8 @@ class Trainer:
         self._build()
         cfg = self.config
         self.ema = EMA(self.model, cfg.ema_decay, self.model.ema_names()) if cfg.ema_decay else None
+        if cfg.clock == "auto":  # `genlab.train` resolves it first; a Trainer built directly, here
+            cfg.clock = "wall" if self.device.type == "cuda" else "cpu"
         if resume:
             self.load_checkpoint()
         for cb in self.callbacks:
@@ -145,8 +147,6 @@ class Trainer:
         self._acc: dict[str, torch.Tensor] = {}  # loss parts summed over the log window
         self._cnt: dict[str, int] = {}
         self.model.train()
-        if cfg.clock == "auto":
-            cfg.clock = "wall" if self.device.type == "cuda" else "cpu"
         clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
         t_last = clock()
         try:
