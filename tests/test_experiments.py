@@ -106,3 +106,11 @@ def test_synthetic_training_learns_from_samples_and_not_from_shuffled_labels(tmp
     assert r["families"]["gmm"]["cas"] > 0.8                 # class-conditional samples teach the classes
     assert r["shuffled_labels_control"]["cas"] < 0.25        # the same samples with shuffled labels: chance (0.1)
     assert 0 < r["families"]["gmm"]["few_plus_synthetic"] <= 1 and 0.5 < r["real_few"] <= r["real_data"] + 0.05
+
+
+def test_gan_batchnorm_variants_differ_in_batch_dependence_only_where_batch_norm_is(tmp_path):
+    r = _run("gan-batchnorm", tmp_path)["results"]
+    assert set(r) == {"batch", "none", "group"}
+    assert r["batch"]["batch_dependence"] > 1e-4                    # batch statistics tie a sample to its batch
+    assert r["none"]["batch_dependence"] == 0 and r["group"]["batch_dependence"] == 0
+    assert all(math.isfinite(v["fid_mean"]) for v in r.values())

@@ -62,6 +62,15 @@ def _classes(text):
     return [int(c) if c.lstrip("-").isdigit() else c for c in out]
 
 
+def _run_data_args(p, verb: str) -> None:
+    """--data / --allow-changed-data for verbs that read a run's own data again."""
+    p.add_argument("--data", metavar="PATH", help="the run's data, moved to PATH (or renamed); still checked "
+                   "against the fingerprint recorded at training" + (" and recorded as the run's data from here on"
+                                                                       if verb == "resume" else ""))
+    p.add_argument("--allow-changed-data", action="store_true", help="use the data even though it differs from "
+                   "the data the run was trained on (sizes or values)")
+
+
 def _use_args(p, out_help: str) -> None:
     """What the use verbs (anomaly, impute, denoise) share."""
     p.add_argument("run", help="a run directory (genlab train ...)")
@@ -109,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with one, train that much more.")
     r.add_argument("run")
     _budget_args(r)
+    _run_data_args(r, "resume")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="a trainer setting to change from here on "
+                   "(repeatable): lr, grad_clip, precision, ... e.g. after a diverged run")
     r.add_argument("--quiet", action="store_true")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
@@ -140,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
     e.add_argument("--nll-seconds", type=float, default=None, help="time limit of the likelihood step; past it, NLL "
                    "is scored on the first k reference examples and eval.json says k (nll_examples) (default 60; 0: none)")
+    _run_data_args(e, "eval")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
 
     xp = sub.add_parser("explore", help="explore a trained run's latent space: interpolate, traverse, arithmetic, "
@@ -154,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--n", type=int, help="test examples mapped / samples checked for neighbours")
     xp.add_argument("--out", help="output directory (default: RUN/explore)")
     xp.add_argument("--seed", type=int, default=0)
+    _run_data_args(xp, "explore")
 
     tr = sub.add_parser("translate", help="translate images with an image-to-image run (pix2pix, cyclegan, "
                                           "conditional ddpm / fm on paired data)",
@@ -209,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--n", type=int, help="evaluation samples (default: the test split, at most 2500)")
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--nll-seconds", type=float, help="time limit of the likelihood metric per run (default 20)")
+    _run_data_args(rp, "report")
     rp.add_argument("--quiet", action="store_true")
 
     an = sub.add_parser("anomaly", help="score outliers with a trained run: AUROC/AUPRC, a calibrated threshold",
@@ -290,7 +305,8 @@ def cmd_train(a) -> None:
 def cmd_resume(a) -> None:
     from .train.run import resume
 
-    _report(resume(a.run, epochs=a.epochs, steps=a.steps, minutes=a.minutes, progress=not a.quiet))
+    _report(resume(a.run, epochs=a.epochs, steps=a.steps, minutes=a.minutes, progress=not a.quiet, data=a.data,
+                   allow_changed_data=a.allow_changed_data, **parse_settings(a.set)))
 
 
 def _report(run) -> None:
@@ -367,13 +383,13 @@ def cmd_sample(a) -> None:
 
 
 def cmd_eval(a) -> None:
-    from .data import dataset_from_spec
     from .metrics.evaluate import evaluate, format_table
     from .models.base import load
     from .io import atomic_write_json
+    from .train.run import run_data
 
     model = load(a.run)
-    data = dataset_from_spec(model.spec.to_dict())
+    data = run_data(a.run, a.data, allow_changed_data=a.allow_changed_data)
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
     from .metrics.evaluate import EVAL_NLL_SECONDS
 
@@ -409,11 +425,11 @@ def cmd_experiment(a) -> None:
 
 def cmd_explore(a) -> None:
     from .apps.explore import explore
-    from .data import dataset_from_spec
     from .models.base import load
+    from .train.run import run_data
 
     model = load(a.run)
-    data = dataset_from_spec(model.spec.to_dict())
+    data = run_data(a.run, a.data, allow_changed_data=a.allow_changed_data)
     out = Path(a.out) if a.out else Path(a.run) / "explore"
     res = explore(model, data, out, what=a.what, pairs=a.pairs, seed=a.seed, latent_steps=a.steps, n=a.n,
                   progress=True)
@@ -462,7 +478,7 @@ def cmd_report(a) -> None:
     from .workflows.compare import report
 
     _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, human=_human(a),
-                             **_nll_limit(a)))
+                             data=a.data, allow_changed_data=a.allow_changed_data, **_nll_limit(a)))
 
 
 def _human(a):

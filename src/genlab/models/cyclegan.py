@@ -114,7 +114,10 @@ class CycleGAN(GenerativeModel):
             fake_b, fake_a = self.g_ab(a), self.g_ba(b)
         da = discriminator_step(self.d_a, a, self.pool_a.query(fake_a), self.loss_name)
         db = discriminator_step(self.d_b, b, self.pool_b.query(fake_b), self.loss_name)
-        return {"loss": da["loss"] + db["loss"], "d_a": da["loss"].detach(), "d_b": db["loss"].detach()}
+        out = {"loss": da["loss"] + db["loss"], "d_a": da["loss"].detach(), "d_b": db["loss"].detach()}
+        if "d_acc" in da:  # the two critics' accuracy (the Trainer warns when a critic has won outright)
+            out["d_acc"] = torch.minimum(da["d_acc"], db["d_acc"])
+        return out
 
     def generator_loss(self, x, y=None):
         """L_GAN(G, D_B) + L_GAN(F, D_A) + cycle_weight L_cyc + identity_weight cycle_weight L_id."""

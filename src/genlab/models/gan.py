@@ -62,7 +62,7 @@ class GAN(GenerativeModel):
                  channels: tuple = (64, 128), loss: str = "non-saturating", n_critic: int = 1,
                  gp_weight: float = 10.0, r1_weight: float = 0.0, conditional: bool = False,
                  conditioning: str = "projection", pac: int = 1, minibatch_std: bool = False,
-                 d_lr: float = 0.0):
+                 d_lr: float = 0.0, norm: str = "batch"):
         super().__init__(spec)
         if loss not in LOSSES:
             raise unknown_name("GAN loss", loss, LOSSES)
@@ -72,13 +72,15 @@ class GAN(GenerativeModel):
             raise ConfigError(f"pac must be a positive integer, got {pac!r}")
         if conditioning not in ("projection", "concat"):
             raise ConfigError(f"conditioning must be projection or concat, not {conditioning!r}")
+        if norm not in ("batch", "group", "none"):
+            raise ConfigError(f"norm (the conv generator's normalisation) must be batch, group or none, not {norm!r}")
         if pac > 1 and conditional:
             raise ConfigError("pac > 1 with conditional=true is not supported (a pack mixes labels)")
         net = resolve_net(net, spec)
         k = spec.num_classes if conditional else 0
         self.loss_name, self.n_critic, self.gp_weight, self.r1_weight = loss, n_critic, gp_weight, r1_weight
         self.latent_dim, self.pac, self.d_lr = latent_dim, pac, d_lr
-        self.generator = Generator(spec, latent_dim, net, hidden, channels, k)
+        self.generator = Generator(spec, latent_dim, net, hidden, channels, k, norm)
         self.discriminator = Discriminator(spec, net, hidden, channels, pac, k, conditioning, minibatch_std)
 
     # -- the two players ---------------------------------------------------------------------------

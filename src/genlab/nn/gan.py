@@ -80,6 +80,9 @@ LOSSES: dict[str, tuple[Callable, Callable]] = {
     "wgan-gp": (critic_loss_wasserstein, generator_loss_linear),
     "lsgan": (discriminator_loss_least_squares, generator_loss_least_squares),
 }
+#: the logit above which D calls an example real, per loss (none for a Wasserstein critic, whose output has
+#: no such threshold): what `d_acc`, D's accuracy on a real and a fake batch, is measured against
+DECISION_THRESHOLD = {"minimax": 0.0, "non-saturating": 0.0, "hinge": 0.0, "lsgan": 0.5}
 #: losses whose critic also pays gp_weight * gradient_penalty
 GRADIENT_PENALTY_LOSSES = ("wgan-gp",)
 #: losses whose optimal D has logit l(x) = log p_data(x) / p_G(x) (what DRS and DDLS rely on)
@@ -122,11 +125,15 @@ def discriminator_step(critic, real, fake, loss: str, y=None, *, gp_weight: floa
 
         L_D(l(x), l(G(z))) + gp_weight * GP (wgan-gp) + r1_weight * R1
 
-    `critic(x, y)` -> logits [N]. Returns {"loss", "real_logit", "fake_logit"[, "gp"][, "r1"]}."""
+    `critic(x, y)` -> logits [N]. Returns {"loss", "real_logit", "fake_logit"[, "d_acc"][, "gp"][, "r1"]};
+    d_acc is the share of real and fake examples D classifies rightly (a D at 1.0 for long has won)."""
     d_loss, _ = adversarial_loss(loss)
     real_l, fake_l = critic(real, y), critic(fake, y)
     total = d_loss(real_l, fake_l)
     out = {"real_logit": real_l.mean().detach(), "fake_logit": fake_l.mean().detach()}
+    if loss in DECISION_THRESHOLD:
+        t = DECISION_THRESHOLD[loss]
+        out["d_acc"] = 0.5 * ((real_l.detach() > t).float().mean() + (fake_l.detach() <= t).float().mean())
     if loss in GRADIENT_PENALTY_LOSSES:
         gp = gradient_penalty(critic, real, fake, y)
         total, out["gp"] = total + gp_weight * gp, gp.detach()
@@ -192,15 +199,17 @@ class Discriminator(nn.Module):
 
 class Generator(nn.Module):
     """z [, y] -> sample in the working scale (tanh for images in [-1, 1], linear for vectors);
-    a label embedding joins z when conditional."""
+    a label embedding joins z when conditional. `norm`: the conv generator's normalisation after
+    each transposed convolution, "batch" (DCGAN), "group" or "none"."""
 
-    def __init__(self, spec, latent_dim, net, hidden, channels, num_classes):
+    def __init__(self, spec, latent_dim, net, hidden, channels, num_classes, norm: str = "batch"):
         super().__init__()
         self.net, self.shape = net, tuple(spec.shape)
         self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
         z_dim = latent_dim * (2 if num_classes else 1)
         if net == "conv":  # DCGAN: transposed convolutions with batch norm, tanh output
-            self.body = ConvDecoder(z_dim, spec.shape, tuple(reversed(channels)), "relu", norm="batch")
+            self.body = ConvDecoder(z_dim, spec.shape, tuple(reversed(channels)), "relu",
+                                    norm=None if norm == "none" else norm)
         else:
             self.body = MLP(z_dim, spec.dim, tuple(reversed(hidden)), "relu")
         self.image = spec.kind == "image"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -80,3 +81,34 @@ class SampleGrids(Callback):
                 x = model.sample(self.n, generator=g)
             save_samples(x, model.spec, self.directory / f"step{trainer.step:07d}.png",
                          title=f"step {trainer.step}")
+
+
+class DiscriminatorWatch(Callback):
+    """One warning when a discriminator has won outright: its accuracy (`d_acc`, logged by adversarial
+    families) at `level` or above in `patience` consecutive logged records. The generator then gets
+    little useful gradient. Said once, through tqdm (it does not break the progress bar), and kept in
+    `trainer.warnings` (and so on the Run)."""
+
+    def __init__(self, patience: int = 10, level: float = 0.99):
+        self.patience, self.level = patience, level
+        self.streak, self.warned, self.first = 0, False, None
+
+    def on_log(self, trainer, record):
+        accs = [v for k, v in record.items() if k.split("/")[-1] == "d_acc"]
+        if not accs or self.warned:
+            return
+        if min(accs) >= self.level:
+            self.first = record["step"] if self.streak == 0 else self.first
+            self.streak += 1
+        else:
+            self.streak = 0
+        if self.streak >= self.patience:
+            self.warned = True
+            msg = (f"genlab: warning: the discriminator has won outright since step {self.first} (it tells real "
+                   f"from generated {100 * min(accs):.0f}% of the time in {self.streak} logged steps in a row), "
+                   "so the generator learns little; try a slower discriminator (a lower d_lr, or n_critic=1), "
+                   "a regulariser (r1_weight=1, minibatch_std=true) or another loss (loss=hinge)")
+            trainer.warnings.append(msg)
+            from tqdm.auto import tqdm
+
+            tqdm.write(msg, file=sys.stderr)

@@ -37,6 +37,8 @@ class TrainConfig:
                                        # steps however busy the machine) | wall | auto (cpu on CPU
                                        # devices, wall on GPUs, where the CPU mostly waits); runs record
                                        # the resolved one
+    memory_check: bool = True          # refuse to start when the estimated memory or checkpoint disk space
+                                       # exceeds what the machine has (`genlab.train.resources`)
 
     def __post_init__(self):
         self.betas = tuple(self.betas)

@@ -20,13 +20,14 @@ from typing import Optional, Sequence
 import torch
 
 from .._version import __version__
-from ..data import DATASETS, Dataset, dataset_from_spec, load_dataset
-from ..errors import GenlabError, unknown_name
+from ..data import DATASETS, Dataset, load_dataset
+from ..data.fingerprint import data_for_run, differences, fingerprint
+from ..errors import ConfigError, GenlabError, TrainingDiverged, unknown_name
 from ..io import atomic_write_json, load_state
 from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
 from ..models.latent import LatentModel
-from .callbacks import Callback, JsonlLogger, ProgressBar, SampleGrids
-from . import distributed
+from .callbacks import Callback, DiscriminatorWatch, JsonlLogger, ProgressBar, SampleGrids
+from . import distributed, resources
 from .checkpoint import seed_everything
 from .config import Budget, TrainConfig, resolve_clock, split_settings
 from .trainer import CHECKPOINT, Trainer
@@ -39,6 +40,7 @@ class Run:
     data: Dataset
     history: list = field(default_factory=list)
     seconds: float = 0.0
+    warnings: list = field(default_factory=list)  # training warnings (e.g. a discriminator that won)
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, family={self.model.family})"
@@ -81,6 +83,13 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     if epochs is None and steps is None and minutes is None:
         epochs = 20
     budget = Budget(epochs, steps, minutes)
+    if latent is None:  # will it fit? estimated on a model without storage, before the real one is built
+        from ..models.base import get_family
+
+        pre = TrainConfig(**{**get_family(family).train_defaults, **train_kw, "seed": seed})
+        resources.check(family, ds, model_kw, pre, (Path(out) if out is not None else Path("runs")) if save else None,
+                        size_option=not isinstance(data, Dataset) and Path(str(data)).expanduser().is_dir(),
+                        device=distributed.pick_device(pre.device))
     seed_everything(seed)  # the model's initial weights depend on the seed only
     if latent is not None:
         if not isinstance(latent, (str, os.PathLike)):  # e.g. --set latent=4, a typo of latent_dim
@@ -93,6 +102,8 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
     derived["train"] = {k: v for k, v in derived.get("train", {}).items() if k not in train_kw}
     config = TrainConfig(**{**model.train_defaults, **derived["train"], **train_kw, "seed": seed})
     config.clock = resolve_clock(config.clock, config.device)
+    resources.check(family, ds, model_kw, config, (Path(out) if out is not None else Path("runs")) if save else None,
+                    model=model, device=distributed.pick_device(config.device))  # the built weights
     run_dir = None
     if save:
         run_dir = Path(out) if out is not None else default_run_dir(model.family, ds.spec.name)
@@ -110,15 +121,67 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
             "torch_threads": torch.get_num_threads(),
             "min_train_steps": getattr(model, "inner", model).min_train_steps,
             **({"data_defaults": derived} if derived["hparams"] or derived["train"] else {}),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "data_fingerprint": fingerprint(ds),
             **({"latent": model.latent_record(run_dir)} if latent is not None else {})})
-    return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=False)
+    try:
+        return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=False)
+    except BaseException as e:
+        if save and distributed.world()[0] == 0 and not (run_dir / CHECKPOINT).exists() \
+                and not (run_dir / "model.safetensors").exists():
+            _remove_unresumable(run_dir)  # nothing to resume: leave no folder that blocks --out
+            if isinstance(e, TrainingDiverged):
+                raise TrainingDiverged(f"{e}; nothing could be kept, so {run_dir} was removed") from e
+        raise
+
+
+#: what `train` writes into a run directory before its first checkpoint
+_EARLY_FILES = ("config.json", "metrics.jsonl")
+
+
+def _remove_unresumable(run_dir: Path) -> None:
+    """Remove what a failed `train` wrote into `run_dir` before any checkpoint existed (its config,
+    metrics and progress grids), and the directory when that leaves it empty. Nothing else is touched."""
+    import shutil
+
+    for name in _EARLY_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    if (run_dir / "progress").is_dir():
+        shutil.rmtree(run_dir / "progress", ignore_errors=True)
+    for d in (run_dir / CHECKPOINT.parent, run_dir):
+        try:
+            d.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
+#: trainer settings a resumed run may change (`genlab resume RUN --set lr=1e-4`): none of them changes
+#: the shape of the checkpoint (batch_size, optimizer, seed and the hyperparameters do)
+RESUME_SETTINGS = ("lr", "grad_clip", "precision", "weight_decay", "betas", "warmup_steps", "lr_schedule",
+                   "min_lr_ratio", "log_every", "sample_every", "checkpoint_every", "device", "workers", "clock",
+                   "memory_check")
+
+
+def run_data(run_dir, data=None, *, allow_changed_data: bool = False) -> Dataset:
+    """The data `run_dir` was trained on, checked against the fingerprint in its config.json
+    (`genlab.data.fingerprint.data_for_run`): `data` is None (the recorded source), a Dataset, or
+    the same data's new name or path."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
+    return data_for_run(json.loads(cfg_path.read_text()), run_dir, data, allow_changed_data=allow_changed_data)
 
 
 def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = True,
-           callbacks: Sequence[Callback] = (), data: Optional[Dataset] = None) -> Run:
+           callbacks: Sequence[Callback] = (), data=None, allow_changed_data: bool = False, **settings) -> Run:
     """Continue a run from its checkpoint. With no budget, finish the original one;
-    with a budget, train that much more (`--minutes 5`: five more minutes)."""
+    with a budget, train that much more (`--minutes 5`: five more minutes).
+
+    `data`: the run's data moved elsewhere (a path or name), or a Dataset; checked against the
+    fingerprint recorded at training unless `allow_changed_data` (then the run goes on with this
+    data and records its fingerprint, the old one kept under `data_previous`). A new location is
+    recorded in config.json. `settings`: trainer settings to change from here on (RESUME_SETTINGS,
+    e.g. lr=1e-4 after a diverged run)."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
@@ -126,20 +189,58 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     cfg = json.loads(cfg_path.read_text())
     model = from_config(cfg, run_dir)
     if not (run_dir / CHECKPOINT).exists():
-        raise GenlabError(f"{run_dir}: no checkpoint to resume from"
-                          + (" (closed-form fit: nothing to resume)"
-                             if not getattr(model, "inner", model).players() else ""))
-    ds = data if data is not None else dataset_from_spec(cfg["data"])
-    config = TrainConfig.from_dict(cfg["train"])
+        if not getattr(model, "inner", model).players():
+            raise GenlabError(f"{run_dir}: no checkpoint to resume from (closed-form fit: nothing to resume)")
+        done = " (its final weights are saved: nothing to resume)" if (run_dir / "model.safetensors").exists() else \
+            " (it stopped before its first checkpoint)"
+        raise GenlabError(f"{run_dir}: no checkpoint to resume from{done}; start over: remove it, or train "
+                          f"into a new directory: {train_command(cfg)} --out NEW_DIR")
+    bad = [k for k in settings if k not in RESUME_SETTINGS]
+    if bad:
+        hp = [k for k in bad if k in cfg.get("hparams", {})]
+        why = (f"hyperparameter(s) {', '.join(hp)} of a trained run cannot change (the weights depend on them)"
+               if hp else f"cannot change {', '.join(bad)} when resuming")
+        raise ConfigError(f"{why}; settings a resume can change: {', '.join(RESUME_SETTINGS)}")
+    ds = data_for_run(cfg, run_dir, data, allow_changed_data=allow_changed_data)
+    config = TrainConfig.from_dict({**cfg["train"], **settings})
+    resources.check(cfg["family"], ds, cfg.get("hparams", {}), config, run_dir, model=model,
+                    device=distributed.pick_device(config.device))
     state = load_state(run_dir / CHECKPOINT)
     budget = Budget(**state["budget"])
+    record = bool(settings)
     if any(v is not None for v in (epochs, steps, minutes)):
         budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
         cfg["budget"] = budget.to_dict()
-        if distributed.world()[0] == 0:  # every rank computed the same budget; rank 0 records it
-            atomic_write_json(cfg_path, cfg)
+        record = True
+    if settings:
+        cfg["train"] = config.to_dict()
+    if data is not None and not isinstance(data, Dataset):  # moved data: the run points at its new place
+        old_fp, new_fp = cfg.get("data_fingerprint"), fingerprint(ds)
+        cfg["data"]["source"] = model.spec.source = dict(ds.spec.source)  # model.save rewrites "data"
+        if old_fp and not _same(old_fp, new_fp):
+            cfg.setdefault("data_previous", []).append({"step": state["step"], "fingerprint": old_fp})
+        cfg["data_fingerprint"] = new_fp
+        record = True
+    if record and distributed.world()[0] == 0:  # every rank computed the same; rank 0 records it
+        atomic_write_json(cfg_path, cfg)
     del state
     return _fit(model, ds, config, budget, run_dir, callbacks, progress, resume=True)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return not differences(a, b)
+
+
+def train_command(cfg: dict) -> str:
+    """The `genlab train` command line that starts a run like the one `cfg` describes (its family,
+    data and hyperparameters; trainer settings left at their defaults)."""
+    src = (cfg.get("data") or {}).get("source") or {}
+    parts = ["genlab train", cfg.get("family", "FAMILY"), "--data", str(src.get("name") or "DATA")]
+    if "latent" in cfg:
+        parts += ["--latent", str(cfg["latent"].get("run", "RUN"))]
+    for k, v in (cfg.get("hparams") or {}).items():
+        parts.append(f"--set {k}={json.dumps(v) if not isinstance(v, str) else v}")
+    return " ".join(parts)
 
 
 def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run:
@@ -151,7 +252,9 @@ def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run
             cbs.append(SampleGrids(run_dir / "progress", config.sample_every, view=model))
     if progress and main:
         cbs.append(ProgressBar(f"{model.family} on {ds.spec.name}"))
-    target, target_ds = model.trained_part(ds)  # the model itself; a latent model's inner family on codes
+    target, target_ds = model.trained_part(ds)
+    if main and len(target.players()) > 1:
+        cbs.append(DiscriminatorWatch())  # the model itself; a latent model's inner family on codes
     trainer = Trainer(target, target_ds, config, budget, run_dir, cbs)
     model.to(trainer.device)
     t0 = time.perf_counter()
@@ -160,7 +263,9 @@ def _fit(model, ds, config, budget, run_dir, callbacks, progress, resume) -> Run
         trainer.ema.copy_to(target)
     model.eval()
     model.finalize(ds)
+    trainer.check_final_weights(model)  # never a model.safetensors of NaN weights
     run = Run(run_dir, model, ds, trainer.history, time.perf_counter() - t0)
+    run.warnings = list(trainer.warnings)
     if run_dir is not None and main:
         model.save(run_dir)
         write_figures(run)

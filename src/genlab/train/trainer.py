@@ -42,6 +42,19 @@ from ..nn.shard import GlobalBatch
 CHECKPOINT = Path("checkpoint") / "last.pt"
 
 
+def _yaml_number(x: float) -> str:
+    """x written so that `--set` (YAML) reads a float: 0.0001, 300, 1.0e-06 (never 1e-06, a string)."""
+    return f"{x:g}" if 1e-4 <= abs(x) < 1e6 else f"{x:.1e}"
+
+
+def nonfinite_tensor(state: dict, prefix: str = "") -> Optional[str]:
+    """The name of the first floating-point tensor of `state` holding NaN or Inf, or None."""
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return prefix + name
+    return None
+
+
 class Trainer:
     def __init__(self, model: GenerativeModel, data: Dataset, config: TrainConfig, budget: Budget,
                  run_dir: Optional[Path] = None, callbacks: Sequence[Callback] = ()):
@@ -52,7 +65,9 @@ class Trainer:
         self.distributed = distributed.setup(self.device)
         self.step, self.elapsed = 0, 0.0
         self.history: list[dict] = []
+        self.warnings: list[str] = []  # said once each during training (stderr) and kept on the Run
         self.closed_form = False
+        self.checkpoint_step: Optional[int] = None  # the step of the last checkpoint written or loaded
 
     # -- set-up ---------------------------------------------------------------------
     def _build(self) -> None:
@@ -83,10 +98,13 @@ class Trainer:
             self.y = None if y is None else y.to(self.device)
         self.steps_per_epoch = self.stream.batches_per_epoch / max(1, sum(p.steps for p in self.players))
 
-    def _optimizer(self, params, overrides: dict) -> torch.optim.Optimizer:
+    def _optimizer_settings(self, overrides: dict) -> dict:
         cfg = self.config
-        kw = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay, **overrides}
-        kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay, **overrides}
+
+    def _optimizer(self, params, overrides: dict) -> torch.optim.Optimizer:
+        kw = self._optimizer_settings(overrides)
+        kind = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
         groups = [{"params": params, "initial_lr": kw["lr"]}]
         try:  # the fused kernel: one pass over all parameters, ~6x faster than the per-tensor loop on CPU
             return kind(groups, fused=True, **kw)
@@ -142,6 +160,8 @@ class Trainer:
             cfg.clock = "wall" if self.device.type == "cuda" else "cpu"
         if resume:
             self.load_checkpoint()
+        else:  # a run is resumable from its first moment: a failure before the first periodic
+            self.save_checkpoint()  # checkpoint leaves step 0, not a folder that nothing can continue
         for cb in self.callbacks:
             cb.on_train_start(self)
         self._acc: dict[str, torch.Tensor] = {}  # loss parts summed over the log window
@@ -240,10 +260,8 @@ class Trainer:
         self._acc, self._cnt = {}, {}
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
-            where = f"; the last good checkpoint is in {self.run_dir / CHECKPOINT}" if self.run_dir else ""
             k, v = next(iter(bad.items()))
-            raise TrainingDiverged(f"training stopped at step {self.step}: {k} became {v}{where} "
-                                   f"(try a lower lr or grad_clip)")
+            raise self.diverged(f"{k} became {v}")
         record = {"step": self.step, "epoch": round(self.epoch, 4), "time": round(self.elapsed, 3),
                   "lr": self.optimizers[0].param_groups[0]["lr"], **values}
         self.history.append(record)
@@ -279,7 +297,15 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        if self.run_dir is None or self.closed_form or not distributed.is_main():
+        """Write checkpoint/last.pt (atomically), never with NaN/Inf weights: those stop the run with the
+        previous checkpoint kept."""
+        if self.run_dir is None or self.closed_form:
+            return
+        bad = nonfinite_tensor(self.model.state_dict()) or (  # every rank: their weights are equal, so all stop
+            nonfinite_tensor(self.ema.shadow, "EMA ") if self.ema is not None else None)
+        if bad is not None:
+            raise self.diverged(f"the weights became NaN or Inf ({bad})")
+        if not distributed.is_main():
             return
         state = {
             "model": self.model.state_dict(),
@@ -289,6 +315,34 @@ class Trainer:
             "rng": rng_state(), "budget": self.budget.to_dict(),
         }
         save_state(state, self.run_dir / CHECKPOINT)
+        self.checkpoint_step = self.step
+
+    def check_final_weights(self, model) -> None:
+        """A TrainingDiverged instead of saving final weights that hold NaN or Inf."""
+        bad = nonfinite_tensor(model.state_dict())
+        if bad is not None:
+            raise self.diverged(f"the final weights hold NaN or Inf ({bad})")
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        """The one-line message of a run that stopped on NaN/Inf: what happened, what was kept, the usual
+        remedies, and a command that continues (or restarts) with other settings."""
+        cfg = self.config
+        lr = _yaml_number(cfg.lr / 10)
+        fixes = [f"--set lr={lr}"] + ([] if cfg.grad_clip else ["--set grad_clip=1"]) + (
+            ["--set precision=fp32"] if cfg.precision != "fp32" else [])
+        remedies = (f"usual remedies: a lower lr (now {cfg.lr:g}), "
+                    + (f"a smaller grad_clip (now {cfg.grad_clip:g})" if cfg.grad_clip else "grad_clip=1")
+                    + (", precision=fp32 (now bf16)" if cfg.precision != "fp32" else "")
+                    + ", and a look at the data (outliers, constant columns, too few examples)")
+        where = f"training stopped at step {self.step}: {what}"
+        if self.closed_form:
+            return TrainingDiverged(f"{where}; nothing was saved; check the data (outliers, constant columns, "
+                                    "too few examples)")
+        if self.run_dir is not None and self.checkpoint_step is not None:
+            return TrainingDiverged(f"{where}; the last good checkpoint (step {self.checkpoint_step}) is kept in "
+                                    f"{self.run_dir / CHECKPOINT}; {remedies}; continue from it with "
+                                    f"`genlab resume {self.run_dir} {' '.join(fixes)}`")
+        return TrainingDiverged(f"{where}; {remedies}; train again with e.g. {' '.join(fixes)}")
 
     def load_checkpoint(self) -> None:
         state = load_state(self.run_dir / CHECKPOINT)
@@ -300,3 +354,11 @@ class Trainer:
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.stream.load_state_dict(state["stream"])
         set_rng_state(state["rng"])
+        self.checkpoint_step = self.step
+        for player, opt in zip(self.players, self.optimizers):  # settings changed on resume (--set lr=...)
+            kw = self._optimizer_settings(player.overrides)
+            for group in opt.param_groups:
+                if group.get("initial_lr") != kw["lr"]:
+                    group["initial_lr"] = group["lr"] = kw["lr"]
+                group["weight_decay"] = kw["weight_decay"]
+                group["betas"] = kw["betas"]

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .._version import __version__
-from ..data import Dataset, dataset_from_spec, load_dataset
-from ..errors import ConfigError, GenlabError, unknown_name
+from ..data import Dataset, load_dataset
+from ..errors import ConfigError, DataError, GenlabError, unknown_name
 from ..io import atomic_write_json
 from ..report.html import budget_text
 
@@ -454,12 +454,16 @@ def one_class_scores(entry: dict, model, full: Dataset, normal_class) -> None:
 
 
 def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress: bool = True,
-           nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None) -> dict:
+           nll_seconds: float = NLL_SECONDS, human: Optional[dict] = None, data=None,
+           allow_changed_data: bool = False) -> dict:
     """The comparison page from existing run directories (all on the same data).
 
     `out` is the page's path (…/report.html) or a directory; results.json and figures/ go beside it.
     Runs are evaluated under the shared protocol unless RUN/eval.json already holds that evaluation.
+    The data is the runs' own (or `data`, the same data moved), checked against each run's recorded
+    fingerprint unless `allow_changed_data`.
     """
+    from ..data.fingerprint import data_for_run, differences, fingerprint
     from tqdm.auto import tqdm
 
     from ..models.base import load
@@ -475,14 +479,20 @@ def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress
             raise GenlabError(f"{r}: not a genlab run (no config.json)")
         cfgs.append(json.loads((r / "config.json").read_text()))
     specs = {json.dumps(c["data"].get("source"), sort_keys=True) for c in cfgs}
-    if len(specs) > 1:
+    prints = [c.get("data_fingerprint") for c in cfgs]
+    if len(specs) > 1 or (not allow_changed_data and any(differences(a, b) for a in prints for b in prints)):
         raise ConfigError("these runs were trained on different data: "
                           + ", ".join(f"{r} ({c['data'].get('name')})" for r, c in zip(runs, cfgs)))
     out = Path(out)
     page = out if out.suffix == ".html" else out / "report.html"
     base = page.parent
     base.mkdir(parents=True, exist_ok=True)
-    ds = dataset_from_spec(cfgs[0]["data"])
+    ds = data_for_run(cfgs[0], runs[0], data, allow_changed_data=allow_changed_data)
+    for r, c in zip(runs[1:], cfgs[1:]):
+        changed = differences(c.get("data_fingerprint"), fingerprint(ds))
+        if changed and not allow_changed_data:
+            raise DataError(f"{r}: its data changed since training ({ds.spec.name}: {'; '.join(changed)}); give the "
+                            "data it was trained on with --data PATH, or pass --allow-changed-data")
     n_eval = _eval_n(ds, n)
     families = [c["family"] + (f"@{c['latent']['family']}" if "latent" in c else "") for c in cfgs]
     names = [f if families.count(f) == 1 else f"{f} ({r.name})" for f, r in zip(families, runs)]
