@@ -84,8 +84,10 @@ def test_compare_end_to_end_with_a_new_and_a_failing_family(extra_families, tmp_
     assert {"tinygauss", "broken"} <= set(families_for(digits.spec))
     out = tmp_path / "cmp"
     assert main(["compare", "--data", "digits", "--models", "pca,vae,tinygauss,broken", "--steps", "20",
-                 "--set", "vae.eval_k=20", "--set", "vae.latent_dim=4", "--out", str(out), "--quiet"]) == 0
-    printed = capsys.readouterr().out
+                 "--set", "vae.eval_k=20", "--set", "vae.latent_dim=4", "--out", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()  # the page is written, and the exit status says a family failed
+    printed = captured.out
+    assert "genlab: error: 1 of 4 failed: broken (train)" in captured.err
     assert f"report: {out / 'report.html'}" in printed and "broken       FAILED  (train)" in printed
 
     res = load_results(out)

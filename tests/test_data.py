@@ -261,7 +261,7 @@ def test_lookup_error_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setattr(idx, "DEBIAN_DIR", str(tmp_path / "debian"))
     calls = []
 
-    def offline(url, dest):
+    def offline(url, dest, check=None):
         calls.append(url)
         raise urllib.error.URLError("offline")
 
@@ -286,10 +286,10 @@ def test_nan_and_inf(tmp_path):
     x = np.ones((10, 3))
     x[4, 1] = np.nan
     np.save(tmp_path / "nan.npy", x)
-    with pytest.raises(DataError, match=r"nan\.npy: 1 examples contain NaN or Inf.*example 4"):
+    with pytest.raises(DataError, match=r"nan\.npy: 1 examples contain NaN or Inf.*example 4, column 2\)"):
         load_array_file(tmp_path / "nan.npy")
     (tmp_path / "inf.csv").write_text("1,2\n3,inf\n5,6\n")
-    with pytest.raises(DataError, match=r"inf\.csv: 1 examples contain NaN or Inf"):
+    with pytest.raises(DataError, match=r"inf\.csv: 1 row with NaN or Inf values \(first: row 2, column 2: 'inf'\)"):
         load_array_file(tmp_path / "inf.csv")
 
 

@@ -117,10 +117,10 @@ def test_unconditional_model_refuses_a_label_to_sample(digits):
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"covariance_type": "fulll"}, "covariance_type must be"),
-    ({"n_components": 0}, "n_components must be a positive integer"),
-    ({"reg_covar": -1.0}, "reg_covar must be >= 0"),
-    ({"init_params": "pca"}, "init_params must be"),
+    ({"covariance_type": "fulll"}, "invalid covariance_type='fulll' for 'gmm'; did you mean 'full'?"),
+    ({"n_components": 0}, r"invalid n_components=0 for 'gmm' \(must be an integer >= 1\)"),
+    ({"reg_covar": -1.0}, r"invalid reg_covar=-1.0 for 'gmm' \(must be a number >= 0 or null\)"),
+    ({"init_params": "pca"}, "invalid init_params='pca' for 'gmm' .must be one of kmeans"),
 ])
 def test_bad_hyperparameters_give_one_line_config_errors(digits, bad, match):
     with pytest.raises(ConfigError, match=match) as e:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from .errors import ConfigError, GenlabError
+from .errors import ConfigError, GenlabError, GenlabWarning
 
 
 def _value(text: str):
@@ -24,7 +25,7 @@ def parse_settings(pairs) -> dict:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ConfigError(f"--set expects key=value, got '{pair}'")
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
         k, v = pair.split("=", 1)
         out[k.strip()] = _value(v)
     return out
@@ -37,13 +38,48 @@ def read_config(path) -> dict:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"no such config file: {p}")
-    try:
-        data = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} ({e})".splitlines()[0]) from e
+    if p.suffix == ".json":
+        from .io import read_json
+
+        data = read_json(p)  # one line for a pickle, binary bytes or bad JSON
+    else:
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not valid YAML (binary content)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings")
     return data
+
+
+def writable_output(path, option: str = "--out", *, directory: bool) -> Path:
+    """Check before any work that `path` (a directory to create, or a file to write) can be written: not
+    empty, not an existing file where a directory goes (or a directory where a file goes), and its nearest
+    existing parent a directory genlab may write in. Nothing is created."""
+    import os
+    import tempfile
+
+    if path is None or str(path).strip() == "":
+        raise ConfigError(f"{option} is empty: give a {'directory' if directory else 'file'} name")
+    p = Path(path).expanduser()
+    if p.exists() and directory and not p.is_dir():
+        raise ConfigError(f"{option} {p}: a file is there, not a directory")
+    if p.is_dir() and not directory:
+        raise ConfigError(f"{option} {p}: a directory is there; give a file name")
+    parent = p if (directory and p.is_dir()) else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {p}: {parent} is a file, not a directory")
+    try:  # os.access says yes to root on a read-only file system; a real file says the truth
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".genlab-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{option} {p}: cannot write in {parent} ({e.strerror})") from None
+    return p
 
 
 def _budget_args(p, required=False):
@@ -291,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(a) -> None:
     from .train.run import train
 
+    if a.out is not None:
+        writable_output(a.out, directory=True)
+
     settings = {**(read_config(a.config) if a.config else {}), **parse_settings(a.set)}
     data_options = {k[5:]: settings.pop(k) for k in list(settings) if k.startswith("data.")}
     if a.label_column is not None:
@@ -319,6 +358,10 @@ def _report(run) -> None:
             print(f"  {run.path / name}")
 
 
+MAX_GRID = 10_000            # samples in one PNG grid
+MAX_SAMPLE_BYTES = 2 ** 30   # float32 samples drawn by one `genlab sample` (1 GiB, held in memory at once)
+
+
 def default_sample_path(a) -> Path:
     """RUN/sampled[-sampler][-Ksteps][-labelK][-cond-FILE][-wW][-etaE][-seedS].png: the options in the name, so
     that sampling a run two ways keeps both grids (and the training's own samples.png is never overwritten)."""
@@ -339,14 +382,23 @@ def cmd_sample(a) -> None:
     from .report.figures import save_samples
     from .io import atomic_write_bytes
 
-    out = Path(a.out) if a.out else default_sample_path(a)
+    out = Path(a.out) if a.out is not None else default_sample_path(a)
+    if a.out is not None:
+        writable_output(a.out, directory=False)
     if out.suffix not in (".png", ".npy"):
         raise ConfigError(f"--out must end in .png or .npy, got '{out.name}'")
     if a.n is not None and a.n < 1:
         raise ConfigError("-n must be at least 1")
+    if a.n is not None and out.suffix == ".png" and a.n > MAX_GRID:
+        raise ConfigError(f"-n {a.n}: a PNG grid shows at most {MAX_GRID} samples; write a .npy for more")
     if a.condition is not None and a.label is not None:
         raise ConfigError("give --label or --condition, not both")
     model = load(a.run)
+    if a.n is not None and a.n * model.spec.dim * 4 > MAX_SAMPLE_BYTES:
+        most = MAX_SAMPLE_BYTES // (model.spec.dim * 4)
+        raise ConfigError(f"-n {a.n}: {a.n * model.spec.dim * 4 / 2**30:.3g} GiB of samples; at most {most} of "
+                          f"these {'x'.join(map(str, model.spec.shape))} samples per call ({MAX_SAMPLE_BYTES // 2**30} "
+                          "GiB): split them across calls with different --seed values")
     y, n = a.label, a.n
     if a.condition is not None:
         from .data.paired import load_conditions
@@ -393,9 +445,9 @@ def cmd_eval(a) -> None:
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
     from .metrics.evaluate import EVAL_NLL_SECONDS
 
-    nll_seconds = EVAL_NLL_SECONDS if a.nll_seconds is None else a.nll_seconds
     result = evaluate(model, data, metrics, n=a.n, seed=a.seed, split=a.split, progress=not a.json,
-                      nll_seconds=nll_seconds, **parse_settings(a.set))
+                      nll_seconds=EVAL_NLL_SECONDS if a.nll_seconds is None else a.nll_seconds,
+                      **parse_settings(a.set))
     result["run"] = str(a.run)
     atomic_write_json(Path(a.run) / "eval.json", result)
     print(json.dumps(result, indent=2) if a.json else format_table(result))
@@ -452,7 +504,7 @@ def cmd_explore(a) -> None:
     print(f"numbers: {res['json']}")
 
 
-def cmd_compare(a) -> None:
+def cmd_compare(a) -> int:
     from .workflows.compare import compare
 
     budgets = {}
@@ -471,14 +523,14 @@ def cmd_compare(a) -> None:
     results = compare(a.data, models, minutes=a.minutes, budgets=budgets, steps=a.steps, seed=a.seed, out=a.out,
                       n=a.n, progress=not a.quiet, settings=settings, human=_human(a), normal_class=normal,
                       **_nll_limit(a))
-    _print_comparison(results)
+    return _print_comparison(results)
 
 
-def cmd_report(a) -> None:
+def cmd_report(a) -> int:
     from .workflows.compare import report
 
-    _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, human=_human(a),
-                             data=a.data, allow_changed_data=a.allow_changed_data, **_nll_limit(a)))
+    return _print_comparison(report(a.runs, a.out, n=a.n, seed=a.seed, progress=not a.quiet, human=_human(a),
+                                    data=a.data, allow_changed_data=a.allow_changed_data, **_nll_limit(a)))
 
 
 def _human(a):
@@ -531,7 +583,7 @@ def _nll_limit(a) -> dict:
     return {} if a.nll_seconds is None else {"nll_seconds": a.nll_seconds}
 
 
-def _print_comparison(results) -> None:
+def _print_comparison(results) -> int:
     for e in results["families"]:
         if e["status"] == "ok":
             m = e["metrics"]
@@ -549,6 +601,12 @@ def _print_comparison(results) -> None:
     base = Path(results["report"]).parent
     print(f"results: {base / 'results.json'}")
     print(f"report: {results['report']}")
+    failed = [f"{e['name']} ({e['stage']})" for e in results["families"] if e["status"] != "ok"]
+    if failed:  # the page is written, and shows why; the exit status says it for scripts and make
+        print(f"genlab: error: {len(failed)} of {len(results['families'])} failed: {', '.join(failed)}; "
+              f"see {results['report']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _use_data(a):
@@ -636,7 +694,13 @@ def cmd_models(a) -> None:
         cls = MODELS[name]
         print(f"{name}: {cls.description}")
         print("  can: " + ", ".join(["train", "sample"] + capabilities_of(name)))
-        print("  hyperparameters: " + ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()))
+        if a.family:  # one family: each hyperparameter with its valid values
+            print("  hyperparameters:")
+            for k, v in hyperparameters(name).items():
+                check = cls.hparam_ranges.get(k)
+                print(f"    {k}={v!r}" + (f"  ({check.describe()})" if check is not None else ""))
+        else:
+            print("  hyperparameters: " + ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()))
         td = {**{k: getattr(TrainConfig, k, None) for k in ("lr", "batch_size", "ema_decay")}, **cls.train_defaults}
         print("  trainer defaults: " + ", ".join(f"{k}={v!r}" for k, v in td.items()))
         print()
@@ -651,7 +715,30 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "sample": cmd_sample, "eva
             "models": cmd_models}
 
 
+def _format_warning(message, category, filename, lineno, line=None, _python=warnings.formatwarning) -> str:
+    """genlab's own warnings as one line, `genlab: warning: ...`; others as Python prints them."""
+    if issubclass(category, GenlabWarning):
+        return f"genlab: warning: {message}\n"
+    return _python(message, category, filename, lineno, line)
+
+
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `genlab models | head -1`: the reader left; no traceback
+        _silence_stdout()
+        return 141  # as a process ended by SIGPIPE
+    finally:  # also after --help (SystemExit): flush now, so a closed pipe is not reported at exit
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        except (OSError, ValueError):
+            pass
+
+
+def _main(argv) -> int:
+    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
     threads = None
     try:
@@ -659,16 +746,32 @@ def main(argv=None) -> int:
             from .train.threads import use_available_cores
 
             threads = use_available_cores()  # the cores this process may use (or OMP_NUM_THREADS); restored below
-        COMMANDS[args.verb](args)
+        return COMMANDS[args.verb](args) or 0
     except GenlabError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genlab: interrupted (resume a training run with `genlab resume RUN`)", file=sys.stderr)
         return 130
+    except OSError as e:  # a file genlab could not write or read (permissions, a full disk, ...): one line
+        if isinstance(e, BrokenPipeError):
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"genlab: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     finally:
         if threads is not None:  # main() called from Python (tests, notebooks) leaves torch as it found it
             import torch
 
             torch.set_num_threads(threads[1])
-    return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush into a closed pipe says nothing."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured by a test)
+        pass

@@ -18,6 +18,11 @@ class ConfigError(GenlabError, ValueError):
     """An unknown name or an invalid hyperparameter / option."""
 
 
+class GenlabWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints
+    `genlab: warning: ...` on one line)."""
+
+
 class TrainingDiverged(GenlabError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -27,4 +32,5 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     choices = sorted(choices)
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return ConfigError(f"unknown {kind} '{name}'{hint} (choose from: {', '.join(choices)})")
+    shown = f"'{name}'" if str(name).isprintable() else repr(str(name))  # one line, whatever was typed
+    return ConfigError(f"unknown {kind} {shown}{hint} (choose from: {', '.join(choices)})")

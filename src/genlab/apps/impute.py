@@ -74,10 +74,11 @@ def parse_mask(kind, x: torch.Tensor, generator: Optional[torch.Generator] = Non
         raise ConfigError(f"--mask must be center, half, random:P or a .npy file (1 = missing), got '{kind}'")
     if not path.is_file():
         raise ConfigError(f"no such mask file: {path}")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise DataError(f"{path}: cannot read as NumPy data ({e})") from None
+    from ..data.arrays import load_npy
+
+    arr = load_npy(path, "mask")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{path}: a mask of {arr.dtype}; give numbers (1 = missing, 0 = known)")
     missing = torch.as_tensor(np.asarray(arr) != 0)
     shape = tuple(x.shape[1:])
     if tuple(missing.shape) == shape or tuple(missing.shape) == shape[1:]:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import csv
+import math
+import os
+import tokenize
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +15,18 @@ import torch
 
 from ..errors import DataError
 from .lazy import should_stream
-from .spec import DataSpec, Dataset
+from .spec import MIN_TRAIN, DataSpec, Dataset
 
 
 def split_indices(n: int, test_fraction: float, seed: int, where) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random (train, test) split of range(n); both sides non-empty."""
     if not 0 < test_fraction < 1:
         raise DataError(f"{where}: test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    if n < 2:
-        raise DataError(f"{where}: only {n} example(s); need at least 2 to split into train and test")
-    n_test = min(max(1, round(n * test_fraction)), n - 1)
+    need = MIN_TRAIN + 1
+    if n < need:
+        raise DataError(f"{where}: only {n} example{'s' if n != 1 else ''}; need at least {need} "
+                        f"({MIN_TRAIN} to train on, 1 held out to test)")
+    n_test = min(max(1, round(n * test_fraction)), n - MIN_TRAIN)
     perm = np.random.default_rng(seed).permutation(n)
     return perm[n_test:], perm[:n_test]
 
@@ -54,10 +61,14 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
     xtr = xte = ytr = yte = None
     if suffix == ".npy" and stream is not False:
         mapped = _np_load(path, mmap_mode="r")
+        if not isinstance(mapped, np.ndarray):  # np.load also opens .npz archives, whatever their name
+            raise DataError(f"{path}: a .npz archive, not a single .npy array; name it .npz")
         if mapped.ndim >= 1 and should_stream(stream, len(mapped), mapped.shape[1:]):
             return _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column)
     if suffix == ".npy":
         x, y = _np_load(path), None
+        if not isinstance(x, np.ndarray):
+            raise DataError(f"{path}: a .npz archive, not a single .npy array; name it .npz")
     elif suffix == ".npz":
         arrays = _read_npz_arrays(path)
         if {"c", "train_c", "test_c"} & set(arrays):  # paired: every example has a condition
@@ -98,7 +109,7 @@ def load_array_file(path, labels=None, test_fraction: float = 0.2, seed: int = 0
 
     num_classes = 0
     if ytr is not None:
-        num_classes = int(max(ytr.max(), yte.max())) + 1
+        num_classes = class_count(path, ytr, yte)
         if class_names is None or len(class_names) != num_classes:
             class_names = [str(i) for i in range(num_classes)]
     spec = DataSpec(kind, tuple(xtr.shape[1:]), num_classes, class_names or [], name=path.stem)
@@ -114,25 +125,80 @@ def _stream_npy(path, mapped, labels, test_fraction, seed, kind, label_column) -
     if label_column is not None:
         raise DataError(f"{path}: label_column= only applies to .csv files")
     _, kind = _examples(mapped[:1], path, kind)
+    step = max(1, (64 << 20) // max(1, mapped[:1].nbytes))  # every row checked now, ~64 MB at a time,
+    for i in range(0, len(mapped), step):  # so a NaN in the last row stops the run before it starts
+        _examples(mapped[i:i + step], path, kind, first_row=i)
     y = _check_labels(_read_labels(labels, path), len(mapped), path) if labels is not None else None
     itr, ite = split_indices(len(mapped), test_fraction, seed, path)
     xtr, xte = NpyRows(path, itr, kind), NpyRows(path, ite, kind)
-    k = int(y.max()) + 1 if y is not None else 0
+    k = class_count(path, y) if y is not None else 0
     spec = DataSpec(kind, tuple(xtr.example_shape), k, [str(i) for i in range(k)], name=path.stem)
     as_labels = (lambda i: torch.from_numpy(y[i])) if y is not None else (lambda i: None)
     return Dataset(xtr, xte, spec, as_labels(itr), as_labels(ite), location=str(path))
 
 
+#: what NumPy raises on a damaged .npy / .npz (a .npz is a zip of .npy files; a header is parsed as
+#: a Python literal, so a damaged one can raise what the tokenizer raises)
+NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                     SyntaxError, tokenize.TokenError, KeyError, TypeError, OverflowError)
+
+
 def _np_load(path, **kw):
     try:
+        _check_npy_size(path)
         return np.load(path, allow_pickle=False, **kw)
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read as NumPy data ({e})") from None
+    except DataError:
+        raise
+    except NUMPY_READ_ERRORS as e:
+        raise _unreadable(path, e) from None
+
+
+def load_npy(path, what: str = "array") -> np.ndarray:
+    """One `.npy` array, never unpickled, with a clean DataError for a damaged, truncated or pickled
+    file, or for a `.npz` archive (`what` names it in that message: "mask", "conditions")."""
+    a = _np_load(path)
+    if not isinstance(a, np.ndarray):
+        raise DataError(f"{path}: a .npz archive, not a single .npy {what}")
+    return a
+
+
+def _check_npy_size(path) -> None:
+    """A .npy whose header promises more bytes than the file holds is truncated: say so before NumPy
+    tries to allocate what a damaged header claims (a forged shape can ask for terabytes)."""
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            return  # not a .npy (a .npz, a pickle): np.load says what it is
+        f.seek(0)
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            return
+        shape, _, dtype = read(f)
+        need = math.prod(shape) * dtype.itemsize
+        have = os.fstat(f.fileno()).st_size - f.tell()
+    if need > have and not dtype.hasobject:
+        raise DataError(f"{path}: truncated .npy file (its header says shape {shape} of {dtype}, "
+                        f"{need} bytes; the file holds {have})")
+
+
+def _unreadable(path, e: Exception) -> DataError:
+    if "pickled" in str(e) and "Object arrays" not in str(e):  # the whole file is a pickle
+        return DataError(f"{path}: a Python pickle, not NumPy data; genlab never loads pickles (they can run code)")
+    if "allow_pickle" in str(e) or "Python objects" in str(e):
+        return DataError(f"{path}: cannot read as NumPy data: it holds Python objects (dtype object), which "
+                         "genlab never unpickles; save a numeric array")
+    return DataError(f"{path}: cannot read as NumPy data ({type(e).__name__}: {e})")
 
 
 def _read_npz_arrays(path) -> dict:
-    with _np_load(path) as z:
-        return {k: z[k] for k in z.files}
+    z = _np_load(path)
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single .npy array, not a .npz archive; name it .npy")
+    with z:
+        try:
+            return {k: z[k] for k in z.files}
+        except NUMPY_READ_ERRORS as e:
+            raise _unreadable(path, e) from None
 
 
 def _read_npz(path, a: dict):
@@ -149,8 +215,8 @@ def _read_npz(path, a: dict):
     raise DataError(f"{path}: no array named 'x' or 'train'/'test' (found: {', '.join(sorted(a)) or 'none'})")
 
 
-def _examples(x, path, kind, split=""):
-    """Checked float32 examples and their kind from a raw array."""
+def _examples(x, path, kind, split="", first_row: int = 0):
+    """Checked float32 examples and their kind from a raw array (rows `first_row`... of the file)."""
     where = f"{path}" + (f" ({split})" if split else "")
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
@@ -176,7 +242,10 @@ def _examples(x, path, kind, split=""):
     finite = np.isfinite(x).reshape(len(x), -1).all(1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise DataError(f"{where}: {len(bad)} examples contain NaN or Inf values (first: example {bad[0]})")
+        at = np.unravel_index(int(np.flatnonzero(~np.isfinite(x[bad[0]]))[0]), x.shape[1:])
+        at = f"column {at[0] + 1}" if kind == "vector" else f"channel {at[0]}, row {at[1]}, column {at[2]}"
+        raise DataError(f"{where}: {len(bad)} examples contain NaN or Inf values "
+                        f"(first: example {first_row + bad[0]}, {at})")
     if kind == "image" and (x.min() < 0 or x.max() > 1):
         raise DataError(f"{where}: image values must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]; "
                         "rescale them, or pass kind='vector'")
@@ -213,7 +282,22 @@ def _check_labels(y, n, path, split=""):
         raise DataError(f"{where}: labels must be whole numbers 0, 1, 2, ...")
     if len(y) and y.min() < 0:
         raise DataError(f"{where}: labels must be 0 or more, found {y.min():g}")
+    if len(y) and y.max() >= len(y) + 2**20:  # (and before a cast to int64 could wrap a huge float around)
+        raise DataError(f"{where}: labels go up to {y.max():g} for {len(y)} examples; labels must be class "
+                        "indices 0..K-1 (renumber them, e.g. np.unique(y, return_inverse=True)[1])")
     return y.astype(np.int64)
+
+
+def class_count(where, *labels: np.ndarray) -> int:
+    """K for labels that are class indices 0..K-1 (checked by `_check_labels`). A class may have no
+    example, but more classes than examples means the labels are not indices (years, ids, codes):
+    refused, before a model builds one embedding row per "class"."""
+    k = int(max(int(y.max()) for y in labels)) + 1
+    n = sum(len(y) for y in labels)
+    if k > n:
+        raise DataError(f"{where}: labels go up to {k - 1} for {n} examples; labels must be class indices "
+                        "0..K-1 (renumber them, e.g. np.unique(y, return_inverse=True)[1])")
+    return k
 
 
 MISSING_CELLS = ("", "na", "nan", "n/a", "null", "?")
@@ -281,6 +365,12 @@ def _read_csv(path, label_column, allow_missing: bool = False, details: bool = F
             except ValueError:
                 raise DataError(f"{path}: row {line}, {colname(j)}: non-numeric value {cell.strip()!r}") from None
             k += 1
+    if not allow_missing and not np.isfinite(x).all():  # "nan", "inf", "1e999": numbers, but no data
+        i, k = (int(v[0]) for v in np.nonzero(~np.isfinite(x)))
+        j = k + (col is not None and k >= col)
+        n = int((~np.isfinite(x)).any(1).sum())
+        raise DataError(f"{path}: {n} row{'s' if n > 1 else ''} with NaN or Inf values (first: row {rows[i][0]}, "
+                        f"{colname(j)}: {rows[i][1][j].strip()!r}); remove or fill them")
     more = (header, col) if details else ()
     if col is None:
         return (x, None, None, *more)

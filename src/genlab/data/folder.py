@@ -68,7 +68,7 @@ def load_image_folder(path, size=None, mode: str | None = None, test_fraction: f
 
     first, _ = read_images(files[:1], path, mode, hw)
     if should_stream(stream, len(files), first.shape[1:]):
-        mode = mode or _folder_mode(files)
+        mode = _check_headers(files, path, mode, hw)
         shape = (1 if mode == "L" else 3, *first.shape[2:])
         x = ImageFiles(files, path, mode, hw, shape)
         split = x.take
@@ -97,7 +97,7 @@ def read_images(files: list[Path], path: Path, mode: str | None = None, hw=None)
             with Image.open(f) as im:
                 im.load()
                 images.append(im.copy())
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise DataError(f"{f}: cannot read this image ({type(e).__name__}: {e})") from None
     if mode is None:
         mode = "L" if all(_is_gray(im) for im in images) else "RGB"
@@ -117,15 +117,31 @@ def read_images(files: list[Path], path: Path, mode: str | None = None, hw=None)
     return (x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0, mode
 
 
-def _folder_mode(files) -> str:
-    """'L' when every image is grayscale, else 'RGB' (headers only, except palette images)."""
-    from PIL import Image
+def _check_headers(files, path: Path, mode: str | None, hw) -> str:
+    """For files read later (streamed): every one opens as an image, all have one size unless `hw`
+    resizes them (the rule `read_images` applies in memory), and the mode: `mode`, else 'L' when
+    every image is grayscale, else 'RGB'. Headers only, except palette images."""
+    from PIL import Image, UnidentifiedImageError
 
+    gray, size0 = mode is None, None  # gray: still every image grayscale (when the mode is ours to pick)
     for f in files:
-        with Image.open(f) as im:
-            if not _is_gray(im):
-                return "RGB"
-    return "L"
+        try:
+            with Image.open(f) as im:
+                if hw is None:
+                    size0 = size0 or im.size
+                    if im.size != size0:
+                        (w0, h0), (w1, h1) = size0, im.size
+                        raise DataError(f"{path}: images differ in size ({files[0].name} is {h0}x{w0}, "
+                                        f"{f.relative_to(path)} is {h1}x{w1}); pass size= to resize them all")
+                if gray and not _is_gray(im):
+                    gray = False
+        except DataError:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise DataError(f"{f}: cannot read this image ({type(e).__name__}: {e})") from None
+        if hw is not None and not gray:
+            break  # nothing more to learn from the headers
+    return mode or ("L" if gray else "RGB")
 
 
 def _is_gray(im) -> bool:

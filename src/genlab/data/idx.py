@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import http.client
 import os
 import urllib.request
@@ -91,7 +92,7 @@ def parse_idx(data: bytes, path="<bytes>", magic: int | None = None) -> np.ndarr
     if len(data) < header:
         raise DataError(f"{path}: truncated or corrupt IDX file (header cut short)")
     shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    need = int(np.prod(shape))
+    need = math.prod(shape)  # Python ints: a forged header cannot overflow it
     if len(data) - header < need:
         raise DataError(f"{path}: truncated or corrupt IDX file ({len(data) - header} data bytes, "
                         f"header says {need} for shape {shape})")
@@ -103,10 +104,11 @@ def read_idx(path, magic: int | None = None) -> np.ndarray:
     return parse_idx(decompress(path), path, magic)
 
 
-def verify(path, name: str) -> bytes:
-    """Check one file of data set `name` against both md5s; return its decompressed content."""
+def verify(path, name: str, file: str | None = None) -> bytes:
+    """Check one file of data set `name` (`file`, by default the path's name) against both md5s;
+    return its decompressed content."""
     path = Path(path)
-    gz_md5, content_md5 = MD5[name][path.name]
+    gz_md5, content_md5 = MD5[name][file or path.name]
     raw = path.read_bytes()
     if hashlib.md5(raw).hexdigest() == gz_md5:
         return _gunzip(raw, path)
@@ -167,8 +169,10 @@ def _looked(name: str, root=None) -> str:
     return "; ".join(dict.fromkeys(parts))
 
 
-def download(url: str, dest: Path) -> None:
-    """Fetch `url` to `dest` with a progress bar, atomically (`.part` then rename)."""
+def download(url: str, dest: Path, check=None) -> None:
+    """Fetch `url` to `dest` with a progress bar, atomically: into `dest.part`, then `check(part)`
+    (the md5 check; it raises on a bad file), then a rename. A download that dies mid-stream, or
+    a process killed during it, leaves at most a `.part` file, which nothing takes for the data."""
     from tqdm.auto import tqdm
 
     part = dest.with_name(dest.name + ".part")
@@ -179,6 +183,10 @@ def download(url: str, dest: Path) -> None:
                 while chunk := r.read(1 << 16):
                     f.write(chunk)
                     bar.update(len(chunk))
+        if total is not None and part.stat().st_size != total:
+            raise OSError(f"download cut short ({part.stat().st_size} of {total} bytes)")
+        if check is not None:
+            check(part)
         os.replace(part, dest)
     finally:
         part.unlink(missing_ok=True)
@@ -194,12 +202,10 @@ def fetch(name: str) -> Path:
             if (d / f).is_file():
                 continue
             for base in MIRRORS[name]:
-                try:
-                    download(base + f, d / f)
-                    verify(d / f, name)
+                try:  # the md5 is checked on the .part file, before it takes the real name
+                    download(base + f, d / f, check=lambda part, f=f: verify(part, name, f))
                     break
-                except (OSError, ValueError, http.client.HTTPException) as e:
-                    (d / f).unlink(missing_ok=True)
+                except (OSError, ValueError, EOFError, http.client.HTTPException) as e:
                     errors.append(f"{base + f}: {e}")
             else:
                 raise OSError("; ".join(errors))
@@ -236,6 +242,9 @@ def load_idx_set(name: str, root=None) -> Dataset:
             raise DataError(f"{name}: {FILES[0]} etc. not found; looked in {_looked(name, root)}")
         d = fetch(name)
     xtr, ytr, xte, yte = _arrays(str(d.resolve()), name)
+    if xtr.shape[1:] != xte.shape[1:] or 0 in xtr.shape[1:]:
+        raise DataError(f"{d}: train images are {'x'.join(map(str, xtr.shape[1:]))}, test images "
+                        f"{'x'.join(map(str, xte.shape[1:]))}; the IDX files are damaged or not from one data set")
 
     def images(a):
         return torch.from_numpy(a).unsqueeze(1).float().div_(255.0)

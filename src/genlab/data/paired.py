@@ -43,12 +43,12 @@ def paired_dataset(x: np.ndarray, c: np.ndarray, labels, name: str, location: st
                    seed: int, levels=None, class_names=None, split=None) -> Dataset:
     """A Dataset of (x, c[, label]) triples, split with a seeded `test_fraction` unless `split`
     gives (train indices, test indices)."""
-    from .arrays import split_indices
+    from .arrays import class_count, split_indices
 
     if len(x) != len(c):
         raise DataError(f"{location}: {len(c)} conditions for {len(x)} examples")
     itr, ite = split if split is not None else split_indices(len(x), test_fraction, seed, location)
-    k = 0 if labels is None else int(labels.max()) + 1
+    k = 0 if labels is None else class_count(location, labels)
     spec = DataSpec(_kind_of(x), tuple(x.shape[1:]), k, class_names or [str(i) for i in range(k)], name=name,
                     levels=levels, condition_shape=tuple(c.shape[1:]), condition_type=_kind_of(c))
     t = torch.from_numpy
@@ -158,10 +158,9 @@ def load_conditions(path, shape: tuple) -> torch.Tensor:
         raise DataError(f"no such condition file: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            a = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: cannot read as NumPy data ({e})") from None
+        from .arrays import load_npy
+
+        a = load_npy(path, "array of conditions")
         if a.dtype.kind not in "biuf":
             raise DataError(f"{path}: array of {a.dtype} is not numeric")
         a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)

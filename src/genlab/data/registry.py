@@ -8,7 +8,19 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import DataError, unknown_name
+from ..params import Anything, Bool, Either, Float, Int, Ints, OneOf, Text, check_settings
 from .spec import Dataset
+
+#: the valid values of every data option (`--set data.NAME=VALUE`); an option means the same in every
+#: loader that takes it (genlab.params; tests check that every loader's option is listed here)
+OPTION_RANGES = {
+    "n_train": Int(1), "n_test": Int(1), "sigma": Float(0), "seed": Int(),
+    "test_fraction": Float(0, 1, low_open=True, high_open=True),
+    "size": Either(Int(1, none=True), Ints(1, min_len=2), Text()),
+    "mode": OneOf("L", "RGB", none=True), "kind": OneOf("image", "vector", none=True), "stream": Bool(none=True),
+    "unpaired": Bool(),
+    "labels": Anything(), "label_column": Either(Text(none=True), Int()),
+}
 
 
 @dataclass
@@ -57,10 +69,12 @@ def load_dataset(name_or_path, *, classes=None, **options) -> Dataset:
         for k in options:
             if k not in allowed and "root" not in k:
                 raise unknown_name(f"option for data set '{name}'", k, allowed)
+        check_settings(options, OPTION_RANGES, f"data set '{name}'")
         ds = entry.loader(**options)
         ds.spec.source = {"name": name, "options": {**allowed, **options}}
     else:
         path = Path(name).expanduser()
+        _check_path_options(path, options)
         if path.is_dir():
             from .paired import is_paired_folder, load_paired_folder
 
@@ -77,6 +91,26 @@ def load_dataset(name_or_path, *, classes=None, **options) -> Dataset:
     if classes is not None:
         ds = ds.select_classes(classes)
     return ds
+
+
+def _check_path_options(path: Path, options: dict) -> None:
+    """Options for data given as a path: the loader's own names (with a did-you-mean), in OPTION_RANGES."""
+    from .arrays import load_array_file
+    from .folder import load_image_folder
+    from .paired import is_paired_folder, load_paired_folder
+
+    if not options:
+        return
+    if path.is_dir():
+        loader, what = (load_paired_folder, "a folder of paired images") if is_paired_folder(path) else \
+            (load_image_folder, "an image folder")
+    else:
+        loader, what = load_array_file, f"a {path.suffix or 'data'} file"
+    allowed = [k for k in inspect.signature(loader).parameters if k != "path"]
+    for k in options:
+        if k not in allowed:
+            raise unknown_name(f"option for {what}", k, allowed)
+    check_settings(options, OPTION_RANGES, str(path))
 
 
 def dataset_from_spec(spec_dict: dict) -> Dataset:

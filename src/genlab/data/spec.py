@@ -10,6 +10,10 @@ import torch
 from ..errors import DataError
 from .lazy import is_lazy
 
+#: the fewest training examples a model can learn from: standardising a feature, batch norm and
+#: a GAN's minibatch statistics all need a spread, which one example does not have
+MIN_TRAIN = 2
+
 
 @dataclass
 class DataSpec:
@@ -170,8 +174,13 @@ def validate(ds: Dataset) -> None:
             raise DataError(f"{name}: {split} split must be a float tensor")
         if len(x) == 0:
             raise DataError(f"{name}: the {split} split is empty")
+        if split == "train" and len(ds.train) < MIN_TRAIN:
+            raise DataError(f"{name}: the train split has {len(ds.train)} example; "
+                            f"training needs at least {MIN_TRAIN}")
         if tuple(x.shape[1:]) != tuple(ds.spec.shape):
             raise DataError(f"{name}: {split} examples have shape {tuple(x.shape[1:])}, spec says {tuple(ds.spec.shape)}")
+        if x.numel() == 0:
+            raise DataError(f"{name}: {split} examples have no values (shape {tuple(x.shape[1:])})")
         if not torch.isfinite(x).all():
             bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum())
             raise DataError(f"{name}: {bad} {split} examples contain NaN or Inf values")

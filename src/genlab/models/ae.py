@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from ..data.spec import Dataset
 from ..nn import Decoder, Encoder
 from ..nn.imputation import fill_missing, keep_known, optimise_missing
+from ..params import Int, Float, OneOf, Ints, Text
 from .base import GenerativeModel, register_model
 
 
@@ -32,6 +33,10 @@ def corrupt(x: torch.Tensor, kind: str, level: float) -> torch.Tensor:
 @register_model("ae")
 class Autoencoder(GenerativeModel):
     description = "autoencoder (plain or denoising), MLP or conv; samples from a Gaussian fit to its codes"
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"latent_dim": Int(1), "net": OneOf("auto", "mlp", "conv"), "hidden": Ints(1),
+                     "channels": Ints(1, min_len=1), "activation": Text(), "corruption": OneOf("none", "gaussian", "mask"),
+                     "noise_level": Float(0, 1)}
 
     @classmethod
     def data_defaults(cls, spec, n_train=None):

@@ -18,6 +18,7 @@ Trainer alternates them and never names a family.
 from __future__ import annotations
 
 import inspect
+import warnings
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,9 @@ import torch
 from torch import nn
 
 from ..data.spec import DataSpec, Dataset
-from ..errors import ConfigError, GenlabError, unknown_name
+from ..errors import ConfigError, GenlabError, GenlabWarning, unknown_name
+from ..io import first_line
+from ..params import check_settings
 
 CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise")
 #: the method behind a capability where its name differs: "denoise" is
@@ -85,6 +88,9 @@ class GenerativeModel(nn.Module):
     #: keyword options that make `log_prob` cheap where a picture needs many evaluations
     #: (a density heat map), not a metric: e.g. fewer importance samples
     preview_log_prob_options: ClassVar[dict] = {}
+    #: the valid values of each hyperparameter ({name: genlab.params check}, e.g. {"latent_dim": Int(1)}),
+    #: checked once by `create_model` (so also for a run's config.json); `genlab models FAMILY` lists them
+    hparam_ranges: ClassVar[dict] = {}
 
     @classmethod
     def data_defaults(cls, spec: DataSpec, n_train: Optional[int] = None) -> dict:
@@ -152,19 +158,34 @@ class GenerativeModel(nn.Module):
         """Called once before training starts (not on resume): data-dependent init.
 
         Sets the standardisation of vector data; families extend it (call super())."""
-        if self.spec.kind == "vector" and hasattr(data.train, "batches"):  # on disk: moments in one pass
-            n, s1, s2 = 0, 0.0, 0.0
+        if self.spec.kind != "vector":
+            return
+        if hasattr(data.train, "batches"):  # on disk: moments and ranges in one pass
+            n, s1, s2, lo, hi = 0, 0.0, 0.0, None, None
             for b in data.train.batches(4096):
                 b = b.double()
                 n, s1, s2 = n + len(b), s1 + b.sum(0), s2 + b.square().sum(0)
+                lo = b.amin(0) if lo is None else torch.minimum(lo, b.amin(0))
+                hi = b.amax(0) if hi is None else torch.maximum(hi, b.amax(0))
             mean = s1 / n
-            var = (s2 - n * mean.square()) / max(n - 1, 1)
-            self.data_shift.copy_(mean)
-            self.data_scale.copy_(var.clamp_min(0).sqrt().clamp_min(1e-6))
-        elif self.spec.kind == "vector":
+            std = ((s2 - n * mean.square()) / max(n - 1, 1)).clamp_min(0).sqrt()
+        else:
             x = data.train.to(self.data_shift.device)
-            self.data_shift.copy_(x.mean(0))
-            self.data_scale.copy_(x.std(0).clamp_min(1e-6))
+            mean, std, lo, hi = x.mean(0), x.std(0), x.amin(0), x.amax(0)
+        constant = (lo == hi).to(self.data_scale.device)
+        self.data_shift.copy_(mean)
+        # a constant feature has no spread to divide by: it keeps scale 1 (it is 0 on the working
+        # scale, where a model learns it as a constant) rather than a near-zero one that would
+        # blow any other value up and add log(1e6) nats per feature to a likelihood
+        self.data_scale.copy_(torch.where(constant, torch.ones_like(self.data_scale),
+                                          std.to(self.data_scale).clamp_min(1e-6)))
+        if constant.any():
+            cols = constant.flatten().nonzero().flatten().tolist()
+            where = ", ".join(str(c + 1) for c in cols[:5]) + (", ..." if len(cols) > 5 else "")
+            warnings.warn(GenlabWarning(
+                f"{data.spec.name}: {len(cols)} constant column{'s' if len(cols) > 1 else ''} "
+                f"(column {where}: the same value in every training example); kept unscaled, "
+                f"so the model learns {'them as constants' if len(cols) > 1 else 'it as a constant'}"), stacklevel=2)
 
     def fit_closed_form(self, data: Dataset) -> bool:
         """Families with a closed-form fit (PCA) do it here and return True."""
@@ -273,9 +294,9 @@ class GenerativeModel(nn.Module):
         save_weights(self.state_dict(), d / "model.safetensors")
         cfg_path = d / "config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        from .._version import __version__
+        from .._version import RUN_FORMAT, __version__
         cfg.update({"family": self.family, "hparams": self.config, "data": self.spec.to_dict(),
-                    "genlab_version": __version__})
+                    "genlab_version": __version__, "format": RUN_FORMAT})
         atomic_write_json(cfg_path, cfg)
         return d
 
@@ -350,6 +371,7 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
             raise unknown_name(f"hyperparameter for '{family}'", k, defaults)
     derived = data_derived(cls, data, hparams)
     config = {k: _normalise(hparams.get(k, derived["hparams"].get(k, v)), v) for k, v in defaults.items()}
+    check_settings(config, cls.hparam_ranges, f"'{family}'")
     if config.get("conditional"):
         if spec.condition_kind == "none":
             raise ConfigError(f"conditional=true needs labelled data (or paired data); '{spec.name}' has neither")
@@ -389,13 +411,69 @@ def data_derived(cls: type[GenerativeModel], data, given: dict) -> dict:
             "data": {"kind": spec.kind, "dim": spec.dim, "n_train": n}}
 
 
+def _version_tuple(text) -> Optional[tuple]:
+    parts = str(text).split("+")[0].split(".")
+    try:
+        return tuple(int(p) for p in parts[:3])
+    except ValueError:
+        return None
+
+
+def read_run_config(directory) -> dict:
+    """A run's config.json, checked before anything is built from it: JSON (never a pickle), a mapping with a
+    family, hyperparameters and a data spec, written by this genlab or an older one (run format <= ours).
+    Every problem is one GenlabError naming the file."""
+    from .._version import RUN_FORMAT, __version__
+    from ..io import read_json
+
+    d = Path(directory)
+    path = d / "config.json"
+    if not path.is_file():
+        raise GenlabError(f"{d}: not a genlab run or model directory (no config.json)")
+    cfg = read_json(path, "JSON")
+    if not isinstance(cfg, dict):
+        raise GenlabError(f"{path}: not a genlab config (a JSON {type(cfg).__name__}, not a mapping)")
+    theirs, ours = cfg.get("genlab_version"), _version_tuple(__version__)
+    fmt = cfg.get("format", 1)
+    newer = (isinstance(theirs, str) and _version_tuple(theirs) is not None and _version_tuple(theirs) > ours)
+    if newer or not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > RUN_FORMAT:
+        made = f"genlab {theirs}" if isinstance(theirs, str) else "another genlab"
+        raise GenlabError(f"{d}: written by {made} (run format {fmt}); this is genlab {__version__} (format "
+                          f"{RUN_FORMAT}): upgrade genlab to load it")
+    for key, kind in (("family", str), ("hparams", dict), ("data", dict)):
+        if not isinstance(cfg.get(key), kind):
+            raise GenlabError(f"{path}: not a genlab config ('{key}' {'missing' if key not in cfg else 'malformed'})")
+    return cfg
+
+
 def from_config(cfg: dict, directory=None) -> GenerativeModel:
     """The model a run's config.json describes (weights not loaded): the family's, or a wrapper's
-    (see `register_wrapper`) where the config says so. `directory` is the run's (for relative paths)."""
-    for key, cls in WRAPPERS.items():
-        if key in cfg:
-            return cls.from_config(cfg, directory)
-    return create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    (see `register_wrapper`) where the config says so. `directory` is the run's (for relative paths).
+    A config that names no family genlab knows, or values out of range, is a one-line GenlabError."""
+    where = f"{Path(directory) / 'config.json'}: " if directory is not None else "config: "
+    try:
+        for key, cls in WRAPPERS.items():
+            if key in cfg:
+                return cls.from_config(cfg, directory)
+        return create_model(cfg["family"], DataSpec.from_dict(cfg["data"]), **cfg["hparams"])
+    except GenlabError as e:
+        if directory is not None and str(directory) in str(e):
+            raise
+        raise type(e)(f"{where}{e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a malformed entry
+        raise GenlabError(f"{where}malformed ({type(e).__name__}: {first_line(e)})") from None
+
+
+def load_weights_into(model: nn.Module, state: dict, path) -> None:
+    """`model.load_state_dict(state)`, or a one-line GenlabError when the weights do not fit the model
+    (config.json's hyperparameters edited, or weights of another run)."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()] or [first_line(e)]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise GenlabError(f"{path}: these weights do not fit the model config.json describes: {first_line(lines[0], 160)}"
+                          f"{more}; was config.json edited?") from None
 
 
 def load(directory, device=None) -> GenerativeModel:
@@ -403,14 +481,12 @@ def load(directory, device=None) -> GenerativeModel:
     from ..io import load_weights
 
     d = Path(directory)
-    cfg_path, w_path = d / "config.json", d / "model.safetensors"
-    if not cfg_path.exists():
-        raise GenlabError(f"{d}: not a genlab run or model directory (no config.json)")
+    w_path = d / "model.safetensors"
+    cfg = read_run_config(d)
     if not w_path.exists():
         raise GenlabError(f"{d}: no model.safetensors yet (training unfinished? try `genlab resume {d}`)")
-    cfg = json.loads(cfg_path.read_text())
     model = from_config(cfg, d)
-    model.load_state_dict(load_weights(w_path))
+    load_weights_into(model, load_weights(w_path), w_path)
     if device is not None:
         model.to(device)
     return model.eval()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ..params import Int, Float, Text, Bool, OneOf
 from ..errors import ConfigError, unknown_name
 from ..nn.gan import check_loss_without_penalty, discriminator_step, generator_step
 from ..nn.translation import ImagePool, PatchDiscriminator, UNetGenerator, check_norm, noise_on
@@ -52,6 +53,10 @@ def identity_loss(g_ab, g_ba, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class CycleGAN(GenerativeModel):
     description = ("CycleGAN: unpaired translation A <-> B, two U-Net generators, two PatchGANs, LSGAN, "
                    "cycle and identity losses, image pools")
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"loss": Text(), "cycle_weight": Float(0), "identity_weight": Float(0), "pool_size": Int(0),
+                     "base": Int(1), "depth": Int(0), "dropout": Float(0, 1, high_open=True), "d_base": Int(1),
+                     "d_layers": Int(-1), "norm": OneOf("batch", "instance", "none"), "conditional": Bool()}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
     min_train_steps = 300
     kinds = ("image",)

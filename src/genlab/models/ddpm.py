@@ -35,6 +35,7 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
+from ..params import Int, Float, Ints, OneOf, Bool, Either, Anything
 from ..errors import ConfigError
 from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
 from ..nn.imputation import fill_missing, keep_known
@@ -118,6 +119,12 @@ def repaint_path(K: int, jump: int = 1, resample: int = 1) -> list[int]:
 @register_model("ddpm")
 class DDPM(GenerativeModel):
     description = "denoising diffusion: linear/cosine schedule, eps/x0/v targets, DDPM/DDIM/ODE samplers, CFG"
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"schedule": OneOf("linear", "cosine"), "timesteps": Int(2), "prediction": OneOf("eps", "x0", "v"), "net": Anything("auto, unet, mlp or an nn.Module"),
+                     "base": Int(1), "mults": Ints(1, min_len=1), "num_res_blocks": Int(1),
+                     "attention": Either(Bool(), Ints(1)), "dropout": Float(0, 1, high_open=True),
+                     "hidden": Ints(1), "time_dim": Int(1), "conditional": Bool(),
+                     "p_uncond": Float(0, 1, high_open=True), "clip": Bool(), "min_snr": Float(0), "ot": Bool()}
     likelihood_kind = "bound"
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
     train_defaults = {"lr": 2e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100, "grad_clip": 1.0}

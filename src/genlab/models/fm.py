@@ -36,6 +36,7 @@ from typing import Optional
 
 import torch
 
+from ..params import Int, Float, Ints, Text, Bool, Either, Anything, OneOf
 from ..errors import ConfigError, unknown_name
 from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
 from ..nn.imputation import fill_missing, keep_known
@@ -86,6 +87,14 @@ def sample_time(n: int, kind: str = "uniform", mean: float = 0.0, std: float = 1
 class FlowMatching(GenerativeModel):
     description = ("flow matching / rectified flow: linear path (+ sigma), minibatch OT coupling, "
                    "guidance, ODE sampling (euler, heun, dopri5), log_prob by the change of variables")
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"sigma": Float(0), "ot": Bool(), "net": Anything("auto, unet, mlp or an nn.Module"), "base": Int(1), "mults": Ints(1, min_len=1),
+                     "num_res_blocks": Int(1), "attention": Either(Bool(), Ints(1)),
+                     "dropout": Float(0, 1, high_open=True), "hidden": Ints(1), "time_dim": Int(1),
+                     "conditional": Bool(), "p_uncond": Float(0, 1, high_open=True),
+                     "time_scale": Float(0, low_open=True), "dequantize": Bool(), "exact_max": Int(0),
+                     "sampler": Text(), "sample_steps": Int(1), "time_sampling": OneOf("uniform", "logit-normal"),
+                     "t_mean": Float(), "t_std": Float(0, low_open=True), "prediction": OneOf("v", "x")}
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
     min_train_steps = 200  # fm: 47 steps on digits give noise
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ..params import Int, Float, OneOf, Ints, Text, Bool
 from ..errors import ConfigError, unknown_name
 from ..nn import resolve_net
 from ..nn.gan import (DENSITY_RATIO_LOSSES, LOSSES, Discriminator, Generator, discriminator_step,
@@ -46,6 +47,12 @@ def drs_accept(logit, max_logit, gamma: float = 0.0, eps: float = 1e-6):
 @register_model("gan")
 class GAN(GenerativeModel):
     description = "GAN: minimax / non-saturating / hinge / WGAN-GP / LSGAN, DCGAN nets, cGAN, minibatch-std, PacGAN"
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"latent_dim": Int(1), "net": OneOf("auto", "mlp", "conv"), "hidden": Ints(1),
+                     "channels": Ints(1, min_len=1), "loss": Text(), "n_critic": Int(1), "gp_weight": Float(0),
+                     "r1_weight": Float(0), "conditional": Bool(), "conditioning": OneOf("projection", "concat"),
+                     "pac": Int(1), "minibatch_std": Bool(), "d_lr": Float(0),
+                     "norm": OneOf("batch", "group", "none")}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": 0.999, "batch_size": 64}
     min_train_steps = 500  # a GAN's two players need many rounds before G leaves its initial blob
 

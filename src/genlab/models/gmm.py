@@ -28,6 +28,7 @@ from typing import Optional
 import torch
 
 from ..data.spec import Dataset
+from ..params import Int, Float, OneOf, Bool
 from ..errors import ConfigError
 from ..nn.imputation import conditional_gaussian, fill_missing, keep_known
 from .base import GenerativeModel, register_model
@@ -40,6 +41,10 @@ AUTO_FULL_MAX_DIM = 256  # covariance_type="auto": full up to this dimension, di
 @register_model("gmm")
 class GMM(GenerativeModel):
     description = "Gaussian mixture: EM fit (scikit-learn), exact log-likelihood, one mixture per class"
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"n_components": Int(1), "covariance_type": OneOf("auto", "full", "tied", "diag", "spherical"),
+                     "reg_covar": Float(0, none=True), "max_iter": Int(1), "n_init": Int(1),
+                     "init_params": OneOf("kmeans", "k-means++", "random", "random_from_data"), "conditional": Bool()}
     likelihood_kind = "exact"
 
     def __init__(self, spec, n_components: int = 10, covariance_type: str = "auto",

@@ -46,6 +46,7 @@ from ..errors import ConfigError, GenlabError
 from .base import GenerativeModel, create_model, get_family, load, register_wrapper
 
 ENCODE_BATCH = 1024
+_LOADING: set = set()  # autoencoder runs being loaded now (a latent record pointing back is refused)
 
 
 def weights_sha256(run) -> str:
@@ -109,15 +110,26 @@ class LatentModel(GenerativeModel):
     def from_config(cls, cfg: dict, directory=None) -> "LatentModel":
         """The latent model a run's config.json describes; refuses a missing or changed autoencoder run."""
         latent = cfg["latent"]
+        where = f"{directory}: " if directory is not None else ""
+        if not (isinstance(latent, dict) and all(isinstance(latent.get(k), str) for k in ("run", "sha256", "family"))
+                and isinstance(latent.get("run_relative", ""), str)):
+            raise ConfigError(f"{where}config.json's 'latent' record is malformed")
         run = _resolve_run(latent, directory)
+        key = str(run.resolve())
+        if key in _LOADING:  # A's autoencoder is B, whose autoencoder is A: never ends
+            raise ConfigError(f"{where}the latent record points back to a run being loaded ({run}): a cycle")
         sha = weights_sha256(run)
         if sha != latent["sha256"]:
             where = f"{directory}: " if directory is not None else ""
             raise ConfigError(f"{where}the autoencoder run changed since this latent model was trained "
                               f"({run / 'model.safetensors'} has sha256 {sha[:12]}…, config.json records "
                               f"{latent['sha256'][:12]}…); retrain the latent model")
-        return cls._build(cfg["family"], Path(latent["run"]), sha, DataSpec.from_dict(cfg["data"]), load(run),
-                          cfg["hparams"])
+        _LOADING.add(key)
+        try:
+            ae = load(run)
+        finally:
+            _LOADING.discard(key)
+        return cls._build(cfg["family"], Path(latent["run"]), sha, DataSpec.from_dict(cfg["data"]), ae, cfg["hparams"])
 
     @classmethod
     def _build(cls, family, run: Path, sha: str, spec: DataSpec, ae: GenerativeModel, hparams) -> "LatentModel":
@@ -262,7 +274,7 @@ class LatentModel(GenerativeModel):
         (the inner model's weights and the reconstruction scale; the autoencoder's stay in RUN)."""
         import json
 
-        from .._version import __version__
+        from .._version import RUN_FORMAT, __version__
         from ..io import atomic_write_json, save_weights
 
         d = Path(directory)
@@ -271,7 +283,7 @@ class LatentModel(GenerativeModel):
         cfg_path = d / "config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
         cfg.update({"family": self.inner.family, "hparams": self.config, "data": self.spec.to_dict(),
-                    "latent": self.latent_record(d), "genlab_version": __version__})
+                    "latent": self.latent_record(d), "genlab_version": __version__, "format": RUN_FORMAT})
         atomic_write_json(cfg_path, cfg)
         return d
 

@@ -26,6 +26,7 @@ bounds the discrete code length from above.
 
 from __future__ import annotations
 
+from ..params import Int, Float, OneOf, Ints, Text, Bool
 from ..errors import ConfigError
 from ..nn.flow_model import FlowModel
 from ..nn.flows import (ActNorm, Flatten, FlowSequence, MaskedAffineAutoregressive, MaskedSplineAutoregressive,
@@ -38,6 +39,11 @@ TRANSFORMS = ("affine", "spline")
 @register_model("maf")
 class MAF(FlowModel, GenerativeModel):
     description = "masked autoregressive flow (MADE), affine or rational-quadratic spline; exact log-likelihood"
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"n_layers": Int(1), "hidden": Ints(1, min_len=1), "activation": Text(none=True),
+                     "transform": Text(), "bins": Int(2), "tail_bound": Float(0, low_open=True),
+                     "permutation": OneOf("reverse", "random"), "actnorm": Bool(), "scale_bound": Float(0, low_open=True),
+                     "alpha": Float(0, 0.5, low_open=True, high_open=True), "conditional": Bool()}
     likelihood_kind = "exact"
     train_defaults = {"lr": 1e-3, "batch_size": 256, "grad_clip": 50.0}
 

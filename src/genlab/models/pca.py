@@ -18,12 +18,15 @@ import torch
 
 from ..data.spec import Dataset
 from ..nn.imputation import fill_missing, keep_known
+from ..params import Int, Float
 from .base import GenerativeModel, register_model
 
 
 @register_model("pca")
 class PCA(GenerativeModel):
     description = "probabilistic PCA: linear-Gaussian baseline, closed-form fit, exact log-likelihood"
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"latent_dim": Int(1, none=True), "min_variance": Float(0)}
     likelihood_kind = "exact"
 
     @property

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ..params import Int, Float, Text, Bool, OneOf
 from ..errors import ConfigError
 from ..nn.classifier import SHIPPED, shipped_classifier
 from ..nn.gan import check_loss_without_penalty, discriminator_step, generator_step
@@ -53,6 +54,10 @@ def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 class Pix2Pix(GenerativeModel):
     description = ("pix2pix: U-Net generator, PatchGAN on (input, output) pairs, L1 + adversarial loss; "
                    "super-resolution, SRGAN-style feature loss")
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"loss": Text(), "l1_weight": Float(0), "feature_weight": Float(0), "base": Int(1),
+                     "depth": Int(0), "dropout": Float(0, 1, high_open=True), "d_base": Int(1), "d_layers": Int(-1),
+                     "norm": OneOf("batch", "instance", "none"), "conditional": Bool()}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
     min_train_steps = 300
     kinds = ("image",)

@@ -29,6 +29,7 @@ import math
 import torch
 from torch.nn import functional as F
 
+from ..params import Int, Float, OneOf, Bool
 from ..errors import ConfigError
 from ..nn.embed import one_hot
 from ..nn.pixelcnn import GatedPixelCNN
@@ -79,6 +80,11 @@ def autoregressive_nll(out: torch.Tensor, k: torch.Tensor, output: str, levels: 
 class PixelCNN(GenerativeModel):
     description = ("gated PixelCNN: autoregressive pixels (categorical, Bernoulli or discretised logistic mixture), "
                    "no blind spot, conditional")
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"channels": Int(1), "n_layers": Int(1), "kernel_size": Int(1), "first_kernel": Int(1),
+                     "levels": Int(2, none=True), "binarize": Bool(),
+                     "output": OneOf("auto", "categorical", "bernoulli", "logistic_mix"), "n_mix": Int(1),
+                     "conditional": Bool(), "dropout": Float(0, 1, high_open=True)}
     kinds = ("image",)
     likelihood_kind = "exact"
     discrete_likelihood = True

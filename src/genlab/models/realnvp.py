@@ -32,6 +32,7 @@ Glow and MAF papers report.
 
 from __future__ import annotations
 
+from ..params import Int, Float, OneOf, Ints, Text, Bool
 from ..errors import ConfigError
 from ..nn.flow_model import FlowModel
 from ..nn.flows import (ActNorm, AffineCoupling, ConvConditioner, FlowSequence, InvertibleLinearLU, MLPConditioner,
@@ -52,6 +53,12 @@ def _mixing(kind: str, features: int, image: bool):
 @register_model("realnvp")
 class RealNVP(FlowModel, GenerativeModel):
     description = "RealNVP/Glow: affine couplings, ActNorm, LU 1x1 conv, multi-scale; exact log-likelihood"
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"n_layers": Int(1), "hidden": Ints(1, min_len=1), "activation": Text(),
+                     "mixing": OneOf("lu", "reverse", "random", "none"), "actnorm": Bool(),
+                     "scale_bound": Float(0, low_open=True), "channels": Int(1), "n_scales": Int(1),
+                     "steps_per_scale": Int(1), "n_checkerboard": Int(0),
+                     "alpha": Float(0, 0.5, low_open=True, high_open=True), "conditional": Bool()}
     likelihood_kind = "exact"
     train_defaults = {"lr": 1e-3, "batch_size": 256, "grad_clip": 50.0}
 

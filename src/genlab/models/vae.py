@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ..nn import Decoder, Encoder
+from ..params import Int, Float, OneOf, Ints, Text, Bool
 from ..errors import ConfigError
 from ..nn.density import LOG_2PI, log_normal, marginal_log_prob
 from ..nn.imputation import fill_missing, keep_known, optimise_missing
@@ -65,6 +66,11 @@ def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
 @register_model("vae")
 class VAE(GenerativeModel):
     description = "variational autoencoder: ELBO or IWAE training, Bernoulli/Gaussian likelihood, conditional"
+    #: the valid values of each hyperparameter (genlab.params), checked by create_model
+    hparam_ranges = {"latent_dim": Int(1), "net": OneOf("auto", "mlp", "conv"), "hidden": Ints(1),
+                     "channels": Ints(1, min_len=1), "activation": Text(),
+                     "likelihood": OneOf("auto", "bernoulli", "gaussian"), "beta": Float(0), "iwae_k": Int(1),
+                     "conditional": Bool(), "eval_k": Int(1), "binarize": Bool()}
     likelihood_kind = "estimate"  # L_k: importance-sampled, a lower bound in expectation
     preview_log_prob_options = {"k": 50}  # a density picture needs many points, not a tight L_k
 

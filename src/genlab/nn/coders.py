@@ -19,7 +19,8 @@ def resolve_net(net: str, spec) -> str:
     if net == "auto":
         return "conv" if spec.kind == "image" and min(spec.shape[1:]) >= 16 else "mlp"
     if net == "conv" and spec.kind != "image":
-        raise ValueError("net='conv' needs image data")
+        raise ValueError(f"net='conv' needs image data, and '{spec.name}' holds vectors of {spec.dim} values: "
+                         "use net='mlp' (or net='auto')")
     if net not in ("mlp", "conv"):
         raise ValueError(f"net must be auto, mlp or conv, not {net!r}")
     return net

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .mlp import activation
 
 
@@ -31,6 +32,11 @@ class ConvEncoder(nn.Module):
                  act: str = "leaky_relu", norm=None):
         super().__init__()
         c, h, w = shape
+        least = 2 ** len(channels)  # every stride-2 stage needs a side of 2 or more
+        if min(h, w) < least:
+            raise ConfigError(f"net='conv' ({len(channels)} stride-2 stages) needs images of at least {least}x{least} "
+                              f"pixels, these are {h}x{w}: use net='mlp' (net='auto' picks it for images under "
+                              "16 pixels a side)")
         layers: list[nn.Module] = []
         for ch in channels:
             layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1), *norm_layer(norm, ch), activation(act)]

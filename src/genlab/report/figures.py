@@ -125,7 +125,15 @@ def read_metrics(path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for line in path.read_text(errors="replace").splitlines():  # a line cut by a kill, or not JSON: skipped
+        try:
+            rec = json.loads(line) if line.strip() else None
+        except (json.JSONDecodeError, RecursionError):
+            rec = None
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
 
 
 def save_loss_curve(records: list[dict], path, title: str = "") -> Optional[Path]:

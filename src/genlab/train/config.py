@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 from ..errors import ConfigError, unknown_name
+from ..params import Anything, Bool, Float, Floats, Int, OneOf, check_settings
 
 
 @dataclass
@@ -41,21 +42,8 @@ class TrainConfig:
                                        # exceeds what the machine has (`genlab.train.resources`)
 
     def __post_init__(self):
+        check_settings({k: getattr(self, k) for k in TRAIN_RANGES}, TRAIN_RANGES)
         self.betas = tuple(self.betas)
-        checks = {
-            "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
-            "optimizer": self.optimizer in ("adam", "adamw"),
-            "lr_schedule": self.lr_schedule in ("constant", "cosine", "linear"),
-            "precision": self.precision in ("fp32", "bf16"), "clock": self.clock in ("wall", "cpu", "auto"),
-            "warmup_steps": self.warmup_steps >= 0, "log_every": self.log_every >= 1,
-            "checkpoint_every": self.checkpoint_every >= 0, "workers": self.workers >= 0, "sample_every": self.sample_every >= 0,
-            "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
-            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
-            "betas": len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-        }
-        for k, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"invalid {k}={getattr(self, k)!r}")
 
     @classmethod
     def names(cls) -> list[str]:
@@ -67,12 +55,27 @@ class TrainConfig:
         d = dict(d)
         if "schedule" in d:
             d.setdefault("lr_schedule", d.pop("schedule"))
+        for k in d:  # e.g. a setting of a newer genlab
+            if k not in cls.names():
+                raise unknown_name("trainer setting", k, cls.names())
         return cls(**d)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+#: the valid values of each trainer setting (genlab.params)
+TRAIN_RANGES = {
+    "lr": Float(0, low_open=True), "batch_size": Int(1), "optimizer": OneOf("adam", "adamw"),
+    "betas": Floats(0, 1, high_open=True, length=2), "weight_decay": Float(0), "warmup_steps": Int(0),
+    "lr_schedule": OneOf("constant", "cosine", "linear"), "min_lr_ratio": Float(0, 1),
+    "grad_clip": Float(0, low_open=True, none=True), "ema_decay": Float(0, 1, low_open=True, high_open=True, none=True),
+    "log_every": Int(1), "sample_every": Int(0), "checkpoint_every": Int(0), "precision": OneOf("fp32", "bf16"),
+    "channels_last": Bool(), "device": Anything(), "seed": Int(), "stream": Bool(none=True), "workers": Int(0),
+    "clock": OneOf("wall", "cpu", "auto"), "memory_check": Bool(),
+}
 
 
 def resolve_clock(clock: str, device: str = "auto") -> str:

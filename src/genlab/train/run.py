@@ -19,12 +19,12 @@ from typing import Optional, Sequence
 
 import torch
 
-from .._version import __version__
+from .._version import RUN_FORMAT, __version__
 from ..data import DATASETS, Dataset, load_dataset
 from ..data.fingerprint import data_for_run, differences, fingerprint
 from ..errors import ConfigError, GenlabError, TrainingDiverged, unknown_name
-from ..io import atomic_write_json, load_state
-from ..models.base import GenerativeModel, create_model, from_config, hyperparameters
+from ..io import atomic_write_json, first_line, load_state
+from ..models.base import GenerativeModel, create_model, from_config, hyperparameters, read_run_config
 from ..models.latent import LatentModel
 from .callbacks import Callback, DiscriminatorWatch, JsonlLogger, ProgressBar, SampleGrids
 from . import distributed, resources
@@ -117,7 +117,7 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {
             "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
-            "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__,
+            "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__, "format": RUN_FORMAT,
             "torch_threads": torch.get_num_threads(),
             "min_train_steps": getattr(model, "inner", model).min_train_steps,
             **({"data_defaults": derived} if derived["hparams"] or derived["train"] else {}),
@@ -169,7 +169,7 @@ def run_data(run_dir, data=None, *, allow_changed_data: bool = False) -> Dataset
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
-    return data_for_run(json.loads(cfg_path.read_text()), run_dir, data, allow_changed_data=allow_changed_data)
+    return data_for_run(read_run_config(run_dir), run_dir, data, allow_changed_data=allow_changed_data)
 
 
 def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = True,
@@ -186,7 +186,7 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise GenlabError(f"{run_dir}: not a genlab run (no config.json)")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_run_config(run_dir)
     model = from_config(cfg, run_dir)
     if not (run_dir / CHECKPOINT).exists():
         if not getattr(model, "inner", model).players():
@@ -202,14 +202,22 @@ def resume(run_dir, *, epochs=None, steps=None, minutes=None, progress: bool = T
                if hp else f"cannot change {', '.join(bad)} when resuming")
         raise ConfigError(f"{why}; settings a resume can change: {', '.join(RESUME_SETTINGS)}")
     ds = data_for_run(cfg, run_dir, data, allow_changed_data=allow_changed_data)
-    config = TrainConfig.from_dict({**cfg["train"], **settings})
+    try:
+        config = TrainConfig.from_dict({**cfg["train"], **settings})
+    except (KeyError, TypeError) as e:
+        raise GenlabError(f"{cfg_path}: malformed trainer settings ({type(e).__name__}: {first_line(e)})") from None
     resources.check(cfg["family"], ds, cfg.get("hparams", {}), config, run_dir, model=model,
                     device=distributed.pick_device(config.device))
     state = load_state(run_dir / CHECKPOINT)
-    budget = Budget(**state["budget"])
     record = bool(settings)
-    if any(v is not None for v in (epochs, steps, minutes)):
-        budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
+    try:
+        budget = Budget(**state["budget"])
+        extend = any(v is not None for v in (epochs, steps, minutes))
+        if extend:
+            budget = budget.extended(state["step"], state["epoch"], state["elapsed"], Budget(epochs, steps, minutes))
+    except (KeyError, TypeError) as e:
+        raise GenlabError(f"{run_dir / CHECKPOINT}: not a genlab checkpoint ({type(e).__name__}: {first_line(e)})") from None
+    if extend:
         cfg["budget"] = budget.to_dict()
         record = True
     if settings:

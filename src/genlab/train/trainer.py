@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from ..data.spec import Dataset
-from ..errors import TrainingDiverged
-from ..io import load_state, save_state
-from ..models.base import GenerativeModel
+from ..errors import GenlabError, TrainingDiverged
+from ..io import first_line, load_state, save_state
+from ..models.base import GenerativeModel, load_weights_into
 from . import distributed
 from .callbacks import Callback
 from .checkpoint import rng_state, seed_everything, set_rng_state
@@ -345,15 +345,20 @@ class Trainer:
         return TrainingDiverged(f"{where}; {remedies}; train again with e.g. {' '.join(fixes)}")
 
     def load_checkpoint(self) -> None:
-        state = load_state(self.run_dir / CHECKPOINT)
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"], self.model)
-        for o, s in zip(self.optimizers, state["optimizers"]):
-            o.load_state_dict(s)
-        self.step, self.elapsed = state["step"], state["elapsed"]
-        self.stream.load_state_dict(state["stream"])
-        set_rng_state(state["rng"])
+        path = self.run_dir / CHECKPOINT
+        state = load_state(path)
+        try:
+            load_weights_into(self.model, state["model"], path)
+            if self.ema is not None and state["ema"] is not None:
+                self.ema.load_state_dict(state["ema"], self.model)
+            for o, s in zip(self.optimizers, state["optimizers"]):
+                o.load_state_dict(s)
+            self.step, self.elapsed = state["step"], state["elapsed"]
+            self.stream.load_state_dict(state["stream"])
+            set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:  # a checkpoint of another model
+            raise GenlabError(f"{path}: this checkpoint does not fit the run's model "
+                              f"({type(e).__name__}: {first_line(e, 160)}); was config.json edited?") from None
         self.checkpoint_step = self.step
         for player, opt in zip(self.players, self.optimizers):  # settings changed on resume (--set lr=...)
             kw = self._optimizer_settings(player.overrides)

@@ -43,7 +43,8 @@ from typing import Optional, Sequence
 from .._version import __version__
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError, DataError, GenlabError, unknown_name
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json
+from ..models.base import read_run_config
 from ..report.html import budget_text
 
 DEFAULT_MINUTES = 2.5  # total training minutes of `genlab compare` (the digits demo: <= 5 min in all)
@@ -185,9 +186,12 @@ def evaluate_run(model, data: Dataset, run_dir: Optional[Path], n: int, seed: in
     cache = Path(run_dir) / "eval.json" if run_dir is not None else None
     weights = Path(run_dir) / "model.safetensors" if run_dir is not None else None
     if cache is not None and cache.exists() and weights.exists() and cache.stat().st_mtime >= weights.stat().st_mtime:
-        old = json.loads(cache.read_text())
-        p = old.get("protocol", {})
-        if (old.get("metrics_requested") == "all" and p.get("version") == PROTOCOL_VERSION
+        try:
+            old = read_json(cache)
+        except GenlabError:  # a cache that is not JSON: computed again
+            old = None
+        p = old.get("protocol", {}) if isinstance(old, dict) else {}
+        if (isinstance(old, dict) and old.get("metrics_requested") == "all" and p.get("version") == PROTOCOL_VERSION
                 and p.get("n_generated") == n and p.get("seed") == seed
                 and p.get("reference_split") == "test" and not p.get("sample_options")
                 and ("nll_examples" not in old or old.get("nll_seconds") == nll_seconds)):
@@ -205,7 +209,7 @@ def evaluate_run(model, data: Dataset, run_dir: Optional[Path], n: int, seed: in
 def _train_record(run_dir: Path) -> dict:
     from ..report.figures import read_metrics
 
-    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg = read_run_config(run_dir)
     recs = read_metrics(run_dir / "metrics.jsonl")
     last = recs[-1] if recs else {}
     closed = bool(recs) and last.get("step") == 0 and last.get("lr") == 0.0
@@ -473,11 +477,7 @@ def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress
     runs = [Path(r) for r in runs]
     if not runs:
         raise ConfigError("give at least one run directory")
-    cfgs = []
-    for r in runs:
-        if not (r / "config.json").exists():
-            raise GenlabError(f"{r}: not a genlab run (no config.json)")
-        cfgs.append(json.loads((r / "config.json").read_text()))
+    cfgs = [read_run_config(r) for r in runs]
     specs = {json.dumps(c["data"].get("source"), sort_keys=True) for c in cfgs}
     prints = [c.get("data_fingerprint") for c in cfgs]
     if len(specs) > 1 or (not allow_changed_data and any(differences(a, b) for a in prints for b in prints)):
@@ -494,7 +494,8 @@ def report(runs: Sequence, out, n: Optional[int] = None, seed: int = 0, progress
             raise DataError(f"{r}: its data changed since training ({ds.spec.name}: {'; '.join(changed)}); give the "
                             "data it was trained on with --data PATH, or pass --allow-changed-data")
     n_eval = _eval_n(ds, n)
-    families = [c["family"] + (f"@{c['latent']['family']}" if "latent" in c else "") for c in cfgs]
+    families = [c["family"] + (f"@{c['latent'].get('family')}" if isinstance(c.get("latent"), dict) else "")
+                for c in cfgs]
     names = [f if families.count(f) == 1 else f"{f} ({r.name})" for f, r in zip(families, runs)]
     results = _header(ds, seed, n_eval, "as trained (existing runs)", nll_seconds)
     lims = plot_limits(ds) if ds.spec.shape == (2,) and ds.spec.kind == "vector" else None

@@ -105,11 +105,9 @@ def read_runs(runs: Sequence) -> tuple[list[Path], list[dict]]:
     runs = [Path(r) for r in runs]
     if not runs:
         raise ConfigError("give at least one run directory to judge")
-    cfgs = []
-    for r in runs:
-        if not (r / "config.json").exists():
-            raise GenlabError(f"{r}: not a genlab run (no config.json)")
-        cfgs.append(json.loads((r / "config.json").read_text()))
+    from ...models.base import read_run_config
+
+    cfgs = [read_run_config(r) for r in runs]
     if len({json.dumps(c["data"].get("source"), sort_keys=True) for c in cfgs}) > 1:
         raise ConfigError("these runs were trained on different data: "
                           + ", ".join(f"{r} ({c['data'].get('name')})" for r, c in zip(runs, cfgs)))
