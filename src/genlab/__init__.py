@@ -7,6 +7,12 @@
     model = genlab.load(run.path)
 """
 
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:  # idle OpenMP threads sleep, not spin: CPU-time budgets stay fair (train/threads.py)
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from ._version import __version__
 
 from .errors import GenlabError, DataError, ConfigError, TrainingDiverged

@@ -86,7 +86,8 @@ def _budget_args(p, required=False):
     g = p.add_mutually_exclusive_group(required=required)
     g.add_argument("--epochs", type=float, help="passes over the training set")
     g.add_argument("--steps", type=int, help="optimisation steps")
-    g.add_argument("--minutes", type=float, help="wall-clock minutes of training")
+    g.add_argument("--minutes", type=float, help="minutes of training, counted in process CPU time on a CPU (the "
+                   "same steps however busy the machine; --set clock=wall for wall-clock) and wall time on a GPU")
 
 
 def _classes(text):
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--split", default="test", choices=["test", "train"], help="reference split (default test)")
     e.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    e.add_argument("--nll-seconds", type=float, default=None, help="time limit of the likelihood step; past it, NLL "
+                   "is scored on the first k reference examples and eval.json says k (nll_examples) (default 60; 0: none)")
     _run_data_args(e, "eval")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="sampler option (repeatable)")
 
@@ -233,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "those, and FAMILY@AE is a latent model, FAMILY trained on the codes of this "
                                     "comparison's AE run (e.g. all,ddpm@vae)")
     cb = c.add_mutually_exclusive_group()
-    cb.add_argument("--minutes", type=float, help="total training minutes, split across families (default 2.5)")
+    cb.add_argument("--minutes", type=float, help="total training minutes, split across families (default 2.5); "
+                    "process CPU time on a CPU, so the page does not depend on what else runs")
     cb.add_argument("--steps", type=int, help="optimisation steps per family instead of minutes")
     c.add_argument("--budget", action="append", metavar="FAMILY=MINUTES", help="a family's own minutes (repeatable)")
     c.add_argument("--set", action="append", metavar="FAMILY.KEY=VALUE", help="a family's setting (repeatable)")
@@ -439,7 +443,10 @@ def cmd_eval(a) -> None:
     model = load(a.run)
     data = run_data(a.run, a.data, allow_changed_data=a.allow_changed_data)
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()] if a.metrics else None
+    from .metrics.evaluate import EVAL_NLL_SECONDS
+
     result = evaluate(model, data, metrics, n=a.n, seed=a.seed, split=a.split, progress=not a.json,
+                      nll_seconds=EVAL_NLL_SECONDS if a.nll_seconds is None else a.nll_seconds,
                       **parse_settings(a.set))
     result["run"] = str(a.run)
     atomic_write_json(Path(a.run) / "eval.json", result)
@@ -582,7 +589,9 @@ def _print_comparison(results) -> int:
             m = e["metrics"]
             shown = ", ".join(f"{k} {m[k]:.4g}" for k in ("fid", "precision", "recall", "bpd", "nll", "modes")
                              if k in m and not (k == "nll" and "bpd" in m))
-            print(f"{e['name']:12} ok      {shown}")
+            t = e.get("train") or {}
+            short = (f"  [too short: {t['steps']} < {t['min_steps']} steps]" if t.get("too_short") else "")
+            print(f"{e['name']:12} ok      {shown}{short}")
         else:
             print(f"{e['name']:12} FAILED  ({e['stage']}) {e['error'].splitlines()[0] if e['error'] else ''}")
     for key, agree in ((results.get("human") or {}).get("agreement") or {}).items():
@@ -731,7 +740,12 @@ def main(argv=None) -> int:
 def _main(argv) -> int:
     warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
+    threads = None
     try:
+        if args.verb not in ("datasets", "models", "judge"):
+            from .train.threads import use_available_cores
+
+            threads = use_available_cores()  # the cores this process may use (or OMP_NUM_THREADS); restored below
         return COMMANDS[args.verb](args) or 0
     except GenlabError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
@@ -748,6 +762,11 @@ def _main(argv) -> int:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"genlab: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
+    finally:
+        if threads is not None:  # main() called from Python (tests, notebooks) leaves torch as it found it
+            import torch
+
+            torch.set_num_threads(threads[1])
 
 
 def _silence_stdout() -> None:

@@ -54,7 +54,8 @@ def gan_saturation(out, seed: int = 0, quick: bool = False) -> dict:
 
     # a strong discriminator early on (5 critic steps, higher lr) shows the saturated regime
     train("gan", data, steps=60 if quick else 300, seed=seed, save=False, progress=False,
-          callbacks=[Probe()], latent_dim=2, hidden=(128, 128), n_critic=5, d_lr=2e-3, lr=2e-4)
+          callbacks=[Probe()], latent_dim=2, hidden=(128, 128), n_critic=5, d_lr=2e-3, lr=2e-4,
+          minibatch_std=False)
 
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))

@@ -281,7 +281,7 @@ def likelihood_support(model) -> str:
 
 @torch.no_grad()
 def dequantized_log_prob(model, x: torch.Tensor, y: Optional[torch.Tensor], levels: int, draws: int = LATTICE_DRAWS,
-                         generator: Optional[torch.Generator] = None, batch_size: int = 500) -> torch.Tensor:
+                         generator: Optional[torch.Generator] = None, batch_size: int = 500, bar=None) -> torch.Tensor:
     """[draws, N] log-densities of dequantised data, for a model whose log_prob is a density at the
     lattice points x = k / (L - 1) of quantised images (L = levels):
 
@@ -298,6 +298,8 @@ def dequantized_log_prob(model, x: torch.Tensor, y: Optional[torch.Tensor], leve
         z = (k + torch.rand(k.shape, generator=generator) - 0.5) / (levels - 1)
         out.append(torch.cat([model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu()
                               for b, yb in zip(z.split(batch_size), (y if y is not None else z).split(batch_size))]))
+        if bar is not None:  # the likelihood step's progress bar (evaluate's nll)
+            bar.update(len(x))
     return torch.stack(out).double() + jac
 
 
@@ -324,20 +326,30 @@ def _nll(ctx, x):
     are dequantised here, with bpd_se their Monte Carlo standard error over the uniform draws);
     for a discrete likelihood only when the data lie on its grid (Bernoulli: binary data; pixelcnn:
     its levels)."""
+    from tqdm.auto import tqdm
+
     model, ref = ctx.model, ctx.reference
     y = ctx.reference_conditions
-    lp = torch.cat([model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu()
-                    for b, yb in zip(ref.split(500), (y if y is not None else ref).split(500))])
+    m = getattr(ctx, "nll_examples", None) or len(ref)  # a time limit scores the first m (evaluate's nll_seconds)
+    ref, y = ref[:m], None if y is None else y[:m]
+    support = likelihood_support(model)
+    passes = 1 + LATTICE_DRAWS if support == "lattice" and ctx.data.spec.levels else 1
+    bar = tqdm(total=m * passes, desc="likelihood", unit="ex", leave=False, dynamic_ncols=True,
+               disable=not getattr(ctx, "progress", False))
+    lp = []
+    for b, yb in zip(ref.split(NLL_BATCH), (y if y is not None else ref).split(NLL_BATCH)):
+        lp.append(model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu())
+        bar.update(len(b))
+    lp = torch.cat(lp)
     out = {"nll": float(-lp.mean())}
     spec = ctx.data.spec
-    support = likelihood_support(model)
     if support == "discrete":  # a code length only for data on the likelihood's grid (Bernoulli: binary)
         k = ref * (getattr(model, "discrete_levels", 2) - 1)
         if bool(((k - k.round()).abs() < 1e-4).all()):
             out["bpd"] = bits_per_dim(out["nll"], spec.dim, n_levels=None)
     elif support == "lattice" and spec.levels:
         g = torch.Generator().manual_seed(ctx.seed)
-        lpd = dequantized_log_prob(model, ref, y, spec.levels, LATTICE_DRAWS, g)     # [S, N]
+        lpd = dequantized_log_prob(model, ref, y, spec.levels, LATTICE_DRAWS, g, bar=bar)     # [S, N]
         S, N = lpd.shape
         out["bpd"] = bits_per_dim(float(-lpd.mean()), spec.dim, n_levels=spec.levels)
         se = math.sqrt(float(lpd.var(0).mean()) / (S * N))  # Monte Carlo error of the mean over draws
@@ -347,6 +359,7 @@ def _nll(ctx, x):
     ctx.notes["nll"] = nll_note(model.likelihood_kind, support) + (
         f"; bits/dim dequantised at evaluation ({LATTICE_DRAWS} uniform draws per example, bpd_se = their "
         "Monte Carlo standard error)" if "bpd_se" in out else "")
+    bar.close()
     if ctx.data.log_density is not None:
         true_lp = ctx.data.log_density(ref)
         out["kl"] = kl_estimate(lp, true_lp)
@@ -405,6 +418,52 @@ def generate(model, n: int, seed: int, conditions: Optional[torch.Tensor] = None
     return torch.cat(out)
 
 
+NLL_BATCH = 100       # examples per log_prob call in the nll metric (the progress bar moves per batch)
+NLL_PROBE = 8         # examples timed to predict the likelihood's cost
+EVAL_NLL_SECONDS = 60.0  # `genlab eval`'s default time limit of the likelihood step (compare: 20 s per family)
+
+
+def nll_subset(model, x: torch.Tensor, y: Optional[torch.Tensor], n: int, limit: Optional[float],
+               passes: int = 1, batch: int = NLL_BATCH) -> int:
+    """How many of n reference examples (x, y: at least the first 32 of them) the likelihood metric
+    can score within `limit` seconds, predicted from timing log_prob on a few of them (n itself when
+    it fits, or when there is no limit).
+
+    Cost model: a fixed cost per call (e.g. building a covariance) plus a cost per example,
+    separated by timing 8 and 32 examples; a family slow already on 8 is taken as per-example.
+    `passes`: how many times each example is scored (a lattice density dequantised at evaluation:
+    1 + LATTICE_DRAWS); the prediction counts every pass."""
+    if not limit or n <= NLL_PROBE:
+        return n
+    limit = limit / passes
+    x = x[:32].to(model.device)
+    y = None if y is None else y[:32].to(model.device)
+
+    @torch.no_grad()
+    def timed(k: int) -> float:
+        t = time.perf_counter()
+        model.log_prob(x[:k], None if y is None else y[:k])
+        return time.perf_counter() - t
+
+    first = timed(NLL_PROBE)  # includes one-off costs
+    if first * math.ceil(n / NLL_PROBE) <= limit:
+        return n
+    t8 = timed(NLL_PROBE)
+    if 4 * t8 > limit / 4 or len(x) < 32:  # timing 32 would cost a quarter of the budget: per-example cost
+        per, fixed = t8 / NLL_PROBE, 0.0
+    else:
+        t32 = timed(32)
+        per = max((t32 - t8) / (32 - NLL_PROBE), 1e-9)
+        fixed = max(t8 - NLL_PROBE * per, 0.0)
+
+    def cost(m: int) -> float:
+        return fixed * math.ceil(m / batch) + per * m
+
+    if cost(n) <= limit:
+        return n
+    return min(n, max(NLL_PROBE, int((limit - fixed) / per)))
+
+
 def supported_metrics(model, data: Dataset, extractor: Optional[FeatureExtractor] = None) -> dict[str, Optional[str]]:
     """{metric: None if supported else the reason it is not}."""
     ctx = SimpleNamespace(model=model, data=data, extractor=extractor or extractor_for(data.spec))
@@ -412,8 +471,15 @@ def supported_metrics(model, data: Dataset, extractor: Optional[FeatureExtractor
 
 
 def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: int = 0, split: str = "test",
-             features=None, reference: bool = True, progress: bool = False, **sample_options) -> dict:
+             features=None, reference: bool = True, progress: bool = False, nll_seconds: Optional[float] = None,
+             **sample_options) -> dict:
     """Evaluate `model` on `data`: every supported metric by default, or those named.
+
+    `nll_seconds`: a time limit for the likelihood metric, whose cost varies by orders of magnitude
+    between families (a diffusion bound needs all T network evaluations per example). Where scoring
+    the n reference examples would take longer, it scores the first m of them (the same seeded
+    permutation: an unbiased estimate of the same mean with a larger standard error); the result then
+    holds "nll_examples": m and "nll_seconds", and the nll note says so. None or 0: no limit.
 
     Returns {"metrics": {...}, "reference": {...real train vs reference...}, "protocol": {...},
     "notes": {...}, "seconds": {...}}. Unknown or unsupported metrics and an `n` larger
@@ -439,8 +505,14 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
     if not 1 <= n <= len(ref_split):
         raise ConfigError(f"n={n} is larger than the {len(ref_split)} examples of the {split} split"
                           if n > 0 else "n must be positive")
+    if nll_seconds is not None and not (nll_seconds >= 0 and math.isfinite(nll_seconds)):
+        raise ConfigError(f"nll_seconds must be a non-negative number of seconds, got {nll_seconds!r}")
     ctx = Context(model, data, n, seed, split, extractor)
     ctx.sample_options = dict(sample_options)
+    ctx.progress = progress
+    if "nll" in names and nll_seconds:
+        passes = 1 + LATTICE_DRAWS if likelihood_support(model) == "lattice" and data.spec.levels else 1
+        ctx.nll_examples = nll_subset(model, ctx.reference, ctx.reference_conditions, n, nll_seconds, passes)
     t0 = time.perf_counter()
     # a conditional model samples with the reference examples' conditions: class labels in the
     # data's proportions, or the test split's tensor conditions (the inputs of a paired task)
@@ -471,8 +543,15 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
         "labels": (None if ctx.reference_conditions is None else "reference labels (conditional model)"
                    if model.condition_kind == "class" else f"the {split} split's conditions (paired data)"),
     }
-    return {"family": model.family, "metrics": results, "reference": ref_results, "protocol": protocol,
-            "notes": ctx.notes, "seconds": seconds}
+    out = {"family": model.family, "metrics": results, "reference": ref_results, "protocol": protocol,
+           "notes": ctx.notes, "seconds": seconds}
+    m = getattr(ctx, "nll_examples", None)
+    if m is not None:
+        out["nll_examples"], out["nll_seconds"] = m, nll_seconds
+        if m < n:
+            out["notes"]["nll"] = (f"{ctx.notes.get('nll', '')}; on {m} of the {n} reference examples (the {n} "
+                                   f"would take ~{nll_seconds * n / m:.0f} s; limit {nll_seconds:g} s)")
+    return out
 
 
 def format_table(result: dict) -> str:

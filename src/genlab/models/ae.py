@@ -38,6 +38,12 @@ class Autoencoder(GenerativeModel):
                      "channels": Ints(1, min_len=1), "activation": Text(), "corruption": OneOf("none", "gaussian", "mask"),
                      "noise_level": Float(0, 1)}
 
+    @classmethod
+    def data_defaults(cls, spec, n_train=None):
+        """Vectors of fewer than 16 dimensions (2-D toys, small tables): a code as wide as the data,
+        not wider (extra code dimensions carry nothing but make the code distribution degenerate)."""
+        return {"latent_dim": spec.dim} if spec.kind == "vector" and spec.dim < 16 else {}
+
     def __init__(self, spec, latent_dim: int = 16, net: str = "auto", hidden: tuple = (512, 256),
                  channels: tuple = (32, 64), activation: str = "relu", corruption: str = "none",
                  noise_level: float = 0.3):

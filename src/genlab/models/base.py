@@ -62,6 +62,9 @@ class GenerativeModel(nn.Module):
     description: ClassVar[str] = ""
     #: Trainer settings this family prefers (lr, batch_size, ema_decay, betas, ...).
     train_defaults: ClassVar[dict] = {}
+    #: optimiser steps below which a run's samples say little about the family (compare flags such a
+    #: run "too short"; a run records the value in config.json); families override it
+    min_train_steps: ClassVar[int] = 100
     #: kinds of data the family can model
     kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
     #: what `log_prob` returns, where it exists: "exact", "bound" (a lower bound) or
@@ -88,6 +91,14 @@ class GenerativeModel(nn.Module):
     #: the valid values of each hyperparameter ({name: genlab.params check}, e.g. {"latent_dim": Int(1)}),
     #: checked once by `create_model` (so also for a run's config.json); `genlab models FAMILY` lists them
     hparam_ranges: ClassVar[dict] = {}
+
+    @classmethod
+    def data_defaults(cls, spec: DataSpec, n_train: Optional[int] = None) -> dict:
+        """Settings that suit this data better than the family's fixed defaults, from its shape and
+        size (`n_train` training examples, None when unknown): hyperparameters and/or trainer settings
+        (lr, batch_size, ...). They apply only where the user gave no value, and the run records them
+        (config.json "data_defaults"). E.g. a GAN on 2-D points: latent_dim=2, minibatch_std=true."""
+        return {}
 
     def __init__(self, spec: DataSpec):
         super().__init__()
@@ -358,7 +369,8 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
     for k in hparams:
         if k not in defaults:
             raise unknown_name(f"hyperparameter for '{family}'", k, defaults)
-    config = {k: _normalise(hparams.get(k, v), v) for k, v in defaults.items()}
+    derived = data_derived(cls, data, hparams)
+    config = {k: _normalise(hparams.get(k, derived["hparams"].get(k, v)), v) for k, v in defaults.items()}
     check_settings(config, cls.hparam_ranges, f"'{family}'")
     if config.get("conditional"):
         if spec.condition_kind == "none":
@@ -382,7 +394,21 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
             raise
         raise ConfigError(f"invalid hyperparameters for '{family}': {e}") from e
     model.config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    model.derived_defaults = derived
     return model
+
+
+def data_derived(cls: type[GenerativeModel], data, given: dict) -> dict:
+    """What `cls.data_defaults` chose for `data` (a Dataset or DataSpec) where `given` (the user's
+    settings) is silent: {"hparams": {...}, "train": {...}, "data": {"dim": D, "n_train": N}}.
+    Trainer settings in "train" are applied by `genlab.train` below the user's own."""
+    spec = data.spec if isinstance(data, Dataset) else data
+    n = len(data.train) if isinstance(data, Dataset) else None
+    names = hyperparameters(cls.family) if cls.family in MODELS else {}
+    chosen = {k: v for k, v in cls.data_defaults(spec, n).items() if k not in given}
+    return {"hparams": {k: v for k, v in chosen.items() if k in names},
+            "train": {k: v for k, v in chosen.items() if k not in names},
+            "data": {"kind": spec.kind, "dim": spec.dim, "n_train": n}}
 
 
 def _version_tuple(text) -> Optional[tuple]:

@@ -58,6 +58,7 @@ class CycleGAN(GenerativeModel):
                      "base": Int(1), "depth": Int(0), "dropout": Float(0, 1, high_open=True), "d_base": Int(1),
                      "d_layers": Int(-1), "norm": OneOf("batch", "instance", "none"), "conditional": Bool()}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
+    min_train_steps = 300
     kinds = ("image",)
     condition_kinds = ("tensor",)
     learns_unpaired = True

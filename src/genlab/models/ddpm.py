@@ -128,6 +128,7 @@ class DDPM(GenerativeModel):
     likelihood_kind = "bound"
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
     train_defaults = {"lr": 2e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100, "grad_clip": 1.0}
+    min_train_steps = 200  # ddpm: 49 steps on digits (lr still warming up) give noise
     samplers = DIFFUSION_SAMPLERS
 
     def __init__(self, spec, schedule: str = "linear", timesteps: int = 1000, prediction: str = "eps",

@@ -96,6 +96,7 @@ class FlowMatching(GenerativeModel):
                      "sampler": Text(), "sample_steps": Int(1), "time_sampling": OneOf("uniform", "logit-normal"),
                      "t_mean": Float(), "t_std": Float(0, low_open=True), "prediction": OneOf("v", "x")}
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
+    min_train_steps = 200  # fm: 47 steps on digits give noise
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
 
     def __init__(self, spec, sigma: float = 0.0, ot: bool = False, net: str = "auto",

@@ -78,6 +78,12 @@ class VAE(GenerativeModel):
     def discrete_likelihood(self) -> bool:
         return self.likelihood == "bernoulli"
 
+    @classmethod
+    def data_defaults(cls, spec, n_train=None):
+        """Vectors of fewer than 16 dimensions (2-D toys, small tables): a code as wide as the data,
+        not wider (extra code dimensions carry nothing but make the code distribution degenerate)."""
+        return {"latent_dim": spec.dim} if spec.kind == "vector" and spec.dim < 16 else {}
+
     def __init__(self, spec, latent_dim: int = 16, net: str = "auto", hidden: tuple = (512, 256),
                  channels: tuple = (32, 64), activation: str = "relu", likelihood: str = "auto",
                  beta: float = 1.0, iwae_k: int = 1, conditional: bool = False, eval_k: int = 1000,

@@ -46,6 +46,8 @@ tbody th[scope=row] { background: #f6f6f6; white-space: nowrap; } tr.reference t
 tr.reference th, tr.reference td { background: #eef3fa; font-style: italic; }
 tr.failed th, tr.failed td { background: #fdeeee; color: #7a0000; }
 td.best { font-weight: 700; text-decoration: underline; }
+.badge.short { background: #fff3cd; color: #5c4300; border: 1px solid #c99a1e; border-radius: 3px; padding: 0 4px;
+               font-size: 0.8em; font-weight: 600; white-space: nowrap; }
 .stamp { background: #f6f6f6; border-left: 4px solid #555; padding: 0.5em 0.9em; margin: 0.8em 0; }
 .stamp dt { font-weight: 600; float: left; clear: left; width: 11em; } .stamp dd { margin: 0 0 0.15em 11.5em; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 14px; }
@@ -221,7 +223,7 @@ def metrics_table(results: dict) -> str:
                 if kind in KIND_MARK:
                     text += f"<sup>{KIND_MARK[kind]}</sup>"
             cells.append(f'<td{" class=best" if is_best else ""}>{text}{mark}</td>')
-        rows.append(f'<tr><th scope="row">{name}</th>{"".join(cells)}</tr>')
+        rows.append(f'<tr><th scope="row">{name}{short_badge(e)}</th>{"".join(cells)}</tr>')
     caption = (f"Metrics on {escape(results['data'])}: each family's samples against the test split; "
                "the first row is real training data against the same test split")
     if quantised:
@@ -262,6 +264,21 @@ def protocol_stamp(results: dict) -> str:
     ]
     body = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)
     return f'<dl class="stamp" aria-label="evaluation protocol">{body}</dl>'
+
+
+def too_short(e: dict) -> Optional[str]:
+    """The page's note for a family trained fewer optimiser steps than it needs to mean anything
+    (`min_train_steps`, recorded in its run), else None."""
+    t = e.get("train") or {}
+    if not t.get("too_short"):
+        return None
+    return (f"trained too briefly: {t.get('steps')} optimiser steps, fewer than the {t.get('min_steps')} this "
+            "family needs for its samples and numbers to mean much; give it more minutes (--budget) or steps")
+
+
+def short_badge(e: dict) -> str:
+    why = too_short(e)
+    return "" if why is None else f' <span class="badge short" title="{escape(why)}">too short</span>'
 
 
 def label(e: dict) -> str:
@@ -319,8 +336,8 @@ def timing_table(results: dict) -> str:
         rows.append(
             f'<tr><th scope="row">{escape(label(e))}</th>'
             f'<td>{"closed form" if closed else escape(budget_text(b)) if b else "—"}</td>'
-            f'<td>{_fmt(t.get("steps")) if t else "—"}</td><td>{_fmt(t.get("epochs")) if t else "—"}</td>'
-            f'<td>{"—" if closed or not t else _seconds(t.get("seconds"))}</td>'
+            f'<td>{_fmt(t.get("steps")) if t else "—"}{short_badge(e)}</td><td>{_fmt(t.get("epochs")) if t else "—"}</td>'
+            f'<td>{"—" if closed or not t else _seconds(t.get("seconds")) + (" CPU" if t.get("clock") == "cpu" else "")}</td>'
             f'<td>{_seconds(e.get("sampling_seconds"))}</td><td>{_seconds(e.get("evaluate_seconds"))}</td></tr>')
     return ('<div class="scroll"><table id="timing"><caption>Training and sampling time</caption><thead><tr>'
             '<th scope="col">family</th><th scope="col">budget</th><th scope="col">steps</th>'
@@ -352,7 +369,13 @@ def build_html(results: dict, base) -> str:
             sections.append(f'<section id="{sid}" aria-labelledby="{sid}-h"><h2 id="{sid}-h">{title}</h2>'
                             f'{body}</section>')
 
-    section("metrics", "Metrics", metrics_table(results) + protocol_stamp(results) + _notes(ok))
+    short = [e for e in ok if too_short(e)]
+    warn = ("" if not short else '<p class="error" id="too-short">Trained too briefly to mean much: '
+            + "; ".join(f'{escape(e["name"])} ({e["train"]["steps"]} of at least {e["train"]["min_steps"]} steps)'
+                        for e in short)
+            + '. Their samples and numbers show an unfinished model, not the family: give them more training '
+              '(<code>--minutes</code>, <code>--budget FAMILY=MINUTES</code> or <code>--steps</code>).</p>')
+    section("metrics", "Metrics", warn + metrics_table(results) + protocol_stamp(results) + _notes(ok))
     section("people", "People", human_table(results))
 
     # samples: the data, then each family
@@ -433,6 +456,7 @@ def build_html(results: dict, base) -> str:
                f'({escape(spec.get("kind", ""))} {escape("×".join(str(s) for s in spec.get("shape", [])))}), '
                f'seed {results["seed"]}; budget: {escape(results.get("budget_scheme", ""))}. '
                f'{len(ok)} finished' + (f', <span class="error">{len(failed)} failed</span>' if failed else "")
+               + (f', <span class="error">{len(short)} trained too briefly</span>' if short else "")
                + f'. Made by genlab {escape(results["genlab_version"])} on {escape(results["created"])} '
                f'in {_seconds(results.get("seconds"))}.')
     runs = ", ".join(f'<code>{escape(e["run"])}</code>' for e in results["families"] if e.get("run"))

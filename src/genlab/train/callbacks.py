@@ -49,15 +49,17 @@ class ProgressBar(Callback):
         from tqdm.auto import tqdm
 
         b = trainer.budget
-        if b.minutes is not None:
-            total, self.unit, done = int(b.minutes * 60), "s", int(trainer.elapsed)
+        self.timed = b.minutes is not None
+        if self.timed:  # seconds of the run's clock: CPU time on a CPU (clock=cpu), else wall time
+            unit = "CPU-s" if trainer.config.clock == "cpu" else "s"
+            total, self.unit, done = int(b.minutes * 60), unit, int(trainer.elapsed)
         else:
             total, self.unit, done = trainer.total_steps, "step", trainer.step
         self.bar = tqdm(total=total, initial=done, desc=self.desc, unit=self.unit, dynamic_ncols=True,
                         mininterval=0.5)
 
     def on_step_end(self, trainer):
-        target = int(trainer.elapsed) if self.unit == "s" else trainer.step
+        target = int(trainer.elapsed) if self.timed else trainer.step
         if target > self.bar.n:
             self.bar.update(min(target, self.bar.total) - self.bar.n)
 

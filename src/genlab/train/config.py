@@ -34,8 +34,10 @@ class TrainConfig:
     stream: Optional[bool] = None      # True: batches read by DataLoader workers (always so for data
                                        # too large for memory, `genlab.data.lazy`)
     workers: int = 2                   # DataLoader worker processes when streaming (0: in this process)
-    clock: str = "wall"                # what a minutes budget counts: wall time | cpu (process CPU time,
-                                       # fair on a shared machine; benchmarks use it with 1 thread)
+    clock: str = "auto"                # what a minutes budget counts: cpu (process CPU time: the same
+                                       # steps however busy the machine) | wall | auto (cpu on CPU
+                                       # devices, wall on GPUs, where the CPU mostly waits); runs record
+                                       # the resolved one
     memory_check: bool = True          # refuse to start when the estimated memory or checkpoint disk space
                                        # exceeds what the machine has (`genlab.train.resources`)
 
@@ -72,8 +74,17 @@ TRAIN_RANGES = {
     "grad_clip": Float(0, low_open=True, none=True), "ema_decay": Float(0, 1, low_open=True, high_open=True, none=True),
     "log_every": Int(1), "sample_every": Int(0), "checkpoint_every": Int(0), "precision": OneOf("fp32", "bf16"),
     "channels_last": Bool(), "device": Anything(), "seed": Int(), "stream": Bool(none=True), "workers": Int(0),
-    "clock": OneOf("wall", "cpu"), "memory_check": Bool(),
+    "clock": OneOf("wall", "cpu", "auto"), "memory_check": Bool(),
 }
+
+
+def resolve_clock(clock: str, device: str = "auto") -> str:
+    """"auto" -> "wall" when training runs on a GPU (`device` as TrainConfig.device), else "cpu"."""
+    if clock != "auto":
+        return clock
+    from .distributed import pick_device
+
+    return "wall" if pick_device(device).type == "cuda" else "cpu"
 
 
 @dataclass

@@ -41,7 +41,7 @@ from ..models.latent import LatentModel
 from .callbacks import Callback, DiscriminatorWatch, JsonlLogger, ProgressBar, SampleGrids
 from . import distributed, resources
 from .checkpoint import seed_everything
-from .config import Budget, TrainConfig, split_settings
+from .config import Budget, TrainConfig, resolve_clock, split_settings
 from .trainer import CHECKPOINT, Trainer
 
 METRICS = "metrics.jsonl"
@@ -118,7 +118,11 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
         model = LatentModel.create(family, latent, ds, **model_kw)
     else:
         model = create_model(family, ds, **model_kw)
-    config = TrainConfig(**{**model.train_defaults, **train_kw, "seed": seed})
+    derived = getattr(model, "derived_defaults", None) or getattr(getattr(model, "inner", None), "derived_defaults", None)
+    derived = dict(derived or {"hparams": {}, "train": {}})
+    derived["train"] = {k: v for k, v in derived.get("train", {}).items() if k not in train_kw}
+    config = TrainConfig(**{**model.train_defaults, **derived["train"], **train_kw, "seed": seed})
+    config.clock = resolve_clock(config.clock, config.device)
     resources.check(family, ds, model_kw, config, (Path(out) if out is not None else Path("runs")) if save else None,
                     model=model, device=distributed.pick_device(config.device))  # the built weights
     run_dir, lock, created = None, None, False
@@ -139,6 +143,9 @@ def train(family: str, data="digits", out=None, *, epochs=None, steps=None, minu
             atomic_write_json(run_dir / "config.json", {
                 "family": family, "hparams": model.config, "data": ds.spec.to_dict(), "train": config.to_dict(),
                 "budget": budget.to_dict(), "seed": seed, "genlab_version": __version__, "format": RUN_FORMAT,
+                "torch_threads": torch.get_num_threads(),
+                "min_train_steps": getattr(model, "inner", model).min_train_steps,
+                **({"data_defaults": derived} if derived["hparams"] or derived["train"] else {}),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "data_fingerprint": fingerprint(ds),
                 **({"latent": model.latent_record(run_dir)} if latent is not None else {})})
         try:

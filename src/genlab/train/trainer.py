@@ -199,6 +199,8 @@ class Trainer:
         self._build()
         cfg = self.config
         self.ema = EMA(self.model, cfg.ema_decay, self.model.ema_names()) if cfg.ema_decay else None
+        if cfg.clock == "auto":  # `genlab.train` resolves it first; a Trainer built directly, here
+            cfg.clock = "wall" if self.device.type == "cuda" else "cpu"
         if resume:
             self.load_checkpoint()
         else:  # a run is resumable from its first moment: a failure before the first periodic

@@ -13,8 +13,10 @@ DEFAULT_MINUTES) is the total training time, split across the families that trai
 gradient steps in proportion to their `compare_weight` (a class attribute, 1 unless a
 family says otherwise, e.g. a diffusion model that needs more steps); families fitted in
 closed form (no players) take none of it. `budgets={"gan": 2.0}` gives a family its own
-minutes, outside the split. Minutes are wall-clock minutes of training; evaluation,
-figures and the page come on top (see EVAL_N and the measured times on the page).
+minutes, outside the split. Minutes count process CPU time on a CPU (the trainer's clock="auto"),
+so a family gets the same steps however busy the machine is, and wall time on a GPU; evaluation,
+figures and the page come on top (see EVAL_N and the measured times on the page). A family that
+trained fewer steps than its `min_train_steps` is flagged "too short" on the page.
 
 Evaluation: every metric that applies, n = min(test split, EVAL_N) samples, one seed; the
 likelihood metric within NLL_SECONDS per family (on a subset of the reference examples when
@@ -167,52 +169,6 @@ def _slug(name: str) -> str:
 
 
 NLL_SECONDS = 20.0  # time limit for the likelihood metric per family (see evaluate_run); 0: none
-_PROBE = 8          # examples timed to predict the likelihood's cost
-
-
-def _nll_subset(model, data: Dataset, n: int, limit: float, batch: int = 500) -> int:
-    """How many of the n reference examples the likelihood metric can score within `limit` seconds,
-    predicted from timing log_prob on a few test examples (n itself when it fits).
-
-    Cost model: a fixed cost per call (e.g. building a covariance) plus a cost per example,
-    separated by timing 8 and 32 examples; a family slow already on 8 is taken as per-example.
-    A lattice density on quantised images is scored 1 + LATTICE_DRAWS times (its bits/dim is
-    dequantised at evaluation), and the prediction counts every pass."""
-    import torch
-
-    from ..metrics.evaluate import LATTICE_DRAWS, likelihood_support
-
-    if not limit or n <= _PROBE:
-        return n
-    passes = 1 + LATTICE_DRAWS if likelihood_support(model) == "lattice" and data.spec.levels else 1
-    limit = limit / passes
-    x = data.test[:32].to(model.device)
-    cond = data.conditions("test", model.condition_kind) if model.condition_kind != "none" else None
-    y = None if cond is None else cond[:32].to(model.device)
-
-    @torch.no_grad()
-    def timed(k: int) -> float:
-        t = time.perf_counter()
-        model.log_prob(x[:k], None if y is None else y[:k])
-        return time.perf_counter() - t
-
-    first = timed(_PROBE)  # includes one-off costs
-    if first * math.ceil(n / _PROBE) <= limit:
-        return n
-    t8 = timed(_PROBE)
-    if 4 * t8 > limit / 4:  # timing 32 would cost a quarter of the budget: take the cost as per-example
-        per, fixed = t8 / _PROBE, 0.0
-    else:
-        t32 = timed(32)
-        per = max((t32 - t8) / (32 - _PROBE), 1e-9)
-        fixed = max(t8 - _PROBE * per, 0.0)
-
-    def cost(m: int) -> float:
-        return fixed * math.ceil(m / batch) + per * m
-
-    if cost(n) <= limit:
-        return n
-    return min(n, max(_PROBE, int((limit - fixed) / per)))
 
 
 def evaluate_run(model, data: Dataset, run_dir: Optional[Path], n: int, seed: int,
@@ -225,7 +181,7 @@ def evaluate_run(model, data: Dataset, run_dir: Optional[Path], n: int, seed: in
     seeded permutation, so a subset of the same examples), and the note on the page says so:
     an unbiased estimate of the same mean with a larger standard error.
     """
-    from ..metrics.evaluate import PROTOCOL_VERSION, evaluate, supported_metrics
+    from ..metrics.evaluate import PROTOCOL_VERSION, evaluate
 
     cache = Path(run_dir) / "eval.json" if run_dir is not None else None
     weights = Path(run_dir) / "model.safetensors" if run_dir is not None else None
@@ -240,19 +196,9 @@ def evaluate_run(model, data: Dataset, run_dir: Optional[Path], n: int, seed: in
                 and p.get("reference_split") == "test" and not p.get("sample_options")
                 and ("nll_examples" not in old or old.get("nll_seconds") == nll_seconds)):
             return old
-    names = [m for m, why in supported_metrics(model, data).items() if why is None]
-    m = _nll_subset(model, data, n, nll_seconds) if "nll" in names else n
-    if m >= n:
-        result = evaluate(model, data, n=n, seed=seed)
-    else:
-        result = evaluate(model, data, [k for k in names if k != "nll"], n=n, seed=seed)
-        part = evaluate(model, data, ["nll"], n=m, seed=seed)
-        result["metrics"].update(part["metrics"])
-        result["reference"].update(part["reference"])
-        result["seconds"]["nll"] = part["seconds"]["nll"]
-        result["notes"]["nll"] = (f"{part['notes'].get('nll', '')}; on {m} of the {n} reference examples "
-                                  f"(the {n} would take ~{nll_seconds * n / m:.0f} s; limit {nll_seconds:g} s)")
-        result["nll_examples"], result["nll_seconds"] = m, nll_seconds
+    result = evaluate(model, data, n=n, seed=seed, nll_seconds=nll_seconds)
+    if result.get("nll_examples", n) >= n:  # scored whole: the page marks only subsets
+        result.pop("nll_examples", None), result.pop("nll_seconds", None)
     result["metrics_requested"] = "all"
     if cache is not None:
         result["run"] = str(run_dir)
@@ -266,9 +212,18 @@ def _train_record(run_dir: Path) -> dict:
     cfg = read_run_config(run_dir)
     recs = read_metrics(run_dir / "metrics.jsonl")
     last = recs[-1] if recs else {}
-    return {"steps": last.get("step", 0), "epochs": last.get("epoch", 0), "seconds": last.get("time", 0.0),
-            "budget": cfg.get("budget", {}), "hparams": cfg.get("hparams", {}), "seed": cfg.get("seed"),
-            "closed_form": bool(recs) and last.get("step") == 0 and last.get("lr") == 0.0}
+    closed = bool(recs) and last.get("step") == 0 and last.get("lr") == 0.0
+    out = {"steps": last.get("step", 0), "epochs": last.get("epoch", 0), "seconds": last.get("time", 0.0),
+           "clock": cfg.get("train", {}).get("clock", "wall"), "threads": cfg.get("torch_threads"),
+           "budget": cfg.get("budget", {}), "hparams": cfg.get("hparams", {}), "seed": cfg.get("seed"),
+           "closed_form": closed}
+    if cfg.get("data_defaults"):
+        out["data_defaults"] = cfg["data_defaults"]
+    least = cfg.get("min_train_steps")
+    if least and not closed:
+        out["min_steps"] = least
+        out["too_short"] = out["steps"] < least
+    return out
 
 
 def summarise(name: str, model, data: Dataset, run_dir: Path, out: Path, n: int, seed: int,
@@ -448,8 +403,11 @@ def compare(data="digits", models: Optional[Sequence[str]] = None, minutes: Opti
                           "(or `genlab report` them)")
     out.mkdir(parents=True, exist_ok=True)
     n_eval = _eval_n(ds, n)
+    from ..train.config import resolve_clock
+
+    clock = "process CPU time" if resolve_clock("auto") == "cpu" else "wall-clock time"
     scheme = (f"{steps} steps per family" if steps is not None else
-              f"{DEFAULT_MINUTES if minutes is None else minutes:g} min of training split across families")
+              f"{DEFAULT_MINUTES if minutes is None else minutes:g} min of training ({clock}) split across families")
     if budgets:
         scheme += "; own budgets: " + ", ".join(f"{f} {m:g} min" for f, m in budgets.items())
     results = _header(ds, seed, n_eval, scheme, nll_seconds)
