@@ -68,6 +68,10 @@ def _cli_child(argv, stderr_path, in_write=None, slow=0.0, cwd=None, skip=0):
     killed in."""
     code = 1
     try:
+        # one thread: a forked child must not use an OpenMP pool its parent (a pytest worker that ran
+        # other tests with 2 threads) created, which is not fork-safe (the child hangs on its lock)
+        os.environ["GENLAB_THREADS"] = "1"
+        torch.set_num_threads(1)
         fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 2)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
@@ -100,6 +104,16 @@ def _cli_child(argv, stderr_path, in_write=None, slow=0.0, cwd=None, skip=0):
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left():
+    """Whatever a test leaves running is killed: a hung child must never outlive its test (it would hold
+    the worker's output pipe open)."""
+    yield
+    for p in multiprocessing.active_children():
+        p.kill()
+        p.join(5)
 
 
 def _launch(argv, log, **kw):  # noqa: D401 - kw: _cli_child's

@@ -269,4 +269,4 @@ def test_bad_settings_are_one_line_config_errors(digits):
     with pytest.raises(ConfigError, match="does not model vector"):
         genlab.create_model("pixelcnn", DataSpec("vector", (3,)))
     with pytest.raises(ConfigError, match="trained without conditional"):
-        genlab.create_model("pixelcnn", digits, channels=4, n_layers=0, first_kernel=3).sample(2, y=1)
+        genlab.create_model("pixelcnn", digits, channels=4, n_layers=1, first_kernel=3).sample(2, y=1)

@@ -31,7 +31,8 @@ def check(page, shot, families):
     assert result["images"] and all(i["complete"] and i["naturalWidth"] > 0 for i in result["images"]), \
         [i for i in result["images"] if not i["naturalWidth"]]
     assert all(len(i["alt"]) >= 10 for i in result["images"])
-    assert result["table_rows"] == ["real data (train vs test)", *families]
+    rows = [r.removesuffix("too short").strip() for r in result["table_rows"]]  # a short run's badge beside its name
+    assert rows == ["real data (train vs test)", *families]
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return result
 
