@@ -106,13 +106,14 @@ def disk_error(exc: BaseException, recorded: OSError | None = None) -> OSError |
 def disk_full_message(path: Path, error: OSError) -> str:
     try:
         free = shutil.disk_usage(path.parent if path.parent.exists() else ".").free
-        room = f", {_size(free)} free"
+        room = f", {human_size(free)} free"
     except OSError:
         room = ""
     return f"cannot write {path}: {error.strerror or os.strerror(error.errno)}{room}"
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
+    """A byte count as people read it (bytes, KB, MB, GB; powers of 1024)."""
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

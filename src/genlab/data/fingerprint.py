@@ -28,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..io import human_size
 from .lazy import is_lazy
 
 VERSION = 1
@@ -132,15 +133,9 @@ def differences(recorded: Optional[dict], current: dict) -> list[str]:
 
 
 def _files_text(f: dict) -> str:
-    return f"{f.get('count')} file(s), {_size(f.get('bytes', 0))}, SHA-256 {str(f.get('sha256'))[:12]}"
+    return f"{f.get('count')} file(s), {human_size(f.get('bytes', 0))}, SHA-256 {str(f.get('sha256'))[:12]}"
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 def same_data(a: Optional[dict], b: Optional[dict]) -> bool:
