@@ -81,7 +81,7 @@ def run(name, family, hparams, data, xb_test, args) -> dict:
     seed_everything(args.seed)
     model = genlab.create_model(family, data, **hparams)
     cfg = TrainConfig(**{**model.train_defaults, "seed": args.seed, "device": "cpu", "clock": "cpu",
-                         "checkpoint_every": 0, "batch_size": args.batch_size})
+                         "checkpoint_every": 0, "batch_size": args.batch_size, "lr_schedule": args.lr_schedule})
     curve = Curve(xb_test[:args.curve_n], args.cpu_minutes * 60, args.marks, args.curve_k)
     trainer = Trainer(model, data, cfg, Budget(minutes=args.cpu_minutes), callbacks=[curve, ProgressBar(name)])
     trainer.fit()
@@ -130,10 +130,23 @@ def main():
     p.add_argument("--layers", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine", "linear"],
+                   help="learning rate over the CPU budget, both models (cosine: decay to 0 at the end)")
     p.add_argument("--models", default="pixelcnn,vae")
+    p.add_argument("--out", type=Path, help="results JSON (default bench/results/pixelcnn[-quick].json; the PNG beside it)")
+    p.add_argument("--plot", type=Path, nargs="+", metavar="JSON",
+                   help="only draw the curves of these results files (e.g. one run per model) into --out's PNG")
     p.add_argument("--quick", action="store_true", help="3 CPU-minutes each, smaller evaluations (a smoke run; "
                                                         "--cpu-minutes after it overrides the 3)")
     args = p.parse_args()
+    tag = "-quick" if args.quick else ""
+    out_json = args.out or RESULTS / f"pixelcnn{tag}.json"
+    if args.plot:
+        runs = [json.loads(f.read_text()) for f in args.plot]
+        plot([r for run_ in runs for r in run_["results"]], out_json.with_suffix(".png"),
+             f"binarised MNIST, {runs[0]['args']['cpu_minutes']:g} CPU-min each, 1 thread")
+        print(f"wrote {out_json.with_suffix('.png')}")
+        return
     if args.quick:
         given = any(a.startswith("--cpu-minutes") for a in sys.argv)
         args.marks, args.curve_n, args.curve_k, args.eval_n, args.eval_k = 4, 300, 50, 1000, 200
@@ -144,20 +157,19 @@ def main():
     specs = {"pixelcnn": ("pixelcnn", pixelcnn_hparams(args)), "vae": ("vae", VAE)}
     load = os.getloadavg()
     results = [run(m, *specs[m], data, xb_test, args) for m in args.models.split(",")]
-    tag = "-quick" if args.quick else ""
-    RESULTS.mkdir(exist_ok=True)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
     out = {"benchmark": "pixelcnn vs vae, dynamically binarised MNIST", "date": datetime.date.today().isoformat(),
            "args": vars(args), "torch": torch.__version__, "threads": torch.get_num_threads(),
            "machine": platform.processor() or platform.machine(), "loadavg_start": load,
            "loadavg_end": os.getloadavg(), "results": results}
-    (RESULTS / f"pixelcnn{tag}.json").write_text(json.dumps(out, indent=1))
-    plot(results, RESULTS / f"pixelcnn{tag}.png",
+    out_json.write_text(json.dumps(out, indent=1, default=str))
+    plot(results, out_json.with_suffix(".png"),
          f"binarised MNIST, {args.cpu_minutes:g} CPU-min each, 1 thread" + (" (quick mode)" if args.quick else ""))
     print(f"{'model':10} {'steps':>7} {'epochs':>7} {'CPU-min':>8} {'test NLL':>9} {'± se':>6}  kind")
     for r in results:
         print(f"{r['model']:10} {r['steps']:7d} {r['epochs']:7.2f} {r['train_cpu_minutes']:8.2f} "
               f"{r['test_nll']:9.2f} {r['test_nll_se']:6.2f}  {r['nll_kind']} on {r['eval_n']} test images")
-    print(f"wrote {RESULTS / f'pixelcnn{tag}.json'} and {RESULTS / f'pixelcnn{tag}.png'}")
+    print(f"wrote {out_json} and {out_json.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
