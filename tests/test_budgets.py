@@ -151,10 +151,12 @@ def test_gan_on_the_ring_with_no_options_gets_data_aware_defaults():
 
     run = genlab.train("gan", ring, steps=STEPS, progress=False, seed=0, save=False)
     assert run.model.config["latent_dim"] == 2 and run.model.config["minibatch_std"] is True
-    assert run.model.derived_defaults["hparams"] == {"latent_dim": 2, "minibatch_std": True}  # -> config.json
+    assert run.model.derived_defaults["hparams"] == {"latent_dim": 2, "minibatch_std": True,
+                                                     "hidden": (128, 128, 128)}  # -> config.json
+    assert run.model.derived_defaults["train"] == {"lr": 1e-3}
     assert run.model.derived_defaults["data"] == {"kind": "vector", "dim": 2, "n_train": 4000}
     fixed = genlab.train("gan", ring, steps=STEPS, progress=False, seed=0, save=False, latent_dim=64,
-                         minibatch_std=False)
+                         minibatch_std=False, hidden=[256, 256], lr=2e-4)
     new, old = hq(run), hq(fixed)
     assert new["high_quality"] > max(4 * old["high_quality"], GAN_HQ_FLOOR), (new, old)
     assert new["modes"] >= 7
@@ -168,7 +170,7 @@ def test_a_value_the_user_gives_beats_the_data_aware_default(tmp_path):
                        data_options={"n_train": 200, "n_test": 100})
     cfg = json.loads((run.path / "config.json").read_text())
     assert cfg["hparams"]["latent_dim"] == 8 and cfg["hparams"]["minibatch_std"] is True
-    assert cfg["data_defaults"]["hparams"] == {"minibatch_std": True}
+    assert cfg["data_defaults"]["hparams"] == {"minibatch_std": True, "hidden": [128, 128, 128]}
     assert cfg["data_defaults"]["data"] == {"kind": "vector", "dim": 2, "n_train": 200}
     # images keep the fixed defaults, and record no data-derived choice
     run = genlab.train("gan", "digits", out=tmp_path / "d", steps=1, progress=False)

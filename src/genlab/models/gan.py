@@ -56,14 +56,29 @@ class GAN(GenerativeModel):
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": 0.999, "batch_size": 64}
     min_train_steps = 500  # a GAN's two players need many rounds before G leaves its initial blob
 
+    #: what `data_defaults` picks for low-dimensional vectors (vectors of at most 16 numbers: 2-D toys,
+    #: small tables), on top of latent_dim = max(2, D)
+    LOW_DIM_DEFAULTS = {"minibatch_std": True, "hidden": (128, 128, 128), "lr": 1e-3}
+
     @classmethod
     def data_defaults(cls, spec, n_train=None):
-        """Low-dimensional vectors (2-D toys, small tables): a code no wider than the data (at least 2)
-        and the minibatch standard-deviation feature. On the 2-D ring, 1 CPU-minute: 2.4% of samples
-        within 3 sigma of a mode with the fixed defaults (64-D code), 95.8% with these."""
+        """Low-dimensional vectors (at most 16 numbers: 2-D toys, small tables): a code no wider than
+        the data (at least 2), the minibatch standard-deviation feature, a deeper and narrower MLP
+        (128-128-128 for G and D) and a 5x larger learning rate (1e-3; `train_defaults` keep 2e-4,
+        DCGAN's, for images). Measured with `genlab.train("gan", DATA, minutes=1, clock="cpu", seed=s)`,
+        one torch thread, then `genlab.evaluate` (PacGAN's high quality: % of 2000 samples within 3 sigma
+        of a mode), seed 0, 2026-12-01 on a shared 2-core machine: ring (8gaussians) 90.5% (8 modes, 6287
+        steps), grid (25gaussians) 45.8% (23 of 25 modes, 5129 steps), against 77.1% and 12.0% with the
+        previous low-dim defaults (2-D code and minibatch std on 256-256 at lr 2e-4). The grid stays far
+        from PacGAN's 90% in one CPU-minute (~5-6k steps; plain samples keep thin bridges between modes,
+        `sample(refine=20)` reaches 89.8% on the same generator). Tried on the grid, seed 0 (% HQ): lr 1e-3
+        27.6, + no EMA 23.8, + batch 256 4.9, + linear / cosine lr decay 18.2 / 14.8, lr 2e-3 + linear
+        26.5; lr 1e-3 with 128-128 37.9, 64-64 21.8, 128-128-128 45.8 (+ betas (0, 0.99) 47.6); lr 2e-3
+        with 128-128 47.5. Moons, circles, swissroll, spirals: MMD 0.0006 / 0.0016 / 0.0017 / 0.0001
+        against the fitted Gaussian's 0.044 / 0.019 / 0.039 / 0.021."""
         if spec.kind != "vector" or spec.dim > 16:
             return {}
-        return {"latent_dim": max(2, spec.dim), "minibatch_std": True}
+        return {"latent_dim": max(2, spec.dim), **cls.LOW_DIM_DEFAULTS}
 
     def __init__(self, spec, latent_dim: int = 64, net: str = "auto", hidden: tuple = (256, 256),
                  channels: tuple = (64, 128), loss: str = "non-saturating", n_critic: int = 1,
