@@ -128,6 +128,7 @@ def main():
     p.add_argument("--ae-minutes", type=float, default=2.0, help="priors: CPU-minutes of the AE and of the VAE")
     p.add_argument("--prior-minutes", type=float, default=0.5, help="priors: CPU-minutes of the maf prior")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", type=Path, help="results JSON (default bench/results/latent[-quick].json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a smoke run: 1 CPU-min diffusion on digits, 1 seed of "
                                                         "priors at 0.5 CPU-min")
@@ -147,8 +148,8 @@ def main():
             out["priors"] = priors_part(args, Path(tmp))
     out["loadavg_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"latent{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(out, indent=1))
+    path = args.out or RESULTS / f"latent{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(out, indent=1, default=str))
     if "diffusion" in out:
         d = out["diffusion"]
         print(f"\n{d['data']}, {d['cpu_minutes']:g} CPU-minutes per model (latent: VAE {d['ae_share']:.0%} + encoding "

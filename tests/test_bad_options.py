@@ -55,6 +55,35 @@ def test_every_hyperparameter_has_a_declared_range_its_default_meets(family):   
     check_settings(hyperparameters(family), cls.hparam_ranges, family)  # the defaults are valid
 
 
+@pytest.mark.parametrize("family", sorted(n for n, c in MODELS.items() if c.__module__.startswith("genlab.")))
+def test_every_sample_option_is_checked_and_its_default_passes(family):
+    cls = MODELS[family]
+    options = cls.sample_options()
+    unchecked = {"z"} if family == "gan" else set()  # a tensor of codes, from Python only
+    assert set(cls.sample_checks()) == set(options) - unchecked
+    check_settings({k: v for k, v in options.items() if v is not None}, cls.sample_checks(), family)
+
+
+@pytest.mark.parametrize("family,options,message", [
+    ("ddpm", {"steps": "abc"}, "invalid steps='abc' for 'ddpm' samples (must be an integer >= 1 or null)"),
+    ("ddpm", {"eta": 1.5}, "invalid eta=1.5 for 'ddpm' samples (must be a number >= 0 and <= 1)"),
+    ("ddpm", {"sampler": "heum"}, "did you mean 'heun'?"),
+    ("ddpm", {"spacing": "even"}, "must be one of linspace, leading, trailing"),
+    ("fm", {"steps": 0}, "invalid steps=0 for 'fm' samples"),
+    ("fm", {"rtol": -1e-3}, "invalid rtol=-0.001 for 'fm' samples (must be a number > 0)"),
+    ("gan", {"refine": 2.5}, "invalid refine=2.5 for 'gan' samples (must be an integer >= 0)"),
+    ("maf", {"temperature": 0}, "invalid temperature=0 for 'maf' samples (must be a number > 0)"),
+    ("pixelcnn", {"temperature": "hot"}, "invalid temperature='hot' for 'pixelcnn' samples"),
+])
+def test_out_of_range_sample_options_are_refused_before_sampling(family, options, message, digits):
+    model = genlab.create_model(family, digits)
+    with pytest.raises(ConfigError) as e:
+        model.check_sample_options(options)
+    assert message in str(e.value)
+    with pytest.raises(ConfigError, match="invalid"):  # the evaluation protocol checks them too
+        genlab.evaluate(model, digits, ["fid"], n=20, **options)
+
+
 def test_trainer_settings_and_data_options_have_ranges():
     import inspect
 
@@ -177,6 +206,8 @@ def runs(tiny_runs, in_tmp):
     (["sample", "c", "--label", "-1", "--out", "s.png"], "label must be in 0..9"),
     (["sample", "v", "--label", "3", "--out", "s.png"], "without conditional=true"),
     (["sample", "v", "--sampler", "heun", "--out", "s.png"], "'vae' samples without option(s) sampler"),
+    (["sample", "v", "--set", "mean=perhaps", "--out", "s.png"], "invalid mean='perhaps' for 'vae' samples (must be true or false)"),
+    (["eval", "v", "--set", "mean=3"], "invalid mean=3 for 'vae' samples (must be true or false)"),
     (["eval", "v", "--n", "0"], "n must be positive"),
     (["eval", "v", "--n", "100000", "--metrics", "fid"], "larger than the 360 examples of the test split"),
     (["eval", "v", "--metrics", "fidd"], "unknown metric 'fidd'; did you mean 'fid'?"),

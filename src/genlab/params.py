@@ -199,6 +199,20 @@ class Anything(Check):
         return self._what
 
 
+def check_like(default) -> Optional[Check]:
+    """A check from a default value's type (an option with no declared range): a bool wants a
+    bool, an int an integer, a float a finite number, a string a string; None: not checked."""
+    if isinstance(default, bool):
+        return Bool()
+    if isinstance(default, int):
+        return Int()
+    if isinstance(default, float):
+        return Float()
+    if isinstance(default, str):
+        return Text()
+    return None
+
+
 def check_settings(values: dict, table: dict[str, Check], where: str = "") -> None:
     """Raise one ConfigError for the first value in `values` outside its range in `table`
     (names the table does not list are not checked here)."""

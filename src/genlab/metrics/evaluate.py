@@ -406,13 +406,17 @@ def _modes(ctx, x):
 # -- the protocol ------------------------------------------------------------------------------
 @torch.no_grad()
 def generate(model, n: int, seed: int, conditions: Optional[torch.Tensor] = None, batch_size: int = 500,
-             **sample_options) -> torch.Tensor:
+             progress: bool = False, **sample_options) -> torch.Tensor:
     """n samples in batches from a seeded generator; `conditions` (labels or a tensor per
-    sample) for conditional models."""
+    sample) for conditional models. `progress`: a bar over the batches, with its time estimate
+    (sampling n examples from a diffusion model is most of an evaluation's time)."""
+    from tqdm.auto import tqdm
+
     model.eval()
     g = torch.Generator(device=model.device).manual_seed(seed)
     out = []
-    for i in range(0, n, batch_size):
+    starts = range(0, n, batch_size)
+    for i in tqdm(starts, desc=f"sampling {n}", unit="batch", disable=not progress or len(starts) < 2, leave=False):
         y = None if conditions is None else conditions[i:i + batch_size].to(model.device)
         out.append(model.sample(min(batch_size, n - i), y=y, generator=g, **sample_options).cpu())
     return torch.cat(out)
@@ -507,6 +511,7 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
                           if n > 0 else "n must be positive")
     if nll_seconds is not None and not (nll_seconds >= 0 and math.isfinite(nll_seconds)):
         raise ConfigError(f"nll_seconds must be a non-negative number of seconds, got {nll_seconds!r}")
+    model.check_sample_options(sample_options, "samples")
     ctx = Context(model, data, n, seed, split, extractor)
     ctx.sample_options = dict(sample_options)
     ctx.progress = progress
@@ -518,7 +523,7 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
     # data's proportions, or the test split's tensor conditions (the inputs of a paired task)
     # (not on a test split without pairs: there example i's label says nothing of output i)
     ctx.sample_labels = ctx.reference_labels if model.conditional and data.spec.paired_test else None
-    ctx.generated = generate(model, n, seed, ctx.reference_conditions, **sample_options)
+    ctx.generated = generate(model, n, seed, ctx.reference_conditions, progress=progress, **sample_options)
     t_sample = time.perf_counter() - t0
     other = data.train if split == "test" else data.test
     n_real = min(n, len(other))

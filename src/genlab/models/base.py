@@ -30,7 +30,7 @@ from torch import nn
 from ..data.spec import DataSpec, Dataset
 from ..errors import ConfigError, GenlabError, GenlabWarning, unknown_name
 from ..io import first_line
-from ..params import check_settings
+from ..params import check_like, check_settings
 
 CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise")
 #: the method behind a capability where its name differs: "denoise" is
@@ -91,6 +91,9 @@ class GenerativeModel(nn.Module):
     #: the valid values of each hyperparameter ({name: genlab.params check}, e.g. {"latent_dim": Int(1)}),
     #: checked once by `create_model` (so also for a run's config.json); `genlab models FAMILY` lists them
     hparam_ranges: ClassVar[dict] = {}
+    #: the valid values of `sample`'s keyword options, checked on user input (`check_sample_options`);
+    #: options not listed are checked by the type of their default (an int default wants an integer, ...)
+    sample_ranges: ClassVar[dict] = {}
 
     @classmethod
     def data_defaults(cls, spec: DataSpec, n_train: Optional[int] = None) -> dict:
@@ -138,13 +141,23 @@ class GenerativeModel(nn.Module):
             return None
         return {k: p.default for k, p in params.items() if k not in ("self", "n", "y", "generator")}
 
+    @classmethod
+    def sample_checks(cls) -> dict:
+        """{option: check} for `sample`'s keyword options: `sample_ranges`, else by the default's type."""
+        allowed = cls.sample_options() or {}
+        checks = {k: check_like(v) for k, v in allowed.items()}
+        checks.update(cls.sample_ranges)
+        return {k: c for k, c in checks.items() if c is not None}
+
     def check_sample_options(self, options: dict, verb: str = "samples") -> None:
-        """A one-line ConfigError naming the options `sample` does not take (user input from the CLI)."""
+        """A one-line ConfigError naming an option `sample` does not take, or a value outside its
+        range (user input from the CLI or Python, before any sampling starts)."""
         allowed = self.sample_options()
         bad = [k for k in options if allowed is not None and k not in allowed]
         if bad:
             raise ConfigError(f"'{self.family}' {verb} without option(s) {', '.join(bad)} "
                               f"(it takes: {', '.join(allowed) or 'none'})")
+        check_settings(options, self.sample_checks(), f"'{self.family}' {verb}")
 
     def players(self) -> list[Player]:
         """One player minimising `loss` over every parameter (single-objective families)."""

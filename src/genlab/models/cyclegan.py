@@ -62,6 +62,7 @@ class CycleGAN(GenerativeModel):
     kinds = ("image",)
     condition_kinds = ("tensor",)
     learns_unpaired = True
+    sample_ranges = {"direction": OneOf(*DIRECTIONS)}
     translates_back = True  # sample(..., direction="BA"); evaluation scores that way too ("reverse")
 
     def __init__(self, spec, loss: str = "lsgan", cycle_weight: float = 10.0, identity_weight: float = 0.5,

@@ -42,7 +42,7 @@ from ..nn.imputation import fill_missing, keep_known
 from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusion_sample
 from ..samplers.ddim import ddim_invert
 from ..samplers.ddpm import ddpm_step
-from ..samplers.schedule import PREDICTIONS
+from ..samplers.schedule import PREDICTIONS, SPACINGS
 from .base import GenerativeModel, register_model
 
 LOG_2PI = math.log(2 * math.pi)
@@ -126,6 +126,9 @@ class DDPM(GenerativeModel):
                      "hidden": Ints(1), "time_dim": Int(1), "conditional": Bool(),
                      "p_uncond": Float(0, 1, high_open=True), "clip": Bool(), "min_snr": Float(0), "ot": Bool()}
     likelihood_kind = "bound"
+    sample_ranges = {"sampler": OneOf(*DIFFUSION_SAMPLERS), "steps": Int(1, none=True), "eta": Float(0, 1),
+                     "guidance": Float(0), "variance": OneOf("small", "large"), "spacing": OneOf(*SPACINGS),
+                     "rtol": Float(0, low_open=True), "atol": Float(0, low_open=True)}
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
     train_defaults = {"lr": 2e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100, "grad_clip": 1.0}
     min_train_steps = 200  # ddpm: 49 steps on digits (lr still warming up) give noise

@@ -98,6 +98,8 @@ class FlowMatching(GenerativeModel):
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
     min_train_steps = 200  # fm: 47 steps on digits give noise
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
+    sample_ranges = {"sampler": OneOf(*ODE_METHODS, none=True), "steps": Int(1, none=True), "guidance": Float(0),
+                     "rtol": Float(0, low_open=True), "atol": Float(0, low_open=True)}
 
     def __init__(self, spec, sigma: float = 0.0, ot: bool = False, net: str = "auto",
                  base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1, attention: bool = True,

@@ -54,6 +54,7 @@ class GAN(GenerativeModel):
                      "pac": Int(1), "minibatch_std": Bool(), "d_lr": Float(0),
                      "norm": OneOf("batch", "group", "none")}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": 0.999, "batch_size": 64}
+    sample_ranges = {"refine": Int(0), "refine_step": Float(0, low_open=True), "refine_noise": Float(0)}
     min_train_steps = 500  # a GAN's two players need many rounds before G leaves its initial blob
 
     #: what `data_defaults` picks for low-dimensional vectors (vectors of at most 16 numbers: 2-D toys,

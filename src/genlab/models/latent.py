@@ -226,6 +226,9 @@ class LatentModel(GenerativeModel):
     def sample_options(self):
         return self.inner.sample_options()
 
+    def sample_checks(self):
+        return self.inner.sample_checks()
+
     @torch.no_grad()
     def sample(self, n, y=None, generator=None, **options):
         """z ~ p(z | y) (the inner model, with its sampler options), then x = g(z)."""

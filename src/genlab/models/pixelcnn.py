@@ -87,6 +87,7 @@ class PixelCNN(GenerativeModel):
                      "conditional": Bool(), "dropout": Float(0, 1, high_open=True)}
     kinds = ("image",)
     likelihood_kind = "exact"
+    sample_ranges = {"temperature": Float(0, low_open=True)}
     discrete_likelihood = True
     likelihood_support = "discrete"
     train_defaults = {"lr": 1e-3, "batch_size": 64, "grad_clip": 100.0}

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from ..params import Float
+
 from .density import bits_per_dim, marginal_log_prob, standard_normal_log_prob
 from .embed import one_hot
 from .flows import dequantize, inverse_logit_transform, logit_transform
@@ -34,6 +36,7 @@ class FlowModel:
     """
 
     alpha: float = 0.05
+    sample_ranges = {"temperature": Float(0, low_open=True)}
 
     # -- the working scale v the flow runs on ---------------------------------------------------
     def _levels(self) -> int:
