@@ -71,12 +71,10 @@ class GAN(GenerativeModel):
         of a mode), seed 0, 2026-12-01 on a shared 2-core machine: ring (8gaussians) 90.5% (8 modes, 6287
         steps), grid (25gaussians) 45.8% (23 of 25 modes, 5129 steps), against 77.1% and 12.0% with the
         previous low-dim defaults (2-D code and minibatch std on 256-256 at lr 2e-4). The grid stays far
-        from PacGAN's 90% in one CPU-minute (~5-6k steps; plain samples keep thin bridges between modes,
-        `sample(refine=20)` reaches 89.8% on the same generator). Tried on the grid, seed 0 (% HQ): lr 1e-3
-        27.6, + no EMA 23.8, + batch 256 4.9, + linear / cosine lr decay 18.2 / 14.8, lr 2e-3 + linear
-        26.5; lr 1e-3 with 128-128 37.9, 64-64 21.8, 128-128-128 45.8 (+ betas (0, 0.99) 47.6); lr 2e-3
-        with 128-128 47.5. Moons, circles, swissroll, spirals: MMD 0.0006 / 0.0016 / 0.0017 / 0.0001
-        against the fitted Gaussian's 0.044 / 0.019 / 0.039 / 0.021."""
+        from PacGAN's 90% in one CPU-minute: a step here is mostly fixed per-step cost, and ~5-6k steps
+        leave thin bridges between modes (`sample(refine=20)` reaches 89.8% on the same generator).
+        Lr decay, no EMA and batch 256 were worse on the grid (docs/benchmarks.md, "Defaults that work").
+        Moons, circles, swissroll, spirals: MMD 0.0006 / 0.0016 / 0.0017 / 0.0001 against the fitted Gaussian's 0.044 / 0.019 / 0.039 / 0.021."""
         if spec.kind != "vector" or spec.dim > 16:
             return {}
         return {"latent_dim": max(2, spec.dim), **cls.LOW_DIM_DEFAULTS}
