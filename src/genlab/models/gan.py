@@ -74,7 +74,8 @@ class GAN(GenerativeModel):
         from PacGAN's 90% in one CPU-minute: a step here is mostly fixed per-step cost, and ~5-6k steps
         leave thin bridges between modes (`sample(refine=20)` reaches 89.8% on the same generator).
         Lr decay, no EMA and batch 256 were worse on the grid (docs/benchmarks.md, "Defaults that work").
-        Moons, circles, swissroll, spirals: MMD 0.0006 / 0.0016 / 0.0017 / 0.0001 against the fitted Gaussian's 0.044 / 0.019 / 0.039 / 0.021."""
+        Moons, circles, swissroll, spirals: MMD 0.0006 / 0.0016 / 0.0017 / 0.0001 against the fitted
+        Gaussian's 0.044 / 0.019 / 0.039 / 0.021."""
         if spec.kind != "vector" or spec.dim > 16:
             return {}
         return {"latent_dim": max(2, spec.dim), **cls.LOW_DIM_DEFAULTS}
