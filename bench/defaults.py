@@ -3,8 +3,9 @@
     .venv/bin/python bench/defaults.py                          # every pair below, in this order
     .venv/bin/python bench/defaults.py --data 8gaussians,digits --minutes 0.25
     .venv/bin/python bench/defaults.py --resume                 # keep the pairs already in --out
+    .venv/bin/python bench/defaults.py --data 8gaussians,25gaussians --families gan --seeds 0,1,2 --out F
 
-Protocol: one torch thread; each pair is `genlab.train(FAMILY, DATA, minutes=M, clock="cpu", seed=0)`
+Protocol: one torch thread; each pair is `genlab.train(FAMILY, DATA, minutes=M, clock="cpu", seed=S)` (S: --seeds)
 with nothing else (the family's defaults and its data-aware defaults, `GenerativeModel.data_defaults`;
 on paired data the families a comparison uses, ddpm and fm with conditional=true, as `genlab compare`
 does), then one quality number against a simple baseline, under genlab's evaluation protocol
@@ -146,6 +147,7 @@ def main() -> None:
     ap.add_argument("--families", help="comma-separated families (default: every family that applies)")
     ap.add_argument("--out", default="bench/results/defaults.json")
     ap.add_argument("--resume", action="store_true", help="keep the pairs already in --out")
+    ap.add_argument("--seeds", default="0", help="comma-separated training seeds, one row per seed (default 0)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(a.out)
@@ -154,10 +156,11 @@ def main() -> None:
                "genlab_version": genlab.__version__, "torch": torch.__version__, "machine": platform.machine(),
                "pairs": [], "skipped": [], "baselines": {}}
     done = set()
+    seeds = [int(s) for s in a.seeds.split(",")]
     if a.resume and out.exists():
         old = json.loads(out.read_text())
         summary.update({k: old[k] for k in ("pairs", "skipped", "baselines")})
-        done = {(p["data"], p["family"]) for p in summary["pairs"]}
+        done = {(p["data"], p["family"], p.get("seed", 0)) for p in summary["pairs"]}
     wanted = None if not a.families else [f.strip() for f in a.families.split(",")]
     names = [d.strip() for d in a.data.split(",") if d.strip()]
     skipped_sets = [d for d in DATASETS if d not in names]
@@ -187,13 +190,13 @@ def main() -> None:
         settings = translation_settings(applies, spec, {})
         base = _baseline(data, summary["baselines"])
         save()
-        for fam in applies:
-            if (wanted is not None and fam not in wanted) or (name, fam) in done:
+        for fam, seed in ((f, s) for f in applies for s in seeds):
+            if (wanted is not None and fam not in wanted) or (name, fam, seed) in done:
                 continue
-            row = {"data": name, "family": fam, "settings": settings.get(fam, {})}
+            row = {"data": name, "family": fam, "seed": seed, "settings": settings.get(fam, {})}
             wall, cpu = time.perf_counter(), time.process_time()
             try:
-                run = genlab.train(fam, data, minutes=a.minutes, clock="cpu", seed=0, save=False, progress=False,
+                run = genlab.train(fam, data, minutes=a.minutes, clock="cpu", seed=seed, save=False, progress=False,
                                    **settings.get(fam, {}))
                 row["train_cpu_seconds"] = round(time.process_time() - cpu, 1)
                 last = run.history[-1] if run.history else {}
@@ -211,7 +214,7 @@ def main() -> None:
             row["wall_seconds"] = round(time.perf_counter() - wall, 1)
             summary["pairs"].append(row)
             save()
-            print(f"{name:15s} {fam:9s} {'finished' if row['finished'] else 'FAILED':8s} "
+            print(f"{name:15s} {fam:9s} {seed:2d} {'finished' if row['finished'] else 'FAILED':8s} "
                   f"{row.get('steps', '-')!s:>6} steps  {text}  "
                   f"[{'n/a' if row['target_met'] is None else 'met' if row['target_met'] else 'MISSED'}; "
                   f"{row['cpu_seconds']:.0f} CPU-s, {row['wall_seconds']:.0f} s wall]", flush=True)
