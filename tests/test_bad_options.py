@@ -128,6 +128,9 @@ def test_models_family_lists_the_ranges(capsys):
     assert main(["models", "vae"]) == 0
     out = capsys.readouterr().out
     assert "latent_dim=16  (an integer >= 1)" in out and "beta=1.0  (a number >= 0)" in out
+    assert main(["models", "ddpm"]) == 0
+    out = capsys.readouterr().out
+    assert "sample options" in out and "eta=0.0  (a number >= 0 and <= 1)" in out
 
 
 # -- the CLI, case by case --------------------------------------------------------------------------

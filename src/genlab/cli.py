@@ -699,6 +699,11 @@ def cmd_models(a) -> None:
             for k, v in hyperparameters(name).items():
                 check = cls.hparam_ranges.get(k)
                 print(f"    {k}={v!r}" + (f"  ({check.describe()})" if check is not None else ""))
+            options, checks = cls.sample_options() or {}, cls.sample_checks()
+            if options:
+                print("  sample options (--set, or sample's own flags):")
+                for k, v in options.items():
+                    print(f"    {k}={v!r}" + (f"  ({checks[k].describe()})" if k in checks else ""))
         else:
             print("  hyperparameters: " + ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()))
         td = {**{k: getattr(TrainConfig, k, None) for k in ("lr", "batch_size", "ema_decay")}, **cls.train_defaults}
