@@ -178,3 +178,29 @@ def test_a_value_the_user_gives_beats_the_data_aware_default(tmp_path):
     assert cfg["hparams"]["latent_dim"] == 64 and "data_defaults" not in cfg
     # resuming rebuilds the model from the recorded hyperparameters, not from the data again
     assert genlab.load(tmp_path / "g").latent_dim == 8
+
+
+def test_nll_subset_times_a_slow_likelihood_once_and_scores_the_fewest():
+    """A likelihood whose first 8 examples already take the whole limit is not timed a second time
+    (each probe of a barely trained fm costs ~30 s on digits), and the metric scores those 8; a fast
+    one scores all n."""
+    import time as _time
+
+    from genlab.metrics.evaluate import NLL_PROBE, nll_subset
+
+    class Slow:
+        device = torch.device("cpu")
+
+        def __init__(self, seconds):
+            self.seconds, self.calls = seconds, 0
+
+        def log_prob(self, x, y=None):
+            self.calls += 1
+            _time.sleep(self.seconds)
+            return torch.zeros(len(x))
+
+    x = torch.zeros(360, 4)
+    slow = Slow(0.2)
+    assert nll_subset(slow, x, None, 360, limit=0.1) == NLL_PROBE and slow.calls == 1
+    fast = Slow(0.0)
+    assert nll_subset(fast, x, None, 360, limit=10.0) == 360 and fast.calls == 1

@@ -434,7 +434,9 @@ def nll_subset(model, x: torch.Tensor, y: Optional[torch.Tensor], n: int, limit:
     it fits, or when there is no limit).
 
     Cost model: a fixed cost per call (e.g. building a covariance) plus a cost per example,
-    separated by timing 8 and 32 examples; a family slow already on 8 is taken as per-example.
+    separated by timing 8 and 32 examples; a family slow already on 8 is taken as per-example, and
+    one whose first 8 took the whole limit scores those 8 (a probability-flow likelihood of a barely
+    trained model can take 30 s for 8 digits: timing it twice would double that).
     `passes`: how many times each example is scored (a lattice density dequantised at evaluation:
     1 + LATTICE_DRAWS); the prediction counts every pass."""
     if not limit or n <= NLL_PROBE:
@@ -452,6 +454,8 @@ def nll_subset(model, x: torch.Tensor, y: Optional[torch.Tensor], n: int, limit:
     first = timed(NLL_PROBE)  # includes one-off costs
     if first * math.ceil(n / NLL_PROBE) <= limit:
         return n
+    if first >= limit:  # the fewest examples scored already take the whole budget: no second timing
+        return NLL_PROBE
     t8 = timed(NLL_PROBE)
     if 4 * t8 > limit / 4 or len(x) < 32:  # timing 32 would cost a quarter of the budget: per-example cost
         per, fixed = t8 / NLL_PROBE, 0.0
