@@ -21,9 +21,10 @@ install: $(VENV)/.genlab
 
 # The main job: every registered family trained on the embedded digits, evaluated under one protocol,
 # on one self-contained page, with one latent model (ddpm@vae: diffusion over the VAE's codes).
-# DEMO_MINUTES of training in total (split across families), then evaluation: 5 min 19 s in all on 2 quiet CPU
-# cores (2026-12-01, wall-clock minutes; the aim is 5 minutes). Minutes are now process CPU time, so the page
-# does not change beside other jobs; families trained too briefly are flagged on it.
+# DEMO_MINUTES of training in total (process CPU time, split evenly across families, so the page does not
+# change beside other jobs; families trained too briefly are flagged on it), then evaluation. Measured on 2
+# quiet cores (2026-12-01 23:26): 6 min 48 s wall for `make demo`, an editable reinstall included; of it
+# fm's evaluation 141 s (its probability-flow likelihood of a 29-step model), since cut by ~33 s.
 DEMO_MINUTES ?= 2
 DEMO_MODELS ?= all,ddpm@vae
 demo: $(VENV)/.genlab
