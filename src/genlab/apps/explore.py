@@ -562,7 +562,8 @@ def neighbours(model, data, out, n: int = 500, show: int = 8, k: int = 5, q: flo
     from ..metrics.features import extractor_for
     from ..report.figures import _plt, image_grid, save_figure
 
-    model.check_sample_options(sample_options, "samples")
+    if hasattr(model, "check_sample_options"):  # any module with sample() can be checked for copying
+        model.check_sample_options(sample_options, "samples")
     out = Path(out)
     ex = extractor_for(data.spec)
     g = torch.Generator(device=model.device).manual_seed(seed)

@@ -515,7 +515,8 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
                           if n > 0 else "n must be positive")
     if nll_seconds is not None and not (nll_seconds >= 0 and math.isfinite(nll_seconds)):
         raise ConfigError(f"nll_seconds must be a non-negative number of seconds, got {nll_seconds!r}")
-    model.check_sample_options(sample_options, "samples")
+    if hasattr(model, "check_sample_options"):  # baselines (bicubic upsampling, ...) are plain modules
+        model.check_sample_options(sample_options, "samples")
     ctx = Context(model, data, n, seed, split, extractor)
     ctx.sample_options = dict(sample_options)
     ctx.progress = progress
