@@ -23,8 +23,9 @@ install: $(VENV)/.genlab
 # on one self-contained page, with one latent model (ddpm@vae: diffusion over the VAE's codes).
 # DEMO_MINUTES of training in total (process CPU time, split evenly across families, so the page does not
 # change beside other jobs; families trained too briefly are flagged on it), then evaluation. Measured on 2
-# quiet cores (2026-12-01 23:26): 6 min 48 s wall for `make demo`, an editable reinstall included; of it
-# fm's evaluation 141 s (its probability-flow likelihood of a 29-step model), since cut by ~33 s.
+# quiet cores (2026-12-01): 5 min 59 s wall for the compare command below (6 min 48 s for `make demo` with an
+# editable reinstall and before a likelihood probe was halved); the longest evaluation is fm's (~110 s, its
+# probability-flow likelihood of a ~30-step model). ddpm and fm get ~30 steps each and are flagged.
 DEMO_MINUTES ?= 2
 DEMO_MODELS ?= all,ddpm@vae
 demo: $(VENV)/.genlab
