@@ -24,7 +24,7 @@ install: $(VENV)/.genlab
 # DEMO_MINUTES of training in total (process CPU time, split evenly across families, so the page does not
 # change beside other jobs; families trained too briefly are flagged on it), then evaluation. Measured on 2
 # quiet cores (2026-12-01): 5 min 59 s wall for the compare command below (6 min 48 s for `make demo` with an
-# editable reinstall and before a likelihood probe was halved); the longest evaluation is fm's (~110 s, its
+# editable reinstall and before a likelihood probe was halved); the longest evaluation is fm's (97 s, its
 # probability-flow likelihood of a ~30-step model). ddpm and fm get ~30 steps each and are flagged.
 DEMO_MINUTES ?= 2
 DEMO_MODELS ?= all,ddpm@vae

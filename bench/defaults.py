@@ -4,6 +4,7 @@
     .venv/bin/python bench/defaults.py --data 8gaussians,digits --minutes 0.25
     .venv/bin/python bench/defaults.py --resume                 # keep the pairs already in --out
     .venv/bin/python bench/defaults.py --data 8gaussians,25gaussians --families gan --seeds 0,1,2 --out F
+    .venv/bin/python bench/defaults.py --data 25gaussians --families gan --set lr=2e-3 --out F   # a variant
 
 Protocol: one torch thread; each pair is `genlab.train(FAMILY, DATA, minutes=M, clock="cpu", seed=S)` (S: --seeds)
 with nothing else (the family's defaults and its data-aware defaults, `GenerativeModel.data_defaults`;
@@ -37,6 +38,7 @@ from pathlib import Path
 import torch
 
 import genlab
+from genlab.cli import parse_settings
 from genlab.data import DATASETS
 from genlab.models import MODELS
 from genlab.models.base import GenerativeModel
@@ -148,6 +150,8 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/defaults.json")
     ap.add_argument("--resume", action="store_true", help="keep the pairs already in --out")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds, one row per seed (default 0)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a setting for every pair, as genlab train's --set (to compare against the defaults)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(a.out)
@@ -157,6 +161,7 @@ def main() -> None:
                "pairs": [], "skipped": [], "baselines": {}}
     done = set()
     seeds = [int(s) for s in a.seeds.split(",")]
+    extra = parse_settings(a.set)
     if a.resume and out.exists():
         old = json.loads(out.read_text())
         summary.update({k: old[k] for k in ("pairs", "skipped", "baselines")})
@@ -193,11 +198,11 @@ def main() -> None:
         for fam, seed in ((f, s) for f in applies for s in seeds):
             if (wanted is not None and fam not in wanted) or (name, fam, seed) in done:
                 continue
-            row = {"data": name, "family": fam, "seed": seed, "settings": settings.get(fam, {})}
+            row = {"data": name, "family": fam, "seed": seed, "settings": {**settings.get(fam, {}), **extra}}
             wall, cpu = time.perf_counter(), time.process_time()
             try:
                 run = genlab.train(fam, data, minutes=a.minutes, clock="cpu", seed=seed, save=False, progress=False,
-                                   **settings.get(fam, {}))
+                                   **row["settings"])
                 row["train_cpu_seconds"] = round(time.process_time() - cpu, 1)
                 last = run.history[-1] if run.history else {}
                 row["steps"], row["epochs"] = last.get("step"), last.get("epoch")

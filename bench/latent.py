@@ -147,8 +147,8 @@ def main():
         if args.part in ("all", "priors"):
             out["priors"] = priors_part(args, Path(tmp))
     out["loadavg_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
     path = args.out or RESULTS / f"latent{'-quick' if args.quick else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str))
     if "diffusion" in out:
         d = out["diffusion"]

@@ -29,6 +29,7 @@ from genlab.cli import main as cli_main
 from genlab.errors import DiskFull, GenlabError, TrainingInterrupted
 from genlab.io import DirLock, load_state, load_weights
 from genlab.train import Callback
+from conftest import crash_after
 from genlab.train.trainer import CHECKPOINT
 
 FORK = multiprocessing.get_context("fork")
@@ -393,21 +394,10 @@ def test_a_train_that_fails_before_writing_leaves_no_directory(tmp_path, monkeyp
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())  # the user's, kept
 
 
-class Crash(Callback):
-    """The process dies after step `at` (a KeyboardInterrupt not from a signal: no checkpoint on the way)."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_end(self, trainer):
-        if trainer.step == self.at:
-            raise KeyboardInterrupt
-
-
 def test_metrics_after_a_resume_hold_each_step_once(reference, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted, match=f"resume from its last checkpoint with `genlab resume {run}`"):
-        genlab.train("vae", "moons", run, steps=STEPS, progress=False, callbacks=[Crash(38)], **NET, **TRAIN)
+        genlab.train("vae", "moons", run, steps=STEPS, progress=False, callbacks=[crash_after(38)], **NET, **TRAIN)
     assert load_state(run / CHECKPOINT)["step"] == 30 and _last_step(run) == 35
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"step": 40, "epo')  # a row the kill cut short

@@ -12,19 +12,8 @@ import genlab
 from genlab.train.config import TrainConfig
 from genlab.errors import ConfigError, GenlabError, TrainingDiverged
 from genlab.models.base import GenerativeModel, Player, register_model
-from genlab.train import Callback
+from conftest import crash_after
 from genlab.train.trainer import CHECKPOINT
-
-
-class Crash(Callback):
-    """Simulates the process dying after `at` steps (no checkpoint is written on the way out)."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_step_end(self, trainer):
-        if trainer.step == self.at:
-            raise KeyboardInterrupt
 
 
 SETTINGS = dict(checkpoint_every=10, log_every=5, ema_decay=0.9, lr_schedule="cosine", warmup_steps=5,
@@ -35,7 +24,7 @@ SETTINGS = dict(checkpoint_every=10, log_every=5, ema_decay=0.9, lr_schedule="co
 def test_killed_and_resumed_run_ends_with_identical_weights(family, extra, digits, tmp_path):
     full = genlab.train(family, digits, tmp_path / "full", steps=47, progress=False, **SETTINGS, **extra)
     with pytest.raises(KeyboardInterrupt):
-        genlab.train(family, digits, tmp_path / "cut", steps=47, progress=False, callbacks=[Crash(33)],
+        genlab.train(family, digits, tmp_path / "cut", steps=47, progress=False, callbacks=[crash_after(33)],
                      **SETTINGS, **extra)
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     state = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)

@@ -65,17 +65,11 @@ class GAN(GenerativeModel):
     def data_defaults(cls, spec, n_train=None):
         """Low-dimensional vectors (at most 16 numbers: 2-D toys, small tables): a code no wider than
         the data (at least 2), the minibatch standard-deviation feature, a deeper and narrower MLP
-        (128-128-128 for G and D) and a 5x larger learning rate (1e-3; `train_defaults` keep 2e-4,
-        DCGAN's, for images). Measured with `genlab.train("gan", DATA, minutes=1, clock="cpu", seed=s)`,
-        one torch thread, then `genlab.evaluate` (PacGAN's high quality: % of 2000 samples within 3 sigma
-        of a mode), seed 0, 2026-12-01 on a shared 2-core machine: ring (8gaussians) 90.5% (8 modes, 6287
-        steps), grid (25gaussians) 45.8% (23 of 25 modes, 5129 steps), against 77.1% and 12.0% with the
-        previous low-dim defaults (2-D code and minibatch std on 256-256 at lr 2e-4). The grid stays far
-        from PacGAN's 90% in one CPU-minute: a step here is mostly fixed per-step cost, and ~5-6k steps
-        leave thin bridges between modes (`sample(refine=20)` reaches 89.8% on the same generator).
-        Lr decay, no EMA and batch 256 were worse on the grid (docs/benchmarks.md, "Defaults that work").
-        Moons, circles, swissroll, spirals: MMD 0.0006 / 0.0016 / 0.0017 / 0.0001 against the fitted
-        Gaussian's 0.044 / 0.019 / 0.039 / 0.021."""
+        (128-128-128 for G and D) and a 5x larger learning rate (1e-3; `train_defaults` keep DCGAN's
+        2e-4 for images). At 1 CPU-minute (`bench/defaults.py --data 8gaussians,25gaussians --families
+        gan --seeds 0,1,2`, 2026-12-01): % of samples within 3 sigma of a mode, ring 86.4 / 94.7 / 92.0,
+        grid 54.6 / 53.3 / 73.4, against 77.1 and 12.0 (seed 0) with the previous low-dim defaults (256-256
+        at 2e-4). The sweep that chose them is in docs/benchmarks.md ("Defaults on every built-in data set")."""
         if spec.kind != "vector" or spec.dim > 16:
             return {}
         return {"latent_dim": max(2, spec.dim), **cls.LOW_DIM_DEFAULTS}
