@@ -167,6 +167,9 @@ def test_budget_plan_splits_the_total_by_weight(extra_families, digits):
     plan = plan_budgets(["vae", "gan", "tinygauss"], digits.spec, minutes=3.0, budgets={"gan": 5})
     assert plan["gan"] == {"minutes": 5.0} and plan["vae"] == {"minutes": 1.0}
     assert plan_budgets(["vae", "gan"], digits.spec, steps=7) == {"vae": {"steps": 7}, "gan": {"steps": 7}}
+    # a latent entry trains an MLP over codes: weight 1, whatever its family's weight on images
+    plan = plan_budgets(["vae", "ddpm", "ddpm@vae"], digits.spec, minutes=4.0)
+    assert plan["ddpm"] == {"minutes": 2.0} and plan["vae"] == plan["ddpm@vae"] == {"minutes": 1.0}
     total = sum(b["minutes"] for b in plan_budgets(families_for(digits.spec), digits.spec).values() if "minutes" in b)
     assert total == pytest.approx(DEFAULT_MINUTES)  # the default total, whatever families are registered
     with pytest.raises(ConfigError, match="unknown family in --budget 'vea'"):
@@ -176,13 +179,20 @@ def test_budget_plan_splits_the_total_by_weight(extra_families, digits):
 
 
 def test_likelihood_past_its_time_limit_is_scored_on_a_stated_subset(tmp_path, digits):
+    from genlab.metrics.evaluate import LATTICE_DRAWS
     from genlab.workflows.compare import evaluate_run
     from genlab.report.html import build_html
 
     run = genlab.train("pca", digits, out=tmp_path / "p", progress=False, latent_dim=4)
     full = evaluate_run(run.model, digits, None, 120, seed=3, nll_seconds=0)
+    scored, log_prob = [], run.model.log_prob
+    run.model.log_prob = lambda x, y=None, **kw: scored.append(len(x)) or log_prob(x, y, **kw)
     part = evaluate_run(run.model, digits, None, 120, seed=3, nll_seconds=1e-9)
+    del run.model.log_prob
     assert "nll_examples" not in full and part["nll_examples"] == 8  # the timing probe's size, at least
+    # the probe's 8 log-probs are the metric's, not computed a second time (then one pass per
+    # dequantisation draw: pca is a density at the lattice points)
+    assert scored == [8] * (1 + LATTICE_DRAWS)
     idx = torch.randperm(len(digits.test), generator=torch.Generator().manual_seed(3))[:8]
     with torch.no_grad():
         expected = -run.model.log_prob(digits.test[idx]).mean().item()

@@ -1,6 +1,6 @@
 """The GAN's data-aware defaults (issue 22, "defaults that work"): low-dimensional vectors get a 2-D-sized
-code, minibatch std, a deeper narrower MLP and a larger learning rate; images and wide vectors keep the
-family's fixed defaults; a value the user gives wins, trainer settings included."""
+code, minibatch std, a deeper narrower MLP and a larger learning rate; small images the larger learning
+rate; larger images and wide vectors keep the family's fixed defaults; a value the user gives wins, trainer settings included."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def test_low_dim_vectors_get_the_toy_defaults_and_images_and_wide_vectors_do_not
                                        "lr": 1e-3}
     assert GAN.data_defaults(_vectors(16).spec)["latent_dim"] == 16  # the edge of "low-dimensional"
     assert GAN.data_defaults(_vectors(17).spec) == {}
-    assert GAN.data_defaults(genlab.load_dataset("digits").spec) == {}
+    # small images (the 8 x 8 digits) take only the larger learning rate; MNIST-sized ones keep DCGAN's
+    assert GAN.data_defaults(genlab.load_dataset("digits").spec) == {"lr": 1e-3}
+    assert GAN.data_defaults(DataSpec("image", (1, 28, 28), levels=256)) == {}
 
 
 def test_trainer_settings_from_the_data_reach_the_optimizer_and_the_record(tmp_path):
@@ -48,7 +50,14 @@ def test_trainer_settings_from_the_data_reach_the_optimizer_and_the_record(tmp_p
     assert "lr" not in cfg["data_defaults"]["train"] and "hidden" not in cfg["data_defaults"]["hparams"]
 
 
-def test_images_keep_the_dcgan_learning_rate(tmp_path):
+def test_small_images_train_at_the_larger_rate_and_larger_images_keep_dcgans(tmp_path):
     run = genlab.train("gan", "digits", out=tmp_path / "d", steps=1, progress=False)
+    cfg = json.loads((run.path / "config.json").read_text())
+    assert cfg["train"]["lr"] == 1e-3 and run.history[-1]["lr"] == 1e-3
+    assert cfg["data_defaults"]["train"] == {"lr": 1e-3} and cfg["data_defaults"]["hparams"] == {}
+    g = torch.Generator().manual_seed(0)
+    spec = DataSpec("image", (1, 28, 28), name="i28", levels=256)
+    big = Dataset(torch.rand(64, 1, 28, 28, generator=g), torch.rand(16, 1, 28, 28, generator=g), spec)
+    run = genlab.train("gan", big, out=tmp_path / "m", steps=1, progress=False)
     cfg = json.loads((run.path / "config.json").read_text())
     assert cfg["train"]["lr"] == 2e-4 and "data_defaults" not in cfg

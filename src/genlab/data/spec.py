@@ -13,6 +13,9 @@ from .lazy import is_lazy
 #: the fewest training examples a model can learn from: standardising a feature, batch norm and
 #: a GAN's minibatch statistics all need a spread, which one example does not have
 MIN_TRAIN = 2
+#: pixels a side of a "small image" (the 8 x 8 digits, 16 x 16 icons): families' data-aware defaults
+#: give such images smaller networks and larger steps (GenerativeModel.data_defaults)
+SMALL_IMAGE = 16
 
 
 @dataclass
@@ -60,6 +63,11 @@ class DataSpec:
         if self.condition_shape is not None:
             return "tensor"
         return "class" if self.num_classes > 1 else "none"
+
+    @property
+    def small_image(self) -> bool:
+        """Images of at most SMALL_IMAGE x SMALL_IMAGE pixels."""
+        return self.kind == "image" and max(self.shape[-2:]) <= SMALL_IMAGE
 
     @property
     def dim(self) -> int:

@@ -337,9 +337,14 @@ def _nll(ctx, x):
     bar = tqdm(total=m * passes, desc="likelihood", unit="ex", leave=False, dynamic_ncols=True,
                disable=not getattr(ctx, "progress", False))
     lp = []
-    for b, yb in zip(ref.split(NLL_BATCH), (y if y is not None else ref).split(NLL_BATCH)):
-        lp.append(model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu())
-        bar.update(len(b))
+    probe = getattr(ctx, "nll_probe", None)  # the time-limit probe's log-probs of these very examples
+    if probe is not None and len(probe) == m:
+        lp.append(probe)
+        bar.update(m)
+    else:
+        for b, yb in zip(ref.split(NLL_BATCH), (y if y is not None else ref).split(NLL_BATCH)):
+            lp.append(model.log_prob(b.to(model.device), None if y is None else yb.to(model.device)).cpu())
+            bar.update(len(b))
     lp = torch.cat(lp)
     out = {"nll": float(-lp.mean())}
     spec = ctx.data.spec
@@ -428,7 +433,7 @@ EVAL_NLL_SECONDS = 60.0  # `genlab eval`'s default time limit of the likelihood 
 
 
 def nll_subset(model, x: torch.Tensor, y: Optional[torch.Tensor], n: int, limit: Optional[float],
-               passes: int = 1, batch: int = NLL_BATCH) -> int:
+               passes: int = 1, batch: int = NLL_BATCH, keep: Optional[dict] = None) -> int:
     """How many of n reference examples (x, y: at least the first 32 of them) the likelihood metric
     can score within `limit` seconds, predicted from timing log_prob on a few of them (n itself when
     it fits, or when there is no limit).
@@ -436,7 +441,8 @@ def nll_subset(model, x: torch.Tensor, y: Optional[torch.Tensor], n: int, limit:
     Cost model: a fixed cost per call (e.g. building a covariance) plus a cost per example,
     separated by timing 8 and 32 examples; a family slow already on 8 is taken as per-example, and
     one whose first 8 took the whole limit scores those 8 (a probability-flow likelihood of a barely
-    trained model can take 30 s for 8 digits: timing it twice would double that).
+    trained model can take 30 s for 8 digits: timing it twice would double that; `keep["probe"]`
+    then holds their log-probabilities, for the metric to use rather than compute them again).
     `passes`: how many times each example is scored (a lattice density dequantised at evaluation:
     1 + LATTICE_DRAWS); the prediction counts every pass."""
     if not limit or n <= NLL_PROBE:
@@ -446,12 +452,14 @@ def nll_subset(model, x: torch.Tensor, y: Optional[torch.Tensor], n: int, limit:
     y = None if y is None else y[:32].to(model.device)
 
     @torch.no_grad()
-    def timed(k: int) -> float:
+    def timed(k: int, store: bool = False) -> float:
         t = time.perf_counter()
-        model.log_prob(x[:k], None if y is None else y[:k])
+        lp = model.log_prob(x[:k], None if y is None else y[:k])
+        if store and keep is not None:
+            keep["probe"] = lp.detach().cpu()
         return time.perf_counter() - t
 
-    first = timed(NLL_PROBE)  # includes one-off costs
+    first = timed(NLL_PROBE, store=True)  # includes one-off costs
     if first * math.ceil(n / NLL_PROBE) <= limit:
         return n
     if first >= limit:  # the fewest examples scored already take the whole budget: no second timing
@@ -522,7 +530,11 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
     ctx.progress = progress
     if "nll" in names and nll_seconds:
         passes = 1 + LATTICE_DRAWS if likelihood_support(model) == "lattice" and data.spec.levels else 1
-        ctx.nll_examples = nll_subset(model, ctx.reference, ctx.reference_conditions, n, nll_seconds, passes)
+        probe = {}
+        ctx.nll_examples = nll_subset(model, ctx.reference, ctx.reference_conditions, n, nll_seconds, passes,
+                                      keep=probe)
+        if ctx.nll_examples == NLL_PROBE and "probe" in probe:  # the metric's examples, scored already
+            ctx.nll_probe = probe["probe"]
     t0 = time.perf_counter()
     # a conditional model samples with the reference examples' conditions: class labels in the
     # data's proportions, or the test split's tensor conditions (the inputs of a paired task)

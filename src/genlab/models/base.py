@@ -65,6 +65,9 @@ class GenerativeModel(nn.Module):
     #: optimiser steps below which a run's samples say little about the family (compare flags such a
     #: run "too short"; a run records the value in config.json); families override it
     min_train_steps: ClassVar[int] = 100
+    #: this family's share of a `compare` training budget, relative to 1 (families whose step on
+    #: images costs several times an MLP's, e.g. a UNet or a PixelCNN, take more)
+    compare_weight: ClassVar[float] = 1.0
     #: kinds of data the family can model
     kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
     #: what `log_prob` returns, where it exists: "exact", "bound" (a lower bound) or

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from ..params import Int, Float, Ints, OneOf, Bool, Either, Anything
 from ..errors import ConfigError
-from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
+from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot, small_image_defaults
 from ..nn.imputation import fill_missing, keep_known
 from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusion_sample
 from ..samplers.ddim import ddim_invert
@@ -132,7 +132,14 @@ class DDPM(GenerativeModel):
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
     train_defaults = {"lr": 2e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100, "grad_clip": 1.0}
     min_train_steps = 200  # ddpm: 49 steps on digits (lr still warming up) give noise
+    compare_weight = 2.0  # a UNet step on images: twice an MLP family's share of a comparison
     samplers = DIFFUSION_SAMPLERS
+
+    @classmethod
+    def data_defaults(cls, spec, n_train=None):
+        """Images of at most 16 x 16 pixels (the digits): a smaller UNet and batch 64
+        (nn/diffusion.py SMALL_IMAGE_UNET, where its measurement is)."""
+        return small_image_defaults(spec)
 
     def __init__(self, spec, schedule: str = "linear", timesteps: int = 1000, prediction: str = "eps",
                  net: str = "auto", base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1,

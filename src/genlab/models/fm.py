@@ -38,7 +38,7 @@ import torch
 
 from ..params import Int, Float, Ints, Text, Bool, Either, Anything, OneOf
 from ..errors import ConfigError, unknown_name
-from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot
+from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot, small_image_defaults
 from ..nn.imputation import fill_missing, keep_known
 from ..samplers import check_sampler
 from ..samplers.ode import (ODE_METHODS, integrate, integrate_with_divergence, make_probes, time_grid)
@@ -97,9 +97,16 @@ class FlowMatching(GenerativeModel):
                      "t_mean": Float(), "t_std": Float(0, low_open=True), "prediction": OneOf("v", "x")}
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
     min_train_steps = 200  # fm: 47 steps on digits give noise
+    compare_weight = 2.0  # a UNet step on images: twice an MLP family's share of a comparison
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
     sample_ranges = {"sampler": OneOf(*ODE_METHODS, none=True), "steps": Int(1, none=True), "guidance": Float(0),
                      "rtol": Float(0, low_open=True), "atol": Float(0, low_open=True)}
+
+    @classmethod
+    def data_defaults(cls, spec, n_train=None):
+        """Images of at most 16 x 16 pixels (the digits): a smaller UNet and batch 64
+        (nn/diffusion.py SMALL_IMAGE_UNET, where its measurement is)."""
+        return small_image_defaults(spec)
 
     def __init__(self, spec, sigma: float = 0.0, ot: bool = False, net: str = "auto",
                  base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1, attention: bool = True,

@@ -91,6 +91,7 @@ class PixelCNN(GenerativeModel):
     discrete_likelihood = True
     likelihood_support = "discrete"
     train_defaults = {"lr": 1e-3, "batch_size": 64, "grad_clip": 100.0}
+    compare_weight = 2.0  # a deep masked-conv step: twice an MLP family's share of a comparison
 
     def __init__(self, spec, channels: int = 32, n_layers: int = 5, kernel_size: int = 3, first_kernel: int = 7,
                  levels: int | None = None, binarize: bool = False, output: str = "auto", n_mix: int = 5,

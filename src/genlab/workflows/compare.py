@@ -11,7 +11,8 @@ every family whose `kinds` include the data's kind, unless `models=` names some.
 Budget scheme. With `steps=N` every family trains N steps. Otherwise `minutes` (default
 DEFAULT_MINUTES) is the total training time, split across the families that train by
 gradient steps in proportion to their `compare_weight` (a class attribute, 1 unless a
-family says otherwise, e.g. a diffusion model that needs more steps); families fitted in
+family says otherwise: ddpm, fm and pixelcnn take 2, their steps on images cost more; a latent
+entry such as "ddpm@vae" takes 1, its network is an MLP over codes); families fitted in
 closed form (no players) take none of it. `budgets={"gan": 2.0}` gives a family its own
 minutes, outside the split. Minutes count process CPU time on a CPU (the trainer's clock="auto"),
 so a family gets the same steps however busy the machine is, and wall time on a GPU; evaluation,
@@ -152,7 +153,8 @@ def plan_budgets(families: Sequence[str], spec, minutes: Optional[float] = None,
         elif _closed_form(f, spec):
             plan[f] = {"steps": 1}  # ignored by a closed-form fit
         else:
-            weights[f] = float(getattr(MODELS[inner_family(f)], "compare_weight", 1.0))
+            # a latent entry's network is an MLP over codes, whatever its family's weight on images
+            weights[f] = 1.0 if "@" in f else float(MODELS[f].compare_weight)
     share = sum(weights.values())
     for f, w in weights.items():
         plan[f] = {"minutes": total * w / share}
