@@ -21,12 +21,12 @@ install: $(VENV)/.genlab
 
 # The main job: every registered family trained on the embedded digits, evaluated under one protocol,
 # on one self-contained page, with one latent model (ddpm@vae: diffusion over the VAE's codes).
-# DEMO_MINUTES of training in total (process CPU time, split evenly across families, so the page does not
-# change beside other jobs; families trained too briefly are flagged on it), then evaluation. Measured on 2
-# quiet cores (2026-12-01): 5 min 59 s wall for the compare command below (6 min 48 s for `make demo` with an
-# editable reinstall and before a likelihood probe was halved); the longest evaluation is fm's (97 s, its
-# probability-flow likelihood of a ~30-step model). ddpm and fm get ~30 steps each and are flagged.
-DEMO_MINUTES ?= 2
+# DEMO_MINUTES of training in total (process CPU time, so the page does not change beside other jobs),
+# split by family weight (ddpm, fm and pixelcnn 2, the others 1; families trained too briefly are flagged
+# on the page), then evaluation. Measured on 2 quiet cores (2026-12-02): 4 min 21 s wall for the compare
+# command below; every family past its minimum steps (ddpm 267, fm 226, pixelcnn 153); the longest
+# evaluations are fm's and ddpm's (22 s and 19 s: sampling and likelihood) and pixelcnn's (17 s, sampling).
+DEMO_MINUTES ?= 2.5
 DEMO_MODELS ?= all,ddpm@vae
 demo: $(VENV)/.genlab
 	rm -rf $(DEMO_OUT)
