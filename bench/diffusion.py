@@ -3,7 +3,7 @@ the same CPU-time budget, batch, optimiser, EMA and sampler budget, scored by th
 distance. With --pair all|fm it also runs bench/diffusion_fm.py's genlab `fm` vs torchcfm pair.
 
 Protocol
-  networks  genlab: the family's default UNet (nn/unet.py: base 32, mults 1-2-2, one ResBlock per
+  networks  genlab: the family's fixed default UNet (NET; nn/unet.py: base 32, mults 1-2-2, one ResBlock per
             level, attention at 2x2 and in the middle). diffusers: UNet2DModel with
             block_out_channels (32, 64, 64), layers_per_block 1, DownBlock2D, DownBlock2D,
             AttnDownBlock2D (and the mirrored up blocks), 8 GroupNorm groups: the same widths and
@@ -80,12 +80,16 @@ def _params(net) -> int:
 
 
 # -- the two training runs -------------------------------------------------------------------------
+#: the family's fixed default UNet, named: on digits its data-aware defaults would pick a smaller one
+NET = dict(base=32, mults=(1, 2, 2), num_res_blocks=1, attention=True)
+
+
 def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
-    """genlab's `ddpm` with its defaults, or with `recipe` (ddpm / Trainer settings, e.g. precision=bf16)."""
+    """genlab's `ddpm` with its defaults (the UNet: NET), or with `recipe` (ddpm / Trainer settings, e.g. precision=bf16)."""
     torch.set_num_threads(1)
     run = genlab.train("ddpm", _data(), minutes=minutes, clock="cpu", seed=seed, save=False, progress=False,
                        batch_size=BATCH, lr=LR, warmup_steps=WARMUP, grad_clip=CLIP, ema_decay=EMA_DECAY,
-                       **(recipe or {}))
+                       **{**NET, **(recipe or {})})
     last = run.history[-1]
     return {"state": {k: v.clone() for k, v in run.model.state_dict().items()}, "config": run.model.config,
             "steps": last["step"], "cpu_seconds": last["time"], "final_loss": last["loss"],
