@@ -18,7 +18,8 @@ does), then one quality number against a simple baseline, under genlab's evaluat
   GANs on the ring and grid   % of samples within 3 sigma of a mode (PacGAN's high quality): >= 90%
   other samplers       MMD to the test split (2-D toys) or FD in the digits feature space (images),
                        against the same Gaussian's samples: must be lower
-  translators          PSNR to the targets, against bicubic upsampling on digits-sr (higher)
+  translators          PSNR to the targets, against bicubic upsampling on digits-sr and against the
+                       input itself on same-shape tasks (digits-inverted) (higher)
 
 A pair fails when training or evaluation raises, or a number is NaN. Pairs where a family does not
 apply are listed with the reason. MNIST-sized sets (mnist, fashion-mnist and the sets derived from
@@ -97,6 +98,15 @@ def _evaluate(model, data, names) -> dict:
     return out
 
 
+def _identity_baseline(data) -> dict:
+    """A same-shape translation's no-learning row: the input as the output (PSNR / SSIM to the
+    targets over the first EVAL_N test pairs; a translator must beat it)."""
+    from genlab.metrics.translation import psnr_ssim
+
+    n = min(EVAL_N, len(data.test))
+    return {"name": "the input itself", **psnr_ssim(data.test_cond[:n].float(), data.test[:n].float())}
+
+
 def _baseline(data, cache: dict) -> dict:
     name = data.spec.name
     if name not in cache:
@@ -104,7 +114,12 @@ def _baseline(data, cache: dict) -> dict:
             from genlab.metrics.translation import baseline_result
 
             b = baseline_result(data, min(EVAL_N, len(data.test)), 0)
-            cache[name] = {"name": b["name"], **b["metrics"]} if b is not None else {}
+            if b is not None:
+                cache[name] = {"name": b["name"], **b["metrics"]}
+            elif data.spec.paired_test and tuple(data.spec.condition_shape) == tuple(data.spec.shape):
+                cache[name] = _identity_baseline(data)
+            else:
+                cache[name] = {}
         else:
             g = Gaussian(data)
             cache[name] = {"name": "fitted Gaussian", **_evaluate(g, data, _metrics(g, data))}

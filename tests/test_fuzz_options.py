@@ -7,6 +7,7 @@ exception or a hang. Bounded: each property has max_examples and a deadline (the
 from __future__ import annotations
 
 import contextlib
+import json
 import io
 import os
 
@@ -163,3 +164,20 @@ def test_set_values_are_parsed_safely(bad, in_tmp):
     """--set values go through yaml.safe_load: a YAML tag that would call Python stays text."""
     out = parse_settings([f"x={bad}"])
     assert out == {"x": bad} and not (in_tmp / "PWNED").exists()
+
+
+def test_numbers_in_exponent_form_are_numbers_on_the_command_line_and_in_yaml(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-3 as text; `--set lr=1e-3` and `lr: 1e-3` in a config file must be
+    the number the docs show (it was refused as "invalid lr='1e-3'"), in lists too; other text stays text."""
+    from genlab.cli import read_config
+
+    assert parse_settings(["lr=1e-3", "hidden=[1e2, 64]", "x=2E5", "y=-1.5e-2", "name=1e3x"]) == {
+        "lr": 0.001, "hidden": [100.0, 64], "x": 200000.0, "y": -0.015, "name": "1e3x"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr: 1e-3\nbeta: 2\nactivation: relu\n")
+    assert read_config(cfg) == {"lr": 0.001, "beta": 2, "activation": "relu"}
+    run = tmp_path / "run"
+    with quiet():
+        assert main(["train", "pca", "--data", "8gaussians", "--steps", "1", "--set", "lr=1e-3", "--quiet",
+                     "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 0.001

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -11,12 +12,22 @@ from pathlib import Path
 from .errors import ConfigError, GenlabError, GenlabWarning, TrainingInterrupted
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _number(v):
+    """YAML 1.1 reads 1e-3 (no dot) as text: read such a string as the number it is, in lists too."""
+    if isinstance(v, list):
+        return [_number(u) for u in v]
+    return float(v) if isinstance(v, str) and _NUMBER.fullmatch(v.strip()) else v
+
+
 def _value(text: str):
     """`--set` values: YAML scalars and lists (3, 1e-3, true, [64, 64], name)."""
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return _number(yaml.safe_load(text))
     except yaml.YAMLError:
         return text
 
@@ -51,7 +62,7 @@ def read_config(path) -> dict:
             raise ConfigError(f"{p}: not valid YAML (binary content)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of settings")
-    return data
+    return {k: _number(v) for k, v in data.items()}
 
 
 def writable_output(path, option: str = "--out", *, directory: bool) -> Path:
