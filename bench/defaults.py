@@ -221,8 +221,8 @@ def main() -> None:
                 row["train_cpu_seconds"] = round(time.process_time() - cpu, 1)
                 last = run.history[-1] if run.history else {}
                 row["steps"], row["epochs"] = last.get("step"), last.get("epoch")
-                row["data_defaults"] = getattr(getattr(run.model, "derived_defaults", None) or {}, "get",
-                                               lambda *_: None)("hparams")
+                derived = getattr(run.model, "derived_defaults", None) or {}  # hyperparameters and trainer settings
+                row["data_defaults"] = {**(derived.get("hparams") or {}), **(derived.get("train") or {})}
                 row["metrics"] = _evaluate(run.model, data, _metrics(run.model, data))
                 text, ok = verdict(fam, row["metrics"], base, image)
                 row.update({"finished": True, "quality": text, "target_met": ok})
