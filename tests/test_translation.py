@@ -218,6 +218,7 @@ def test_cyclegan_learns_unpaired_inversion_both_ways(inverted):
     run = genlab.train("cyclegan", inverted, save=False, steps=200, lr=1e-3, seed=0, progress=False,
                        **SMALL)   # the defaults: no identity loss, which would fight an inversion
     assert run.model.identity_weight == 0.0
+    assert type(run.model).data_defaults(inverted.spec) == {"lr": 1e-3}  # small images (the test sets lr itself)
     got = evaluate(run.model, inverted, ["psnr", "balance", "reverse"], seed=0)["metrics"]
     start = psnr_ssim(inverted.test_cond, inverted.test)["psnr"]          # the untranslated input
     assert got["psnr"] > start + 5 and got["class_accuracy"] > 0.6
