@@ -173,6 +173,7 @@ def test_numbers_in_exponent_form_are_numbers_on_the_command_line_and_in_yaml(tm
 
     assert parse_settings(["lr=1e-3", "hidden=[1e2, 64]", "x=2E5", "y=-1.5e-2", "name=1e3x"]) == {
         "lr": 0.001, "hidden": [100.0, 64], "x": 200000.0, "y": -0.015, "name": "1e3x"}
+    assert isinstance(parse_settings(["lr=&0 [*0]"])["lr"], list)  # a list that holds itself (found by the fuzzer)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("lr: 1e-3\nbeta: 2\nactivation: relu\n")
     assert read_config(cfg) == {"lr": 0.001, "beta": 2, "activation": "relu"}

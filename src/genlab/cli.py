@@ -15,10 +15,11 @@ from .errors import ConfigError, GenlabError, GenlabWarning, TrainingInterrupted
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
-def _number(v):
-    """YAML 1.1 reads 1e-3 (no dot) as text: read such a string as the number it is, in lists too."""
-    if isinstance(v, list):
-        return [_number(u) for u in v]
+def _number(v, depth: int = 0):
+    """YAML 1.1 reads 1e-3 (no dot) as text: read such a string as the number it is, in lists too
+    (two levels deep: a YAML alias can make a list that contains itself)."""
+    if isinstance(v, list) and depth < 2:
+        return [_number(u, depth + 1) for u in v]
     return float(v) if isinstance(v, str) and _NUMBER.fullmatch(v.strip()) else v
 
 
