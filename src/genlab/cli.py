@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train each family (default: every registered family that models the data), "
                                    "evaluate all under one protocol, and write DIR/report.html, DIR/results.json "
                                    "and one run directory per family. --minutes is the TOTAL training time, split "
-                                   "across the families that train by steps (closed-form fits take none).")
+                                   "across the families that train by steps, ddpm, fm and pixelcnn taking a double share "
+                                   "(closed-form fits take none).")
     c.add_argument("--data", default="digits", help="data set name or path (default: digits)")
     c.add_argument("--models", help="comma-separated families (default: all that fit the data); 'all' stands for "
                                     "those, and FAMILY@AE is a latent model, FAMILY trained on the codes of this "
