@@ -74,7 +74,8 @@ class GAN(GenerativeModel):
         Small images (DataSpec.small_image: the 8 x 8 digits): the same 5x larger learning rate. On digits
         (one thread, 2026-12-02, seeds 0 / 1, FD on 360 samples) it gives FD 8.4 / 12.5 against 88.1 / 92.1
         at 12 CPU-seconds (a comparison's share: at 2e-4 G has not left its blob), and 2.5 / 5.2 against
-        15.9 / 17.0 at 1 CPU-minute. Larger images (MNIST) keep DCGAN's 2e-4."""
+        15.9 / 17.0 at 1 CPU-minute (bench/small_images.py --family gan --seeds 0,1). Larger images
+        (MNIST) keep DCGAN's 2e-4."""
         if spec.small_image:
             return {"lr": 1e-3}
         if spec.kind != "vector" or spec.dim > 16:

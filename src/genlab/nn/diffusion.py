@@ -100,7 +100,8 @@ def _mlp(spec, num_classes, cond_size, *, hidden, time_dim, **_):
 #: the UNet for small images (DataSpec.small_image: at most 16 pixels a side, e.g. the 8 x 8 digits):
 #: two resolutions, 16 base channels, no attention, batch 64. On digits at 0.5 and 1.5 CPU-minutes (one
 #: thread, 2026-12-02) it makes 3x the steps of the (32; 1, 2, 2; attention) UNet and reaches a lower
-#: FD: ddpm 5.42 vs 10.81 and 3.02 vs 5.40, fm 4.57 vs 7.59 at 0.5; sampling is 3x cheaper.
+#: FD: ddpm 5.42 vs 10.81 and 3.02 vs 5.40, fm 4.57 vs 7.59 at 0.5; sampling is 3x cheaper
+#: (bench/small_images.py --family ddpm|fm --minutes 0.5|1.5 --batch-size 64).
 SMALL_IMAGE_UNET = {"base": 16, "mults": (1, 2), "attention": False, "batch_size": 64}
 
 
