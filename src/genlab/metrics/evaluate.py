@@ -528,14 +528,14 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
     ctx = Context(model, data, n, seed, split, extractor)
     ctx.sample_options = dict(sample_options)
     ctx.progress = progress
+    probe_seconds = 0.0  # the time-limit probe's time: part of the likelihood's time on the page
     if "nll" in names and nll_seconds:
         passes = 1 + LATTICE_DRAWS if likelihood_support(model) == "lattice" and data.spec.levels else 1
         probe, t = {}, time.perf_counter()
         ctx.nll_examples = nll_subset(model, ctx.reference, ctx.reference_conditions, n, nll_seconds, passes,
                                       keep=probe)
-        if ctx.nll_examples == NLL_PROBE and "probe" in probe:  # the metric's examples, scored already
-            ctx.nll_probe = probe["probe"]
-        ctx.nll_probe_seconds = time.perf_counter() - t  # the likelihood's time on the page includes it
+        ctx.nll_probe = probe.get("probe")  # used by the metric when it scores just those examples
+        probe_seconds = time.perf_counter() - t
     t0 = time.perf_counter()
     # a conditional model samples with the reference examples' conditions: class labels in the
     # data's proportions, or the test split's tensor conditions (the inputs of a paired task)
@@ -554,8 +554,7 @@ def evaluate(model, data: Dataset, metrics=None, n: Optional[int] = None, seed: 
         results.update(METRICS[name].compute(ctx, ctx.generated))
         if reference and METRICS[name].reference:
             ref_results.update(METRICS[name].compute(ctx, real))
-        seconds[name] = round(time.perf_counter() - t + (getattr(ctx, "nll_probe_seconds", 0.0) if name == "nll"
-                                                         else 0.0), 3)
+        seconds[name] = round(time.perf_counter() - t + (probe_seconds if name == "nll" else 0.0), 3)
     if reference and "nll" in names and data.log_density is not None:
         ref_results["nll"] = results.get("true_entropy")
     protocol = {
