@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -46,6 +47,8 @@ from ..samplers.schedule import PREDICTIONS, SPACINGS
 from .base import GenerativeModel, register_model
 
 LOG_2PI = math.log(2 * math.pi)
+#: the variances of p_theta(x_{t-1} | x_t) the bound can use (`DDPM.variational_bound`)
+BOUND_VARIANCES = ("fitted", "large", "small")
 
 
 def simple_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -161,6 +164,8 @@ class DDPM(GenerativeModel):
         self.net = Denoiser(spec, net, "none" if not conditional else spec.condition_kind, base=base, mults=mults,
                             num_res_blocks=num_res_blocks, attention=attention, dropout=dropout, hidden=hidden,
                             time_dim=time_dim)
+        # E||x_0 - x0_hat(x_t, t)||^2 / D per step, measured after training (`fit_variance`); 0: not yet
+        self.register_buffer("x0_mse", torch.zeros(self.schedule.T))
 
     # -- scales -----------------------------------------------------------------------------------
     def to_working(self, x):
@@ -371,24 +376,92 @@ class DDPM(GenerativeModel):
             total += (rec - x0).pow(2).flatten(1).sum(1)
         return total / repeats
 
+    # -- the reverse variance fitted to the model's own error ---------------------------------------
+    FIT_STEPS = 64  # timesteps at which fit_variance measures the x_0 error (the rest interpolated)
+    FIT_NUMBERS = 4096  # numbers per measured step: examples x dimensions, 32 to 1024 examples
+
+    @property
+    def has_fitted_variance(self) -> bool:
+        return bool((self.x0_mse > 0).all())
+
+    def _x0_hat(self, xt, t, y):
+        x0 = self.schedule.x0_from_eps(xt, t, self.eps(xt, t.float(), y))
+        return x0.clamp(-self.clip, self.clip) if self.clip else x0
+
+    @torch.no_grad()
+    def fit_variance(self, x, y=None, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Measure the model's x_0 error per step on data x (the training split), for variance="fitted":
+
+            m_t = E_{x_0, eps} ||x_0 - x0_hat(x_t, t)||^2 / D,     x_t = q_sample(x_0, t, eps),
+            sigma_t^2 = betatilde_t + c_t^2 m_t,     c_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t),
+
+        c_t being the x_0 coefficient of the posterior mean. sigma_t^2 is the isotropic variance of
+        p(x_{t-1} | x_t) that minimises the bound's expected L_{t-1} given the model's mean (the KL
+        between N(mu_q, betatilde_t) and N(mu_p, sigma^2) with mu_q - mu_p = c_t (x_0 - x0_hat)):
+        the "optimal covariance with imperfect mean" of Bao et al. (ICML 2022, NPR-DPM); for a
+        perfect model m_t = Var[x_0 | x_t] and it is Analytic-DPM's (Bao et al., ICLR 2022). At t = 0
+        it is the decoder's variance, m_0. m_t is measured at FIT_STEPS steps (quadratic spacing, dense
+        near t = 0, where it changes fastest) on FIT_NUMBERS / D examples each (32 to 1024), and
+        log m_t interpolated between them. Any variance gives a valid bound; this one tightens it.
+        Stored in the buffer x0_mse (saved with the weights); returns it."""
+        s, T = self.schedule, self.schedule.T
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        k = min(self.FIT_STEPS, T)
+        steps = torch.unique((torch.linspace(0, 1, k, dtype=torch.float64) ** 2 * (T - 1)).round().long())
+        m = int(min(max(self.FIT_NUMBERS // max(self.spec.dim, 1), 32), 1024))
+        per_call = max(1, 4096 // m) if self.spec.kind == "vector" else max(1, 256 // m)
+        mse = torch.empty(len(steps), dtype=torch.float64)
+        for i in range(0, len(steps), per_call):
+            ts = steps[i:i + per_call]
+            idx = torch.randint(0, len(x), (len(ts) * m,), generator=g)
+            x0 = self.to_working(x[idx].to(self.device))
+            yy = None if y is None else self.condition(y[idx].to(self.device), len(idx))
+            tt = ts.repeat_interleave(m).to(self.device)
+            noise = torch.randn(x0.shape, generator=g).to(x0)
+            err = (self._x0_hat(s.q_sample(x0, tt, noise), tt, yy) - x0).pow(2).flatten(1).mean(1)
+            mse[i:i + len(ts)] = err.reshape(len(ts), m).mean(1).double().cpu()
+        log_mse = torch.from_numpy(np.interp(np.arange(T), steps.numpy(), mse.clamp_min(1e-12).log().numpy()))
+        self.x0_mse.copy_(log_mse.exp().to(self.x0_mse))
+        return self.x0_mse
+
+    def finalize(self, data) -> None:
+        """After training (with the EMA weights): measure the x_0 error for variance="fitted"."""
+        self.fit_variance(data.train, data.conditions("train", self.condition_kind) if self.conditional else None)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # runs saved before x0_mse existed load without it (variance "auto" then means "large")
+        state_dict.setdefault(prefix + "x0_mse", torch.zeros(self.schedule.T))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # -- the variational bound --------------------------------------------------------------------
+    def _variance_kind(self, variance: str) -> str:
+        if variance == "auto":
+            return "fitted" if self.has_fitted_variance else "large"
+        if variance not in BOUND_VARIANCES:
+            raise ConfigError(f"the bound's variance must be one of auto, {', '.join(BOUND_VARIANCES)}; "
+                              f"got {variance!r}")
+        if variance == "fitted" and not self.has_fitted_variance:
+            raise ConfigError("variance='fitted' needs the x_0 error measured after training "
+                              "(model.fit_variance(train_x)); this model has none")
+        return variance
+
     def _p_mean_logvar(self, xt, t, y, variance):
-        """Mean and log-variance of p_theta(x_{t-1} | x_t) for integer steps t [N]."""
+        """Mean and log-variance of p_theta(x_{t-1} | x_t) for integer steps t [N]; variance small
+        (betatilde_t), large (beta_t) or fitted (`fit_variance`)."""
         s = self.schedule
-        tf = t.float()
-        eps = self.eps(xt, tf, y)
-        x0 = s.x0_from_eps(xt, t, eps)
-        if self.clip:
-            x0 = x0.clamp(-self.clip, self.clip)
+        x0 = self._x0_hat(xt, t, y)
         mean, _, post_logvar = s.q_posterior(x0, xt, t)
         if variance == "small":
             return mean, post_logvar
+        if variance == "fitted":
+            var = s.posterior_variance.to(self.x0_mse) + s.posterior_mean_coef_x0.to(self.x0_mse) ** 2 * self.x0_mse
+            return mean, s.at(var.log(), t, xt)
         # "large": beta_t, except at t = 0 where Ho et al. use betatilde_1 (beta_0 is tiny)
         large = torch.log(torch.cat([s.posterior_variance[1:2], s.betas[1:]]))
         return mean, s.at(large, t, xt)
 
     @torch.no_grad()
-    def variational_bound(self, x, y=None, *, variance: str = "large", batch_t: int = 100, per_step: bool = False):
+    def variational_bound(self, x, y=None, *, variance: str = "auto", batch_t: int = 100, per_step: bool = False):
         """Per example, in nats, on the model scale, the terms of (Ho et al. eq. 5)
 
             L = L_T + sum_{t>1} L_{t-1} + L_0
@@ -397,10 +470,13 @@ class DDPM(GenerativeModel):
             L_0     = -log p_theta(x_0 | x_1)   (discretised Gaussian over the data's levels for images,
                                                  a Gaussian density for vectors)
 
-        -L <= log p(x_0) in expectation over the x_t draws. Returns a dict of [N] tensors
+        p_theta's variance: "fitted" (`fit_variance`, the tightest, measured after training), "large"
+        (beta_t) or "small" (betatilde_t); "auto" is fitted when the model has it, else large.
+        -L <= log p(x_0) in expectation over the x_t draws for any of them. Returns a dict of [N] tensors
         ("total", "prior", "terms", "decoder"); with per_step=True also "per_step" [T, N]: row 0 is
         L_0 (the decoder) and row t >= 1 is L_{t-1}'s KL at 0-based step t, so rows 1.. sum to "terms"."""
         s = self.schedule
+        variance = self._variance_kind(variance)
         x0 = self.to_working(x.to(self.device))
         n, T = len(x0), s.T
         dims = tuple(range(1, x0.dim()))
@@ -440,9 +516,9 @@ class DDPM(GenerativeModel):
         return out
 
     @torch.no_grad()
-    def log_prob(self, x, y=None, *, variance: str = "large", batch_t: int = 100):
+    def log_prob(self, x, y=None, *, variance: str = "auto", batch_t: int = 100):
         """A lower bound on log p(x) in nats (the negative variational bound, `variational_bound`),
-        one draw of x_t per step; all T network evaluations per example.
+        one draw of x_t per step; all T network evaluations per example; `variance` as there.
 
         Images: the bound is on the probability P(x) of the quantised image (levels of
         spec.levels). It is returned as the log-density of the piecewise-constant density on
