@@ -260,9 +260,12 @@ def test_log_prob_is_a_tight_lower_bound_for_the_exact_model():
     assert float(parts["prior"].max()) < 1e-3  # L_T: q(x_T | x_0) is N(0, I) to within 1e-3 nats
 
 
-def _exact_model(ds, truth):
+def _exact_model(ds, truth, widen: float = 1.0):
+    """The ddpm of `ds` with the exact eps; widen > 1 scales the working scale so that the data
+    are N(a, b^2) with b = 1 / widen there (at 1 they are standardised: N(0, I))."""
     model = genlab.create_model("ddpm", ds, hidden=(8,))
     model.prepare(ds)
+    model.data_scale.mul_(widen)
     a = (truth.base_dist.loc - model.data_shift) / model.data_scale
     b = truth.base_dist.scale / model.data_scale
     model.net = ExactEps(model.schedule, a, b)
@@ -288,6 +291,24 @@ def test_fitted_variance_of_the_exact_model_is_the_true_posterior_variance_and_t
     torch.manual_seed(0)
     gap_large = float((exact - model.log_prob(x, variance="large")).mean())
     assert -0.05 < gap_fitted < gap_large - 0.05, (gap_fitted, gap_large)
+
+
+def test_ancestral_sampling_with_the_fitted_variance_is_exact_for_gaussian_data_at_any_step_count():
+    """For Gaussian data every reverse conditional, respaced or not, is the Gaussian with the posterior
+    mean at E[x_0 | x_t] and variance betatilde' + c0'^2 Var[x_0 | x_t]: the fitted variance of the
+    exact model. So 5 ancestral steps draw the data distribution; the fixed variances do not (beta_t
+    is exact for N(0, I) data, so the data are made N(a, diag 1/16) on the working scale)."""
+    ds, truth = _gaussian_data()
+    model, _ = _exact_model(ds, truth, widen=4.0)
+    model.fit_variance(ds.train, generator=torch.Generator().manual_seed(1))
+    std = truth.base_dist.scale
+    errors = {}
+    for variance in ("fitted", "small", "large"):
+        x = model.sample(4000, generator=torch.Generator().manual_seed(0), sampler="ddpm", steps=5,
+                         variance=variance)
+        errors[variance] = float((x.std(0) / std - 1).abs().max())
+    assert errors["fitted"] < 0.05, errors  # measured: 0.024
+    assert errors["small"] > 0.15 and errors["large"] > 0.15, errors
 
 
 def test_fitted_variance_minimises_the_bound_given_the_model_mean():
@@ -326,6 +347,8 @@ def test_runs_without_a_fitted_variance_load_and_bound_with_beta_t(tmp_path):
     assert torch.equal(auto, old.log_prob(ds.test[:20], variance="large"))
     with pytest.raises(ConfigError, match="fitted"):
         old.log_prob(ds.test[:2], variance="fitted")
+    with pytest.raises(ConfigError, match="fitted"):
+        old.sample(2, sampler="ddpm", variance="fitted")
     with pytest.raises(ConfigError, match="variance"):
         loaded.log_prob(ds.test[:2], variance="medium")
 

@@ -39,5 +39,6 @@ def test_old_checkpoint_resumes_to_the_weights_the_old_code_reached(tmp_path):
     shutil.copytree(OLD.parent / "runs-0.1-unfinished" / "ddpm", run)
     torch.set_num_threads(1)
     r = genlab.resume(run, steps=2, progress=False)
-    total = sum(float(v.double().sum()) for v in r.model.state_dict().values() if v.is_floating_point())
+    total = sum(float(v.double().sum()) for k, v in r.model.state_dict().items()
+                if v.is_floating_point() and k != "x0_mse")  # x0_mse: measured after training, new since
     assert total == pytest.approx(100.57128498014808, rel=1e-9)

@@ -5,7 +5,8 @@
     L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t))
     L_0     = -log p_theta(x_0 | x_1)                              (discretised Gaussian decoder for images)
 
-`DDPM.variational_bound(x, per_step=True)` gives every term per test example. The figure shows the
+`DDPM.variational_bound(x, per_step=True)` gives every term per test example, with p_theta's variance
+fitted to the model's own x_0 error after training (`DDPM.fit_variance`). The figure shows the
 mean L_{t-1} against t (log scale) for two noise schedules and the cumulative share of the bound
 reached by step t: nearly all of it sits in the first few steps (small t, fine detail), which is why
 the simple loss, which weighs all steps alike, gives good samples and a poor likelihood, and why

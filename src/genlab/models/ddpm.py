@@ -130,7 +130,7 @@ class DDPM(GenerativeModel):
                      "p_uncond": Float(0, 1, high_open=True), "clip": Bool(), "min_snr": Float(0), "ot": Bool()}
     likelihood_kind = "bound"
     sample_ranges = {"sampler": OneOf(*DIFFUSION_SAMPLERS), "steps": Int(1, none=True), "eta": Float(0, 1),
-                     "guidance": Float(0), "variance": OneOf("small", "large"), "spacing": OneOf(*SPACINGS),
+                     "guidance": Float(0), "variance": OneOf("small", "large", "fitted"), "spacing": OneOf(*SPACINGS),
                      "rtol": Float(0, low_open=True), "atol": Float(0, low_open=True)}
     condition_kinds = ("class", "tensor")  # labels, or an image / vector per example (nn/diffusion.py)
     train_defaults = {"lr": 2e-3, "batch_size": 128, "ema_decay": 0.999, "warmup_steps": 100, "grad_clip": 1.0}
@@ -227,7 +227,8 @@ class DDPM(GenerativeModel):
                eta: float = 0.0, guidance: float = 1.0, variance: str = "small", spacing: str = "linspace",
                rtol: float = 1e-4, atol: float = 1e-4, progress: bool = False):
         """n samples in data space. `sampler`: ddpm | ddim | euler | heun | dopri5 (genlab.samplers);
-        `steps`: visited timesteps (None, or more than T: all T); `eta` for ddim; `variance` small|large for ddpm;
+        `steps`: visited timesteps (None, or more than T: all T); `eta` for ddim; `variance` small|large|fitted
+        (`fit_variance`) for ddpm;
         `guidance` w for classifier-free guidance (conditional models; y: labels, an int, or a
         class cycle when None; a tensor condition, required, for paired data)."""
         self._check_options(sampler, guidance)
@@ -244,7 +245,7 @@ class DDPM(GenerativeModel):
         if steps is not None:  # more steps than there are timesteps: all of them
             steps = min(int(steps), (self.schedule.T if t_start is None else int(t_start) + 1)) if int(steps) >= 1 else steps
         return diffusion_sample(sampler, lambda x, t: self.eps(x, t, y, guidance), self.schedule, xt, steps=steps,
-                                eta=eta, variance=variance, spacing=spacing, t_start=t_start, generator=generator,
+                                eta=eta, variance=self._sampler_variance(variance), spacing=spacing, t_start=t_start, generator=generator,
                                 clip=self.clip, rtol=rtol, atol=atol, progress=progress)
 
     # -- the latent path: deterministic DDIM both ways ---------------------------------------------
@@ -311,6 +312,7 @@ class DDPM(GenerativeModel):
         def known(i):  # q(x_{ts[i]} | x_0); i = len(ts) means x_0 itself
             return x0 if i == len(ts) else math.sqrt(ab[i]) * x0 + math.sqrt(1 - ab[i]) * noise()
 
+        var = self._sampler_variance(variance)
         path = repaint_path(len(ts), jump, resample)
         pairs = list(zip(path[:-1], path[1:]))
         if progress:
@@ -321,7 +323,7 @@ class DDPM(GenerativeModel):
         for i, j in pairs:
             if j > i:  # a reverse step: model for the unknown part, q(x_{t'} | x_0) for the known part
                 t_prev = ts[j] if j < len(ts) else -1
-                xt = ddpm_step(eps_fn, self.schedule, xt, ts[i], t_prev, variance, generator, self.clip)
+                xt = ddpm_step(eps_fn, self.schedule, xt, ts[i], t_prev, var, generator, self.clip)
                 xt = m * known(j) + (1 - m) * xt
             else:  # a forward step back up: q(x_a | x_b) = N(sqrt(abar_a / abar_b) x_b, (1 - abar_a / abar_b) I)
                 r = ab[j] / ab[i]
@@ -434,15 +436,26 @@ class DDPM(GenerativeModel):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- the variational bound --------------------------------------------------------------------
+    def _sampler_variance(self, variance: str):
+        """The ancestral sampler's variance: a name, or for "fitted" the measured x_0 error table."""
+        if variance != "fitted":
+            return variance
+        self._require_fitted()
+        return self.x0_mse
+
+    def _require_fitted(self) -> None:
+        if not self.has_fitted_variance:
+            raise ConfigError("variance='fitted' needs the x_0 error measured after training "
+                              "(model.fit_variance(train_x)); this model has none")
+
     def _variance_kind(self, variance: str) -> str:
         if variance == "auto":
             return "fitted" if self.has_fitted_variance else "large"
         if variance not in BOUND_VARIANCES:
             raise ConfigError(f"the bound's variance must be one of auto, {', '.join(BOUND_VARIANCES)}; "
                               f"got {variance!r}")
-        if variance == "fitted" and not self.has_fitted_variance:
-            raise ConfigError("variance='fitted' needs the x_0 error measured after training "
-                              "(model.fit_variance(train_x)); this model has none")
+        if variance == "fitted":
+            self._require_fitted()
         return variance
 
     def _p_mean_logvar(self, xt, t, y, variance):

@@ -20,7 +20,7 @@ from .schedule import NoiseSchedule, timesteps
 
 #: every sampler name genlab knows, with a one-line description
 SAMPLERS: dict[str, str] = {
-    "ddpm": "ancestral sampling (Ho et al. 2020, Algorithm 2); variance small|large; steps < T respaces the betas",
+    "ddpm": "ancestral sampling (Ho et al. 2020, Algorithm 2); variance small|large|fitted (ddpm); steps < T respaces the betas",
     "ddim": "DDIM (Song et al. 2021): eta=0 deterministic, eta=1 ancestral; any number of steps",
     "euler": "Euler's method on the probability-flow (ddpm) or flow-matching (fm) ODE",
     "heun": "Heun's second-order method on the same ODE (Karras et al. 2022)",

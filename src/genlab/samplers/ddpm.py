@@ -6,6 +6,9 @@
 
 variance="small":  sigma_t^2 = betatilde_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t  (the posterior's)
 variance="large":  sigma_t^2 = beta_t
+variance=m (a tensor [T]: the model's x_0 error per step, E||x_0 - x0_hat(x_t)||^2 / D, measured on data):
+                   sigma_t^2 = betatilde_t + c0_t^2 m_t, the variance that fits the model's own error
+                   (Bao et al. 2022; `DDPM.fit_variance`, where it is derived)
 (Ho et al. found both give similar samples; they are the lower and upper bounds on the optimal
 isotropic variance for data that is a point mass and N(0, I) respectively.)
 
@@ -49,32 +52,40 @@ def _noise(x, generator):
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def ddpm_step(eps_fn: Callable, schedule: NoiseSchedule, x: torch.Tensor, t: int, t_prev: int,
-              variance: str = "small", generator: Optional[torch.Generator] = None,
-              clip: Optional[float] = None) -> torch.Tensor:
-    """One ancestral step x_t -> x_{t_prev} (t_prev < t; t_prev = -1 returns the mean, i.e. x0_hat)."""
-    if variance not in VARIANCES:
+def _check_variance(variance) -> None:
+    if not isinstance(variance, torch.Tensor) and variance not in VARIANCES:
         raise unknown_name("DDPM variance", variance, VARIANCES)
+
+
+def ddpm_step(eps_fn: Callable, schedule: NoiseSchedule, x: torch.Tensor, t: int, t_prev: int,
+              variance="small", generator: Optional[torch.Generator] = None,
+              clip: Optional[float] = None) -> torch.Tensor:
+    """One ancestral step x_t -> x_{t_prev} (t_prev < t; t_prev = -1 returns the mean, i.e. x0_hat).
+    `variance`: "small", "large" or the x_0 error per step m [T] (see the module docstring)."""
+    _check_variance(variance)
     ab_t, ab_prev = _abar(schedule, t), _abar(schedule, t_prev)
     beta = 1 - ab_t / ab_prev
     eps, x0 = predict(eps_fn, schedule, x, t, clip)
     mean = (math.sqrt(ab_prev) * beta / (1 - ab_t)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab_t)) * x
     if t_prev < 0:
         return mean
-    var = beta * (1 - ab_prev) / (1 - ab_t) if variance == "small" else beta
+    if isinstance(variance, torch.Tensor):
+        c0 = math.sqrt(ab_prev) * beta / (1 - ab_t)
+        var = beta * (1 - ab_prev) / (1 - ab_t) + c0 ** 2 * float(variance[t])
+    else:
+        var = beta * (1 - ab_prev) / (1 - ab_t) if variance == "small" else beta
     return mean + math.sqrt(var) * _noise(x, generator)
 
 
 @torch.no_grad()
 def sample_ddpm(eps_fn: Callable, schedule: NoiseSchedule, x: torch.Tensor, steps: Optional[int] = None,
-                variance: str = "small", spacing: str = "linspace", t_start: Optional[int] = None,
+                variance="small", spacing: str = "linspace", t_start: Optional[int] = None,
                 generator: Optional[torch.Generator] = None, clip: Optional[float] = None,
                 progress: bool = False) -> torch.Tensor:
     """Run the chain from x (= x_{t_start}, pure noise when t_start is None = T-1) to x_0.
 
     steps=None visits all t_start + 1 steps; fewer uses respaced betas (`schedule.timesteps`)."""
-    if variance not in VARIANCES:
-        raise unknown_name("DDPM variance", variance, VARIANCES)
+    _check_variance(variance)
     ts = schedule.timesteps(steps, spacing, t_start)
     it = range(len(ts))
     if progress:
