@@ -59,17 +59,20 @@ class GAN(GenerativeModel):
 
     #: what `data_defaults` picks for low-dimensional vectors (vectors of at most 16 numbers: 2-D toys,
     #: small tables), on top of latent_dim = max(2, D)
-    LOW_DIM_DEFAULTS = {"minibatch_std": True, "hidden": (128, 128, 128), "lr": 1e-3}
+    LOW_DIM_DEFAULTS = {"minibatch_std": True, "hidden": (128, 128, 128), "lr": 1e-3, "batch_size": 128}
 
     @classmethod
     def data_defaults(cls, spec, n_train=None):
         """Low-dimensional vectors (at most 16 numbers: 2-D toys, small tables): a code no wider than
         the data (at least 2), the minibatch standard-deviation feature, a deeper and narrower MLP
-        (128-128-128 for G and D) and a 5x larger learning rate (1e-3; `train_defaults` keep DCGAN's
-        2e-4 for images). At 1 CPU-minute (`bench/defaults.py --data 8gaussians,25gaussians --families
-        gan --seeds 0,1,2`, 2026-12-01): % of samples within 3 sigma of a mode, ring 86.4 / 94.7 / 92.0,
-        grid 54.6 / 53.3 / 73.4, against 77.1 and 12.0 (seed 0) with the previous low-dim defaults (256-256
-        at 2e-4). The sweep that chose them is in docs/benchmarks.md ("Defaults on every built-in data set").
+        (128-128-128 for G and D), a 5x larger learning rate (1e-3; `train_defaults` keep DCGAN's
+        2e-4 for images) and batch 128 (DCGAN's 64 for images). At 1 CPU-minute (`bench/defaults.py --data
+        8gaussians,25gaussians --families gan --seeds 0,1,2`, 2026-12-01): % of samples within 3 sigma of a
+        mode, ring 86.4 / 94.7 / 92.0, grid 54.6 / 53.3 / 73.4, against 77.1 and 12.0 (seed 0) with the
+        previous low-dim defaults (256-256 at 2e-4). On a quiet machine (2026-12-02), batch 64 -> 128: ring
+        93.8 / 95.9 / 93.8 -> 96.2 / 96.4 / 94.0, grid 57.2 / 60.2 / 81.1 -> 69.7 / 71.4 / 83.3 (every mode
+        found in every seed; 256: 59.0 / 66.5 / 64.5). The sweeps are in docs/benchmarks.md ("Defaults on
+        every built-in data set").
 
         Small images (DataSpec.small_image: the 8 x 8 digits): the same 5x larger learning rate. On digits
         (one thread, 2026-12-02, seeds 0 / 1, FD on 360 samples) it gives FD 8.4 / 12.5 against 88.1 / 92.1
