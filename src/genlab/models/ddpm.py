@@ -245,8 +245,8 @@ class DDPM(GenerativeModel):
         if steps is not None:  # more steps than there are timesteps: all of them
             steps = min(int(steps), (self.schedule.T if t_start is None else int(t_start) + 1)) if int(steps) >= 1 else steps
         return diffusion_sample(sampler, lambda x, t: self.eps(x, t, y, guidance), self.schedule, xt, steps=steps,
-                                eta=eta, variance=self._sampler_variance(variance), spacing=spacing, t_start=t_start, generator=generator,
-                                clip=self.clip, rtol=rtol, atol=atol, progress=progress)
+                                eta=eta, variance=self._sampler_variance(variance), spacing=spacing, t_start=t_start,
+                                generator=generator, clip=self.clip, rtol=rtol, atol=atol, progress=progress)
 
     # -- the latent path: deterministic DDIM both ways ---------------------------------------------
     @torch.no_grad()
