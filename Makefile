@@ -23,9 +23,9 @@ install: $(VENV)/.genlab
 # on one self-contained page, with one latent model (ddpm@vae: diffusion over the VAE's codes).
 # DEMO_MINUTES of training in total (process CPU time, so the page does not change beside other jobs),
 # split by family weight (ddpm, fm and pixelcnn 2, the others 1; families trained too briefly are flagged
-# on the page), then evaluation. Measured on 2 quiet cores (2026-12-02): 4 min 21 s wall for the compare
-# command below; every family past its minimum steps (ddpm 267, fm 226, pixelcnn 153); the longest
-# evaluations are fm's and ddpm's (22 s and 19 s: sampling and likelihood) and pixelcnn's (17 s, sampling).
+# on the page), then evaluation. Measured on 2 quiet cores (2026-12-02, commit 83bd3d8): 3 min 46 s wall for
+# the compare command below; every family past its minimum steps (ddpm 286, fm 300, pixelcnn 177); the
+# longest evaluations are ddpm's and fm's (20 s and 16 s: sampling and likelihood) and pixelcnn's (11 s).
 DEMO_MINUTES ?= 2.5
 DEMO_MODELS ?= all,ddpm@vae
 demo: $(VENV)/.genlab
