@@ -240,13 +240,21 @@ class ExactEps(torch.nn.Module):
         return (1 - ab).sqrt() * (x - ab.sqrt() * self.a) / (ab * self.b ** 2 + 1 - ab)
 
 
-def test_log_prob_is_a_tight_lower_bound_for_the_exact_model():
-    ds, truth = _gaussian_data()
+def _exact_model(ds, truth, widen: float = 1.0):
+    """The ddpm of `ds` with the exact eps; widen > 1 scales the working scale so that the data
+    are N(a, b^2) with b = 1 / widen there (at 1 they are standardised: N(0, I))."""
     model = genlab.create_model("ddpm", ds, hidden=(8,))
     model.prepare(ds)
+    model.data_scale.mul_(widen)
     a = (truth.base_dist.loc - model.data_shift) / model.data_scale
     b = truth.base_dist.scale / model.data_scale
     model.net = ExactEps(model.schedule, a, b)
+    return model, b
+
+
+def test_log_prob_is_a_tight_lower_bound_for_the_exact_model():
+    ds, truth = _gaussian_data()
+    model, _ = _exact_model(ds, truth)
     torch.manual_seed(0)
     x = ds.test[:500].repeat(4, 1)  # 4 independent draws of the x_t per example
     bound, exact = model.log_prob(x), truth.log_prob(x)
@@ -258,18 +266,6 @@ def test_log_prob_is_a_tight_lower_bound_for_the_exact_model():
     parts = model.variational_bound(x)
     assert torch.allclose(parts["total"], parts["prior"] + parts["terms"] + parts["decoder"])
     assert float(parts["prior"].max()) < 1e-3  # L_T: q(x_T | x_0) is N(0, I) to within 1e-3 nats
-
-
-def _exact_model(ds, truth, widen: float = 1.0):
-    """The ddpm of `ds` with the exact eps; widen > 1 scales the working scale so that the data
-    are N(a, b^2) with b = 1 / widen there (at 1 they are standardised: N(0, I))."""
-    model = genlab.create_model("ddpm", ds, hidden=(8,))
-    model.prepare(ds)
-    model.data_scale.mul_(widen)
-    a = (truth.base_dist.loc - model.data_shift) / model.data_scale
-    b = truth.base_dist.scale / model.data_scale
-    model.net = ExactEps(model.schedule, a, b)
-    return model, b
 
 
 def test_fitted_variance_of_the_exact_model_is_the_true_posterior_variance_and_tightens_the_bound():

@@ -143,8 +143,8 @@ class DDPM(GenerativeModel):
     #: --data digits --families ddpm --set timesteps=250`, 2026-12-02; docs/benchmarks.md): bound 2.495 /
     #: 2.470 / 2.438 bits/dim against 3.071 / 3.032 / 3.029 at T = 1000 (the fitted Gaussian: 2.935), FD
     #: 3.80 / 3.38 / 3.36 against 3.30 / 3.31 / 3.11 on 360 samples. An undertrained model pays every
-    #: tiny-noise step of the chain in the bound; fewer, larger steps waste fewer of them, and the
-    #: bound takes a quarter of the network calls.
+    #: tiny-noise step of the chain in the bound (our reading); fewer, larger steps leave fewer of them,
+    #: and the bound takes a quarter of the network calls.
     SMALL_IMAGE_TIMESTEPS = 250
 
     @classmethod
@@ -447,11 +447,12 @@ class DDPM(GenerativeModel):
 
     # -- the variational bound --------------------------------------------------------------------
     def _sampler_variance(self, variance: str):
-        """The ancestral sampler's variance: a name, or for "fitted" the measured x_0 error table."""
+        """The ancestral sampler's variance: a name, or for "fitted" the measured x_0 error table
+        (on the CPU: the sampler reads one entry per step as a Python number)."""
         if variance != "fitted":
             return variance
         self._require_fitted()
-        return self.x0_mse
+        return self.x0_mse.cpu()
 
     def _require_fitted(self) -> None:
         if not self.has_fitted_variance:
