@@ -163,6 +163,10 @@ TRAIN = ["train", "vae", "--steps", "1", "--quiet", "--out", "r", "--set", "hidd
     (TRAIN + ["--config", "evil.json"], "evil.json: refused: it is a Python pickle, not JSON"),
     (TRAIN + ["--config", "evil.yaml"], "evil.yaml: not valid YAML (binary content)"),
     (TRAIN + ["--set", "latnt_dim=2"], "did you mean 'latent_dim'?"),
+    (TRAIN + ["--set", "seed=x"], "invalid seed='x': expected a number"),
+    (TRAIN + ["--seed", "1", "--set", "seed=3"], "seed given twice (--seed and in --set/--config)"),
+    (TRAIN + ["--set", "epochs=2"], "give one budget, not epochs and steps"),
+    (TRAIN + ["--set", "classes=1"], "classes is not a setting: give it as --classes"),
     (["train", "vea", "--out", "r"], "unknown model 'vea'; did you mean 'vae'?"),
     (["train", "vae", "--data", "fashion-mnst", "--out", "r"], "did you mean 'fashion-mnist'?"),
     (["experiment", "mode-colapse"], "unknown experiment 'mode-colapse'"),
@@ -238,6 +242,13 @@ def bad_outputs(root: Path, suffix: str):
         (root / "locked").mkdir(mode=0o500)
         cases.append(("locked/x" + suffix, "cannot write in locked"))
     return cases
+
+
+def test_seed_and_budget_from_a_config_file_are_used(in_tmp):
+    (in_tmp / "c.yaml").write_text("seed: 3\nsteps: 2\nhidden: [8]\nnet: mlp\n")
+    assert main(["train", "vae", "--quiet", "--out", "r", "--config", "c.yaml"]) == 0
+    cfg = json.loads((in_tmp / "r" / "config.json").read_text())
+    assert cfg["seed"] == 3 and cfg["budget"] == {"steps": 2}, (cfg["seed"], cfg["budget"])
 
 
 def test_unwritable_or_invalid_out_for_train_and_sample(runs, capsys):

@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="digits", help="data set name or path (default: digits)")
     _budget_args(t)
     t.add_argument("--out", help="run directory (default: runs/FAMILY-DATA-TIME)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting (repeatable)")
     t.add_argument("--config", help="settings from a .json or .yaml file")
     t.add_argument("--classes", type=_classes, help="keep only these labels, e.g. 0,3 or label names (one class: "
@@ -337,6 +337,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: options of `genlab train` a config file or --set may give instead (the budget and the seed)
+_OPTION_SETTINGS = {"seed": int, "epochs": (int, float), "steps": int, "minutes": (int, float)}
+#: options that only the command line gives, by the setting name a user might try
+_OPTIONS_ONLY = {"classes": "--classes", "label_column": "--label-column", "data": "--data", "out": "--out",
+                 "progress": "--quiet", "quiet": "--quiet", "config": "--config", "family": "FAMILY",
+                 "data_options": "--set data.NAME=VALUE", "save": "--out", "callbacks": "the Python API"}
+
+
+def run_options(a, settings: dict) -> None:
+    """Move the budget and the seed from `settings` (a config file or --set) onto the parsed options
+    `a`; refuse one given twice, a second budget, and command-line options passed as settings."""
+    for key, option in _OPTIONS_ONLY.items():
+        if key in settings:
+            raise ConfigError(f"{key} is not a setting: give it as {option}")
+    for key, kind in _OPTION_SETTINGS.items():
+        if key not in settings:
+            continue
+        value = settings.pop(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ConfigError(f"invalid {key}={value!r}: expected a number")
+        if getattr(a, key) is not None:
+            raise ConfigError(f"{key} given twice (--{key} and in --set/--config): give it once")
+        setattr(a, key, value)
+    given = [k for k in ("epochs", "steps", "minutes") if getattr(a, k) is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give one budget, not {' and '.join(given)}")
+
+
 def cmd_train(a) -> None:
     from .train.run import train
 
@@ -344,12 +372,13 @@ def cmd_train(a) -> None:
         writable_output(a.out, directory=True)
 
     settings = {**(read_config(a.config) if a.config else {}), **parse_settings(a.set)}
+    run_options(a, settings)
     data_options = {k[5:]: settings.pop(k) for k in list(settings) if k.startswith("data.")}
     if a.label_column is not None:
         data_options["label_column"] = a.label_column
     stream = True if a.stream else settings.pop("stream", None)
-    run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes, seed=a.seed,
-                classes=a.classes, data_options=data_options, progress=not a.quiet, stream=stream,
+    run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes,
+                seed=0 if a.seed is None else a.seed, classes=a.classes, data_options=data_options, progress=not a.quiet, stream=stream,
                 latent=a.latent if a.latent is not None else settings.pop("latent", None), **settings)
     _report(run)
 
