@@ -4,6 +4,7 @@ genlab against a peer library on the same network, batch and data where the peer
 
     python bench/throughput.py --quick            # a few steps each: a smoke run, not a result
     python bench/throughput.py --steps 200        # the protocol: 1 thread, quiet machine
+    python bench/throughput.py --no-peers --families none --mfu --epoch-cost --memory --ddp   # costs only
 
 One thread (torch.set_num_threads(1)), time counted as process CPU time by the Trainer
 (`clock=cpu`, logging and callbacks excluded), the same seed for both sides; each side first
@@ -13,6 +14,9 @@ genlab vae (the IWAE-paper MLP on MNIST, from bench/vae_mnist.py); diffusers' UN
 DDPMScheduler vs genlab ddpm (bench/diffusion.py's configuration and loops); torchcfm vs genlab fm
 (the same UNet, bench/diffusion_fm.py). Ratios > 1: genlab trains more steps per CPU-second.
 Prints one table and the ratios, and writes bench/results/throughput.json (or --out).
+--mfu, --epoch-cost, --memory and --ddp add the costs of bench/costs.py (model-FLOP utilisation at
+batch 512 against the measured matmul peak, seconds per epoch at three data sizes, peak memory, and
+2 processes x 1 thread against 1 x 2 for the UNet; the last needs both cores to itself).
 """
 
 from __future__ import annotations
@@ -142,6 +146,39 @@ LOOP_PEERS = [  # (pair name, peer module, measure(quick) -> (genlab rate, peer 
 ]
 
 
+def measure_costs(a, names: list[str]) -> dict:
+    """The parts of bench/costs.py asked for on the command line (one thread except --ddp)."""
+    import costs
+
+    out = {}
+    fams = {f: FAMILIES[f] for f in (names or FAMILIES)}
+    if a.mfu:
+        batch = 512
+        peak = costs.matmul_peak()
+        torch.set_num_threads(2)
+        peak2 = costs.matmul_peak(clock=time.perf_counter)  # per wall second
+        torch.set_num_threads(1)
+        print(f"fp32 matmul peak: {peak:.1f} GFLOP/CPU-s on 1 thread; 2 threads {peak2:.1f} GFLOP/s", flush=True)
+        rate = lambda fam, data, b, **hp: genlab_rate(fam, data, 20 if a.quick else 50, 3, b, **hp)  # noqa: E731
+        rows = costs.mfu_rows(fams, rate, batch, peak)
+        try:
+            rows += costs.vae_mfu_rows(batch, peak, repeats=1 if a.quick else 3, steps=3 if a.quick else 20)
+        except genlab.DataError as e:
+            print(f"IWAE MLP on MNIST: skipped ({e})")
+        out["mfu"] = {"batch": batch, "peak_gflops_per_cpu_s": peak, "peak_2_threads_gflops": peak2, "rows": rows}
+    if a.epoch_cost:
+        sizes = (750, 1500, 3000) if a.quick else (7500, 15000, 30000)
+        try:
+            out["epoch_cost"] = costs.epoch_costs("vae", sizes)
+        except genlab.DataError as e:
+            print(f"cost per epoch: skipped ({e})")
+    if a.memory:
+        out["memory"] = costs.peak_memory(fams, a.batch, steps=3 if a.quick else 20)
+    if a.ddp:
+        out["ddp"] = costs.ddp_pair(steps=20 if a.quick else 60)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="5 steps each (smoke run; not a measurement)")
@@ -151,11 +188,15 @@ def main(argv=None) -> int:
     p.add_argument("--families", help="comma-separated (default: all in the table)")
     p.add_argument("--no-peers", action="store_true", help="genlab's families only")
     p.add_argument("--channels-last", action="store_true", help="train with channels_last=true (NHWC)")
+    p.add_argument("--mfu", action="store_true", help="model-FLOP utilisation at batch 512 (bench/costs.py)")
+    p.add_argument("--epoch-cost", action="store_true", help="seconds per epoch at three MNIST sizes")
+    p.add_argument("--memory", action="store_true", help="peak memory of each family's run")
+    p.add_argument("--ddp", action="store_true", help="ddpm UNet: 2 processes x 1 thread vs 1 x 2 (torchrun)")
     p.add_argument("--out", help="JSON file (default bench/results/throughput.json; --quick writes none unless given)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     steps, warmup = (5, 2) if a.quick else (a.steps, max(5, a.steps // 10))
-    names = a.families.split(",") if a.families else list(FAMILIES)
+    names = [] if a.families == "none" else a.families.split(",") if a.families else list(FAMILIES)
     rows = {}
     sampling = {}
     for fam in names:
@@ -193,9 +234,10 @@ def main(argv=None) -> int:
             continue
         ratios.append({"pair": pair, "genlab_steps_per_s": ours, "peer_steps_per_s": theirs, "ratio": ours / theirs})
         print(f"{pair}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
+    costs = measure_costs(a, names)
     out = {"quick": a.quick, "steps": steps, "batch": a.batch, "threads": 1, "clock": "process CPU time",
            "families": rows, "sampling": sampling, "peers": ratios, "torch": torch.__version__,
-           "note": "a --quick run is a smoke test, not a measurement"}
+           "costs": costs, "note": "a --quick run is a smoke test, not a measurement"}
     path = a.out or (None if a.quick else str(RESULTS / "throughput.json"))
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

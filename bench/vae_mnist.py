@@ -148,10 +148,10 @@ def train_pythae(model, data, args, name) -> dict:
             "wall_seconds": time.perf_counter() - t0, "final_train_loss": mean_loss}
 
 
-def step_times(data, names, seed: int, repeats: int = 7, steps: int = 20) -> dict:
+def step_times(data, names, seed: int, repeats: int = 7, steps: int = 20, batch: int = BATCH) -> dict:
     """Best-of-`repeats` ms per training step (binarize, loss, backward, Adam), all models
     interleaved on one batch, so background load on the machine hits them alike."""
-    models, x, best = {n: build(n, data, seed) for n in names}, data.train[:BATCH], {}
+    models, x, best = {n: build(n, data, seed) for n in names}, data.train[:batch], {}
     runs = {n: (loss_fn(m), torch.optim.Adam(m.parameters(), lr=LR)) for n, m in models.items()}
     for _ in range(repeats):
         for n, (loss_of, opt) in runs.items():

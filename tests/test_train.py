@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -143,6 +144,37 @@ def test_same_seed_same_weights_different_seed_different(digits):
 def test_minutes_budget_and_bf16_autocast(digits):
     run = genlab.train("ae", digits, minutes=0.02, precision="bf16", save=False, progress=False)
     assert 0 < run.history[-1]["time"] < 5 and math.isfinite(run.history[-1]["loss"])
+
+
+def test_fp16_scales_the_loss_and_resumes_bit_exactly(digits, tmp_path):
+    """fp16 autocast with a gradient scaler per player: the first steps' scaled gradients overflow
+    fp16, those steps are skipped and the scale halved (the scaler's state is in the checkpoint, so a
+    resumed run ends where an uninterrupted one does), and the run learns as fp32 does."""
+    kw = dict(steps=40, progress=False, checkpoint_every=10, log_every=5, batch_size=64, seed=1)
+    full = genlab.train("gan", digits, tmp_path / "full", precision="fp16", **kw)
+    scalers = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=True)["scalers"]
+    assert len(scalers) == 2 and all(s["scale"] < 2.0 ** 16 for s in scalers), scalers  # overflowed at least once
+    with pytest.raises(KeyboardInterrupt):
+        genlab.train("gan", digits, tmp_path / "cut", precision="fp16", callbacks=[crash_after(25)], **kw)
+    resumed = genlab.resume(tmp_path / "cut", progress=False)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    kw.update(steps=150, checkpoint_every=0, log_every=25)
+    fp32, fp16 = (genlab.train("vae", digits, save=False, precision=p, **kw).history for p in ("fp32", "fp16"))
+    assert fp16[-1]["loss"] < 0.9 * fp16[0]["loss"], fp16  # it learns, and as fp32 does
+    assert abs(fp16[-1]["loss"] - fp32[-1]["loss"]) < 0.03 * fp32[-1]["loss"], (fp32, fp16)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile needs a C compiler")
+def test_compiled_training_step_follows_the_eager_run(digits):
+    """compile=true compiles the training step (the eager run's random draws, fallback_random), so the
+    loss trajectory is the eager one's up to the fused kernels' rounding; sampling is not compiled."""
+    kw = dict(steps=30, log_every=5, batch_size=64, seed=2, save=False, progress=False, hidden=[32], net="mlp")
+    eager = genlab.train("vae", digits, **kw)
+    compiled = genlab.train("vae", digits, compile=True, **kw)
+    for a, b in zip(eager.history, compiled.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), (a, b)
+    assert not hasattr(compiled.model, "_orig_mod")  # the model itself is the plain module
 
 
 def test_bad_settings_and_existing_run(digits, tmp_path):

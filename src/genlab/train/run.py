@@ -183,7 +183,7 @@ def _remove_unresumable(run_dir: Path) -> None:
 #: the shape of the checkpoint (batch_size, optimizer, seed and the hyperparameters do)
 RESUME_SETTINGS = ("lr", "grad_clip", "precision", "weight_decay", "betas", "warmup_steps", "lr_schedule",
                    "min_lr_ratio", "log_every", "sample_every", "checkpoint_every", "device", "workers", "clock",
-                   "memory_check")
+                   "memory_check", "compile")
 
 
 def run_data(run_dir, data=None, *, allow_changed_data: bool = False) -> Dataset:

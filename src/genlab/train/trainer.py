@@ -121,6 +121,10 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.players = self.model.players()
         self.optimizers = [self._optimizer(p.parameters, {**p.overrides}) for p in self.players]
+        # fp16's range is small: each player's loss is scaled up before backward and its gradients
+        # unscaled before the step, which is skipped (and the scale halved) when any is Inf/NaN
+        self.scalers = ([torch.amp.GradScaler(self.device.type) for _ in self.players]
+                        if cfg.precision == "fp16" else None)
         self.wrapped: nn.Module = self.model
         rank, world = 0, 1
         if self.distributed and self.players:
@@ -130,6 +134,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = DDP(self.model, device_ids=ids, find_unused_parameters=len(self.players) > 1)
         self.rank, self.world = rank, world
+        # compiled: the training step's call, not the model, so sampling and saving see plain modules
+        self.step_call = self.wrapped
+        if cfg.compile:
+            import torch._inductor.config as inductor
+
+            inductor.fallback_random = True  # random draws from torch's generator: the eager run's noise
+            self.step_call = torch.compile(self.wrapped)
         self.stream = BatchStream(len(self.data.train), cfg.batch_size, cfg.seed, rank, world)
         y = self.data.conditions("train", self.model.condition_kind)  # labels, tensor conditions or None
         self.streamed = bool(cfg.stream) or is_lazy(self.data.train)
@@ -263,8 +274,9 @@ class Trainer:
                                    f"`genlab resume {self.run_dir}`", signum, self.run_dir, self.step)
 
     def _autocast(self):
-        if self.config.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.config.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+            return torch.autocast(self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def _global_batch(self, n: int):
@@ -297,18 +309,25 @@ class Trainer:
     def _train_step(self) -> None:
         lr_factor = self.lr_factor()
         multi = len(self.players) > 1
-        for player, opt in zip(self.players, self.optimizers):
+        for i, (player, opt) in enumerate(zip(self.players, self.optimizers)):
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * lr_factor
+            scaler = self.scalers[i] if self.scalers else None
             for _ in range(player.steps):
                 x, y = self._next_batch()
                 with self._autocast(), self._global_batch(len(x)):
-                    out = self.wrapped(player.method, x, y)
+                    out = self.step_call(player.method, x, y)
                 opt.zero_grad(set_to_none=True)
-                out["loss"].backward()
+                (scaler.scale(out["loss"]) if scaler else out["loss"]).backward()
                 if self.config.grad_clip:
+                    if scaler:
+                        scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(player.parameters, self.config.grad_clip)
-                opt.step()
+                if scaler:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
                 for k, v in out.items():
                     key = f"{player.name}/{k}" if multi else k
                     self._acc[key] = self._acc.get(key, 0) + v.detach().float()
@@ -377,6 +396,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizers": [o.state_dict() for o in self.optimizers],
+            "scalers": [s.state_dict() for s in self.scalers] if self.scalers else None,
             "step": self.step, "epoch": self.epoch, "elapsed": self.elapsed, "stream": self.stream.state_dict(),
             "rng": rng_state(), "budget": self.budget.to_dict(),
         }
@@ -404,7 +424,7 @@ class Trainer:
             ["--set precision=fp32"] if cfg.precision != "fp32" else [])
         remedies = (f"usual remedies: a lower lr (now {cfg.lr:g}), "
                     + (f"a smaller grad_clip (now {cfg.grad_clip:g})" if cfg.grad_clip else "grad_clip=1")
-                    + (", precision=fp32 (now bf16)" if cfg.precision != "fp32" else "")
+                    + (f", precision=fp32 (now {cfg.precision})" if cfg.precision != "fp32" else "")
                     + ", and a look at the data (outliers, constant columns, too few examples)")
         where = f"training stopped at step {self.step}: {what}"
         if self.closed_form:
@@ -425,6 +445,8 @@ class Trainer:
                 self.ema.load_state_dict(state["ema"], self.model)
             for o, s in zip(self.optimizers, state["optimizers"]):
                 o.load_state_dict(s)
+            for scaler, s in zip(self.scalers or [], state.get("scalers") or []):  # none before fp16 (2026-12-02)
+                scaler.load_state_dict(s)
             self.step, self.elapsed = state["step"], state["elapsed"]
             self.stream.load_state_dict(state["stream"])
             set_rng_state(state["rng"])
