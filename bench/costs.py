@@ -171,7 +171,8 @@ def ddp_pair(steps: int = 60, global_batch: int = 128, hp: dict | None = None) -
     sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in hp.items()]
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, nproc, threads in (("1 process x 2 threads", 1, 2), ("2 processes x 1 thread", 2, 1)):
+        for name, nproc, threads in (("1 process x 2 threads", 1, 2), ("2 processes x 1 thread", 2, 1),
+                                     ("1 process x 1 thread", 1, 1)):  # the last: what the second core adds
             out = Path(tmp) / name.replace(" ", "_")
             args = ["-m", "genlab", "train", "ddpm", "--data", "digits", "--steps", str(steps), "--out", str(out),
                     "--quiet", "--set", f"batch_size={global_batch // nproc}", "--set", "log_every=10", "--set", "clock=wall",
@@ -188,5 +189,6 @@ def ddp_pair(steps: int = 60, global_batch: int = 128, hp: dict | None = None) -
             rates[name] = (last["step"] - first["step"]) / (last["time"] - first["time"])
             print(f"ddpm UNet, global batch {global_batch}, {name}: {rates[name]:.2f} steps/s", flush=True)
     ratio = rates["2 processes x 1 thread"] / rates["1 process x 2 threads"]
-    print(f"2 x 1 / 1 x 2 = {ratio:.2f}x", flush=True)
+    print(f"2 x 1 / 1 x 2 = {ratio:.2f}x; 1 x 1 / 1 x 2 = "
+          f"{rates['1 process x 1 thread'] / rates['1 process x 2 threads']:.2f}x", flush=True)
     return {"steps": steps, "global_batch": global_batch, "hp": hp, "steps_per_s": rates, "ratio": ratio}

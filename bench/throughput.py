@@ -175,7 +175,7 @@ def measure_costs(a, names: list[str]) -> dict:
     if a.memory:
         out["memory"] = costs.peak_memory(fams, a.batch, steps=3 if a.quick else 20)
     if a.ddp:
-        out["ddp"] = costs.ddp_pair(steps=20 if a.quick else 60)
+        out["ddp"] = costs.ddp_pair(steps=20 if a.quick else 200)
     return out
 
 
