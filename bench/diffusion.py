@@ -62,6 +62,7 @@ import torch
 import genlab
 from genlab.metrics import frechet_distance, gaussian_stats
 from genlab.metrics.features import extractor_for
+import peer_loop
 from peer_loop import train_peer
 
 BATCH, LR, WARMUP, CLIP, EMA_DECAY, T = 128, 2e-3, 100, 1.0, 0.999, 1000
@@ -81,13 +82,14 @@ def _params(net) -> int:
 
 # -- the two training runs -------------------------------------------------------------------------
 #: the family's fixed default UNet, named: on digits its data-aware defaults would pick a smaller one
-NET = dict(base=32, mults=(1, 2, 2), num_res_blocks=1, attention=True)
+NET = dict(base=32, mults=(1, 2, 2), num_res_blocks=1, attention=True, timesteps=1000)  # T as diffusers (not the digits default 250)
 
 
 def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
     """genlab's `ddpm` with its defaults (the UNet: NET), or with `recipe` (ddpm / Trainer settings, e.g. precision=bf16)."""
-    torch.set_num_threads(1)
-    run = genlab.train("ddpm", _data(), minutes=minutes, clock="cpu", seed=seed, save=False, progress=False,
+    torch.set_num_threads(peer_loop.THREADS)
+    run = genlab.train("ddpm", _data(), minutes=minutes, clock=peer_loop.CLOCK, seed=seed, save=False,
+                       progress=False,
                        batch_size=BATCH, lr=LR, warmup_steps=WARMUP, grad_clip=CLIP, ema_decay=EMA_DECAY,
                        **{**NET, **(recipe or {})})
     last = run.history[-1]
@@ -108,7 +110,7 @@ def train_diffusers(minutes: float, seed: int, bf16: bool = False, schedule: str
     `schedule` is DDPMScheduler's beta_schedule (linear, or squaredcos_cap_v2: the cosine schedule)."""
     from diffusers import UNet2DModel
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(peer_loop.THREADS)
     torch.manual_seed(seed)
     data = _data()
     net = UNet2DModel(**DIFFUSERS_NET)

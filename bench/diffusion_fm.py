@@ -59,6 +59,7 @@ from genlab.metrics.features import extractor_for
 from genlab.nn.unet import UNet
 from genlab.samplers.ode import integrate
 from genlab.train.checkpoint import seed_everything
+import peer_loop
 from peer_loop import train_peer
 
 NET = dict(base=32, mults=(1, 2, 2), num_res_blocks=1, attention=True)
@@ -80,9 +81,10 @@ def initial_weights(seed: int) -> dict:
 # -- the two training runs -------------------------------------------------------------------------
 def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
     """genlab's `fm` with its defaults, or with `recipe` (fm settings such as ot, time_sampling)."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(peer_loop.THREADS)
     data = _data()
-    run = genlab.train("fm", data, minutes=minutes, clock="cpu", seed=seed, save=False, progress=False,
+    run = genlab.train("fm", data, minutes=minutes, clock=peer_loop.CLOCK, seed=seed, save=False,
+                       progress=False,
                        batch_size=BATCH, lr=LR, grad_clip=CLIP, ema_decay=EMA_DECAY, **NET, **(recipe or {}))
     last = run.history[-1]
     return {"state": {k: v.clone() for k, v in run.model.net.net.state_dict().items()},
@@ -94,7 +96,7 @@ def train_torchcfm(minutes: float, seed: int, bf16: bool = False) -> dict:
     adds what a torchcfm user would write by hand for bf16 (torch.autocast around the network)."""
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(peer_loop.THREADS)
     data = _data()
     net = UNet(1, 8, **NET)
     net.load_state_dict(initial_weights(seed))

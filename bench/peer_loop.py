@@ -14,6 +14,15 @@ import torch
 from genlab.train.ema import EMA
 
 
+#: the budgets' protocol, both sides alike: torch threads per process and what a budget counts
+#: ("cpu": process CPU time, the default; "wall": wall time, for equal wall time on several threads)
+THREADS, CLOCK = 1, "cpu"
+
+
+def _clock():
+    return time.process_time if CLOCK == "cpu" else time.perf_counter
+
+
 def train_peer(net, loss_fn, x_all, minutes: float, seed: int, lr: float, batch: int, clip: float,
                ema_decay: float, warmup: int = 0) -> dict:
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -23,7 +32,8 @@ def train_peer(net, loss_fn, x_all, minutes: float, seed: int, lr: float, batch:
     perm, pos, step, losses = torch.randperm(len(x_all), generator=g), 0, 0, []
     budget, elapsed = minutes * 60, 0.0
     net.train()
-    t_last = time.process_time()
+    clock = _clock()
+    t_last = clock()
     while elapsed < budget:
         if pos + batch > len(perm):  # reshuffle each epoch, drop the ragged last batch
             perm, pos = torch.randperm(len(x_all), generator=g), 0
@@ -38,7 +48,7 @@ def train_peer(net, loss_fn, x_all, minutes: float, seed: int, lr: float, batch:
         step += 1
         ema.update(net, step)
         losses.append(loss.detach())
-        now = time.process_time()
+        now = clock()
         elapsed += now - t_last
         t_last = now
     ema.copy_to(net)
