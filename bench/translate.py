@@ -81,6 +81,49 @@ def cyclegan_row(data, seed: int, minutes: float, n: int) -> dict:
             "accuracy_ab": acc(ab), "accuracy_ba": acc(1 - ba)}
 
 
+def report(out: dict) -> None:
+    """The mnist-sr table (mean +- standard error over seeds) and CycleGAN's accuracies."""
+    a = out["protocol"]
+    seeds = a["seeds"]
+    floor = next((r["fid_real"] for rows in out["sr"].values() for r in rows if r.get("fid_real") is not None), None)
+    print(f"\nmnist-sr, {a['minutes']:g} CPU-min per family, seeds {seeds}, n={a['n']}; FD real-data floor "
+          f"{floor} (each row's excess is over its own seed's floor where it has one)")
+    print(f"{'family':10} {'PSNR':>14} {'SSIM':>14} {'FD excess':>14} {'accuracy':>14} {'s/image':>10}")
+    for fam, rows in out["sr"].items():
+        cells = []
+        for key in ("psnr", "ssim", "fid", "class_accuracy"):
+            vals = [r[key] - (r.get("fid_real") or floor) if key == "fid" and floor is not None and r[key] is not None
+                    else r[key] for r in rows]
+            m, se = _mean_se(vals)
+            cells.append("—" if m is None else f"{m:.4g}±{se:.2g}")
+        t, _ = _mean_se([r["sampling_seconds_per_image"] for r in rows])
+        t = 0.0 if t is None else t
+        print(f"{fam:10} " + " ".join(f"{c:>14}" for c in cells) + f" {t:10.2g}")
+    if out["cyclegan"]:
+        ab, _ = _mean_se([r["accuracy_ab"] for r in out["cyclegan"]])
+        ba, _ = _mean_se([r["accuracy_ba"] for r in out["cyclegan"]])
+        print(f"cyclegan mnist-inverted: accuracy A->B {ab:.4f}, B->A {ba:.4f}")
+
+
+def merge(paths: list[str], out_path: str) -> None:
+    """One result from runs of the same protocol on different seeds (e.g. seed 0, then seeds 1 and 2)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    keys = ("minutes", "n", "threads", "clock", "quick")
+    if any({k: r["protocol"][k] for k in keys} != {k: runs[0]["protocol"][k] for k in keys} for r in runs):
+        raise SystemExit("translate.py --merge: the runs have different protocols")
+    out = {"protocol": {**runs[0]["protocol"], "seeds": [s for r in runs for s in r["protocol"]["seeds"]],
+                        "merged_from": paths}, "sr": {}, "cyclegan": [c for r in runs for c in r["cyclegan"]]}
+    for r in runs:
+        for fam, rows in r["sr"].items():
+            if fam in ("bicubic", "targets"):  # no learning: the same for every seed
+                out["sr"].setdefault(fam, rows)
+            else:
+                out["sr"].setdefault(fam, []).extend(rows)
+    report(out)
+    Path(out_path).write_text(json.dumps(out, indent=2))
+    print(f"wrote {out_path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0, help="CPU minutes of training per family and seed")
@@ -89,7 +132,10 @@ def main() -> None:
     p.add_argument("--families", default=",".join(FAMILIES) + ",cyclegan")
     p.add_argument("--quick", action="store_true", help="1 CPU-minute per family, seed 0, 1000 test examples")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "translate.json"))
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="combine the results of runs on other seeds into --out")
     a = p.parse_args()
+    if a.merge:
+        return merge(a.merge, a.out)
     if a.quick:
         a.minutes, a.seeds, a.n = 1.0, "0", 1000
     torch.set_num_threads(1)
@@ -115,23 +161,7 @@ def main() -> None:
             out["sr"][fam].append(sr_row(sr, fam, s, a.minutes, a.n))
             print(fam, s, {k: round(v, 4) if isinstance(v, float) else v for k, v in out["sr"][fam][-1].items()},
                   flush=True)
-    floor = next((r["fid_real"] for rows in out["sr"].values() for r in rows if r.get("fid_real") is not None), None)
-    print(f"\nmnist-sr, {a.minutes:g} CPU-min per family, seeds {seeds}, n={a.n}; FD real-data floor {floor}")
-    print(f"{'family':10} {'PSNR':>14} {'SSIM':>14} {'FD excess':>14} {'accuracy':>14} {'s/image':>10}")
-    for fam, rows in out["sr"].items():
-        cells = []
-        for key in ("psnr", "ssim", "fid", "class_accuracy"):
-            vals = [r[key] - floor if key == "fid" and floor is not None and r[key] is not None else r[key]
-                    for r in rows]
-            m, se = _mean_se(vals)
-            cells.append("—" if m is None else f"{m:.4g}±{se:.2g}")
-        t, _ = _mean_se([r["sampling_seconds_per_image"] for r in rows])
-        t = 0.0 if t is None else t
-        print(f"{fam:10} " + " ".join(f"{c:>14}" for c in cells) + f" {t:10.2g}")
-    if out["cyclegan"]:
-        ab, _ = _mean_se([r["accuracy_ab"] for r in out["cyclegan"]])
-        ba, _ = _mean_se([r["accuracy_ba"] for r in out["cyclegan"]])
-        print(f"cyclegan mnist-inverted: accuracy A->B {ab:.4f}, B->A {ba:.4f}")
+    report(out)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2))
     print(f"wrote {a.out}")
