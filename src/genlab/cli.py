@@ -378,7 +378,8 @@ def cmd_train(a) -> None:
         data_options["label_column"] = a.label_column
     stream = True if a.stream else settings.pop("stream", None)
     run = train(a.family, a.data, a.out, epochs=a.epochs, steps=a.steps, minutes=a.minutes,
-                seed=0 if a.seed is None else a.seed, classes=a.classes, data_options=data_options, progress=not a.quiet, stream=stream,
+                seed=0 if a.seed is None else a.seed, classes=a.classes, data_options=data_options,
+                progress=not a.quiet, stream=stream,
                 latent=a.latent if a.latent is not None else settings.pop("latent", None), **settings)
     _report(run)
 

@@ -73,8 +73,9 @@ TRAIN_RANGES = {
     "betas": Floats(0, 1, high_open=True, length=2), "weight_decay": Float(0), "warmup_steps": Int(0),
     "lr_schedule": OneOf("constant", "cosine", "linear"), "min_lr_ratio": Float(0, 1),
     "grad_clip": Float(0, low_open=True, none=True), "ema_decay": Float(0, 1, low_open=True, high_open=True, none=True),
-    "log_every": Int(1), "sample_every": Int(0), "checkpoint_every": Int(0), "precision": OneOf("fp32", "bf16", "fp16"),
-    "compile": Bool(), "channels_last": Bool(), "device": Anything(), "seed": Int(), "stream": Bool(none=True), "workers": Int(0),
+    "log_every": Int(1), "sample_every": Int(0), "checkpoint_every": Int(0),
+    "precision": OneOf("fp32", "bf16", "fp16"), "compile": Bool(), "channels_last": Bool(), "device": Anything(),
+    "seed": Int(), "stream": Bool(none=True), "workers": Int(0),
     "clock": OneOf("wall", "cpu", "auto"), "memory_check": Bool(),
 }
 
