@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -144,6 +145,23 @@ def test_same_seed_same_weights_different_seed_different(digits):
 def test_minutes_budget_and_bf16_autocast(digits):
     run = genlab.train("ae", digits, minutes=0.02, precision="bf16", save=False, progress=False)
     assert 0 < run.history[-1]["time"] < 5 and math.isfinite(run.history[-1]["loss"])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_emulated_low_precision_on_a_cpu_is_named(native, digits, monkeypatch):
+    """bf16 on a CPU without native bf16 instructions (AVX2) is emulated, 30x slower than fp32: said once."""
+    from genlab.train import trainer
+
+    monkeypatch.setattr(trainer, "native_cpu_precision", lambda precision: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = genlab.train("ae", digits, steps=1, precision="bf16", save=False, progress=False)
+        fp32 = genlab.train("ae", digits, steps=1, save=False, progress=False)
+    said = [str(w.message) for w in caught if "is emulated" in str(w.message)]
+    assert len(said) == (0 if native else 1) and not fp32.warnings
+    assert [w for w in run.warnings if "is emulated" in w] == said
+    if not native:
+        assert "precision=bf16 on this CPU" in said[0] and "--set precision=fp32" in said[0]
 
 
 def test_fp16_scales_the_loss_and_resumes_bit_exactly(digits, tmp_path):
