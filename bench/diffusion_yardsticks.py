@@ -6,6 +6,8 @@ trained independently from another seed, raw pixels) at several sample seeds.
     .venv/bin/python bench/diffusion_yardsticks.py --minutes 5                     # 1 thread, CPU time
     .venv/bin/python bench/diffusion_yardsticks.py --minutes 5 --threads 2 --clock wall   # alone on 2 cores
     .venv/bin/python bench/diffusion_yardsticks.py --quick                          # smoke run
+    .venv/bin/python bench/diffusion_yardsticks.py --pairs ddpm --load S.pt --retrain-peer \
+        --peer-schedule squaredcos_cap_v2          # the control: diffusers with the cosine schedule too
     .venv/bin/python bench/diffusion_yardsticks.py --ddpm-set schedule=cosine --ddpm-set precision=bf16 \
         --fm-set precision=bf16 --fm-set ot=true --fm-set time_sampling=logit-normal --fm-set dequantize=false
 
@@ -86,6 +88,9 @@ def main(argv=None) -> int:
     p.add_argument("--ddpm-set", action="append", default=[], metavar="KEY=VALUE",
                    help="genlab ddpm's recipe (e.g. schedule=cosine, precision=bf16: docs/benchmarks.md's)")
     p.add_argument("--fm-set", action="append", default=[], metavar="KEY=VALUE", help="genlab fm's recipe")
+    p.add_argument("--peer-schedule", default="linear", choices=("linear", "squaredcos_cap_v2"),
+                   help="diffusers' beta_schedule (the control: the cosine schedule on both sides)")
+    p.add_argument("--retrain-peer", action="store_true", help="with --load: keep genlab's states, train the peers again")
     p.add_argument("--save", help="torch.save the trained states here")
     p.add_argument("--load", help="score the states saved by --save instead of training")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "diffusion_yardsticks.json"))
@@ -102,13 +107,18 @@ def main(argv=None) -> int:
     states = torch.load(a.load, weights_only=False) if a.load else {}
     out = {"protocol": {"minutes": a.minutes, "threads": a.threads, "clock": a.clock, "seed": a.seed,
                         "sample_seeds": a.sample_seeds, "n": len(data.train), "quick": a.quick, "recipes": recipes,
+                        "peer_schedule": a.peer_schedule, "loaded": a.load, "retrained_peer": a.retrain_peer,
                         "yardsticks": {k: e.name for k, (e, _) in sticks.items()}}, "pairs": {}}
+    peer_options = {"ddpm": {"schedule": a.peer_schedule}, "fm": {}}
     for pair in [s.strip() for s in a.pairs.split(",") if s.strip()]:
+        if pair in states and a.retrain_peer:
+            states[pair] = states[pair][:1] + [PAIRS[pair][1][1](a.minutes, a.seed, **peer_options[pair])]
         if pair not in states:
             states[pair] = []
             for side, (name, fn) in enumerate(PAIRS[pair]):
                 t0 = time.time()
-                states[pair].append(fn(a.minutes, a.seed, recipes[pair]) if side == 0 else fn(a.minutes, a.seed))
+                states[pair].append(fn(a.minutes, a.seed, recipes[pair]) if side == 0
+                                    else fn(a.minutes, a.seed, **peer_options[pair]))
                 print(f"{pair}: {name} trained {states[pair][-1]['steps']} steps in {time.time() - t0:.0f} s",
                       flush=True)
         torch.set_num_threads(a.threads)
