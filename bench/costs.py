@@ -18,6 +18,7 @@ part prints its table and returns rows for the JSON.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -91,7 +92,7 @@ def vae_mfu_rows(batch: int, peak: float, repeats: int = 3, steps: int = 20) -> 
     import vae_mnist
 
     data = genlab.load_dataset("mnist")
-    names = ["genlab-vae"] + (["pythae-vae"] if _installed("pythae") else [])
+    names = ["genlab-vae"] + (["pythae-vae"] if importlib.util.find_spec("pythae") else [])
     ms = vae_mnist.step_times(data, names, seed=0, repeats=repeats, steps=steps, batch=batch)
     rows = []
     for name in names:
@@ -100,12 +101,6 @@ def vae_mfu_rows(batch: int, peak: float, repeats: int = 3, steps: int = 20) -> 
         flops = step_flops(lambda: loss_of(x).backward())
         rows.append(_mfu_row(f"{name} (IWAE MLP, MNIST)", flops, 1e3 / ms[name], peak))
     return rows
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 def epoch_costs(family: str = "vae", sizes=(7500, 15000, 30000), batch: int = 128, workers: int = 2) -> list[dict]:

@@ -99,6 +99,10 @@ def nonfinite_tensor(state: dict, prefix: str = "") -> Optional[str]:
     return None
 
 
+#: the autocast type of each reduced precision (fp32: no autocast)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def native_cpu_precision(precision: str) -> bool:
     """Whether this CPU has native instructions for bf16 / fp16 (oneDNN's own check)."""
     return bool({"bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported,
@@ -143,7 +147,7 @@ class Trainer:
         # unscaled before the step, which is skipped (and the scale halved) when any is Inf/NaN
         self.scalers = ([torch.amp.GradScaler(self.device.type) for _ in self.players]
                         if cfg.precision == "fp16" else None)
-        slow = emulated_precision(self.device, cfg.precision)
+        slow = emulated_precision(self.device, cfg.precision) if self.players else None  # closed forms: no autocast
         if slow and distributed.is_main():
             self.warnings.append(slow)
             warnings.warn(GenlabWarning(slow), stacklevel=2)
@@ -296,10 +300,8 @@ class Trainer:
                                    f"`genlab resume {self.run_dir}`", signum, self.run_dir, self.step)
 
     def _autocast(self):
-        if self.config.precision in ("bf16", "fp16"):
-            dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
-            return torch.autocast(self.device.type, dtype=dtype)
-        return contextlib.nullcontext()
+        dtype = AUTOCAST_DTYPES.get(self.config.precision)
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def _global_batch(self, n: int):
         """Under DDP: this rank's n examples are rows rank*n.. of the global batch, whose random
