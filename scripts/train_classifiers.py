@@ -70,22 +70,17 @@ def accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((ext.predict(x) == y).double().mean())
 
 
-def train_one(name: str, recipe: dict, seed: int, out: Path, command: str, threads: int) -> dict:
-    seed_everything(seed)
+def fit(net: torch.nn.Module, xtr: torch.Tensor, ytr: torch.Tensor, recipe: dict, seed: int,
+        name: str = "") -> list:
+    """The recipe's training loop (AdamW, one-cycle schedule, label smoothing, shift/flip augmentation);
+    returns the per-epoch history. The caller seeds torch before building `net` (dropout draws from the
+    global generator). Shared with bench/sr_ceiling.py, which trains the same network on other inputs."""
     g = torch.Generator().manual_seed(seed)
-    data = genlab.load_dataset(name)
-    xtr, ytr, xte, yte = data.train, data.train_labels, data.test, data.test_labels
-    if tuple(data.spec.shape) != SHIPPED[name]:
-        raise SystemExit(f"{name}: images of shape {data.spec.shape}, expected {SHIPPED[name]}")
-    net = Classifier(SHIPPED[name], num_classes=data.spec.num_classes)
-    n_params = sum(p.numel() for p in net.parameters())
     epochs, bs = recipe["epochs"], recipe["batch_size"]
     steps = (len(xtr) + bs - 1) // bs
     opt = torch.optim.AdamW(net.parameters(), lr=recipe["lr"], weight_decay=WEIGHT_DECAY)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["lr"], total_steps=epochs * steps,
                                                 pct_start=0.25)
-    print(f"{name}: {len(xtr)} train / {len(xte)} test, {n_params} parameters, {epochs} epochs x {steps} steps, "
-          f"{threads} threads", flush=True)
     t0 = time.time()
     history = []
     for epoch in range(1, epochs + 1):
@@ -108,8 +103,25 @@ def train_one(name: str, recipe: dict, seed: int, out: Path, command: str, threa
                "seconds": round(time.time() - t0, 1)}
         history.append(rec)
         if epoch == epochs or epoch % max(1, epochs // 6) == 0:
-            print(f"  epoch {epoch:3d}  loss {rec['loss']:.4f}  train acc (augmented) "
+            print(f"  {name} epoch {epoch:3d}  loss {rec['loss']:.4f}  train acc (augmented) "
                   f"{rec['train_accuracy_augmented']:.4f}  {rec['seconds']:.0f}s", flush=True)
+    return history
+
+
+def train_one(name: str, recipe: dict, seed: int, out: Path, command: str, threads: int) -> dict:
+    seed_everything(seed)
+    data = genlab.load_dataset(name)
+    xtr, ytr, xte, yte = data.train, data.train_labels, data.test, data.test_labels
+    if tuple(data.spec.shape) != SHIPPED[name]:
+        raise SystemExit(f"{name}: images of shape {data.spec.shape}, expected {SHIPPED[name]}")
+    net = Classifier(SHIPPED[name], num_classes=data.spec.num_classes)
+    n_params = sum(p.numel() for p in net.parameters())
+    epochs, bs = recipe["epochs"], recipe["batch_size"]
+    steps = (len(xtr) + bs - 1) // bs
+    print(f"{name}: {len(xtr)} train / {len(xte)} test, {n_params} parameters, {epochs} epochs x {steps} steps, "
+          f"{threads} threads", flush=True)
+    t0 = time.time()
+    history = fit(net, xtr, ytr, recipe, seed, name)
     seconds = time.time() - t0
     test_acc = accuracy(net, xte, yte)
     train_acc = accuracy(net, xtr, ytr)
