@@ -111,7 +111,7 @@ def merge(paths: list[str], out_path: str) -> None:
     keys = ("minutes", "n", "threads", "clock", "quick")
     if any({k: r["protocol"][k] for k in keys} != {k: runs[0]["protocol"][k] for k in keys} for r in runs):
         raise SystemExit("translate.py --merge: the runs have different protocols")
-    out = {"protocol": {**runs[0]["protocol"], "seeds": [s for r in runs for s in r["protocol"]["seeds"]],
+    out = {"protocol": {**runs[0]["protocol"], "seeds": sorted({s for r in runs for s in r["protocol"]["seeds"]}),
                         "merged_from": paths}, "sr": {}, "cyclegan": [c for r in runs for c in r["cyclegan"]]}
     for r in runs:
         for fam, rows in r["sr"].items():
@@ -119,6 +119,11 @@ def merge(paths: list[str], out_path: str) -> None:
                 out["sr"].setdefault(fam, rows)
             else:
                 out["sr"].setdefault(fam, []).extend(rows)
+    # a run may hold some families only (e.g. CycleGAN's seeds run on their own), but never one seed twice
+    for fam, rows in [*out["sr"].items(), ("cyclegan", out["cyclegan"])]:
+        seeds = [row["seed"] for row in rows if "seed" in row]
+        if len(seeds) != len(set(seeds)):
+            raise SystemExit(f"translate.py --merge: {fam} has seed(s) {sorted(seeds)}: one seed in two runs")
     report(out)
     Path(out_path).write_text(json.dumps(out, indent=2))
     print(f"wrote {out_path}")
