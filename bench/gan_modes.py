@@ -43,7 +43,7 @@ SETTINGS = {
 }
 # each trained generator is sampled three ways: plainly, with discriminator rejection sampling, and
 # with 20 steps of discriminator-driven latent refinement (noise-free DDLS, step 0.01)
-SAMPLING = {"plain": {}, "drs": {"rejection": True}, "refined": {"refine": 20, "refine_step": 0.01}}
+SAMPLING = {"plain": {"rejection": False}, "drs": {"rejection": True}, "refined": {"refine": 20, "refine_step": 0.01}}
 TARGETS = {"8gaussians": (8, 0.98), "25gaussians": (25, 0.97)}
 ANCHORS = {"8gaussians": "vanilla 6.3 / 98.2%, PacGAN4 7.8 / 95.9%",
            "25gaussians": "vanilla 17.3 / 94.8%, PacGAN4 24.8 / 93.6%, VEEGAN 24.6 / 40%"}

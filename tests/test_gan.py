@@ -204,3 +204,44 @@ def test_rejection_sampling_errors_are_clear(digits):
     assert m.sample(6, y=2, refine=3).shape == (6, 1, 8, 8)
     with pytest.raises(ConfigError, match="steps >= 1"):
         m.sample(4, refine=2, refine_step=-1.0)
+
+
+def test_rejection_sampling_draws_the_data_when_the_discriminator_is_the_density_ratio():
+    """G(z) = 2z draws N(0, 4I); with the exact logit l(x) = log N(x; 0, I) - log N(x; 0, 4I) =
+    log 4 - 3|x|^2 / 8, DRS at gamma = 0 must draw the data, N(0, I) (Azadi et al. 2019)."""
+    data = genlab.load_dataset("8gaussians")
+    m = genlab.create_model("gan", data, sampling="drs")
+    m.data_shift, m.data_scale = torch.zeros(2), torch.ones(2)  # working scale = data scale
+
+    class Double(torch.nn.Module):
+        def forward(self, z, y=None):
+            return 2 * z
+
+    class Ratio(torch.nn.Module):
+        def forward(self, x, y=None):
+            return math.log(4.0) - 3 * x.pow(2).sum(1) / 8
+
+    m.generator, m.discriminator = Double(), Ratio()
+    plain = m.sample(4000, generator=torch.Generator().manual_seed(0), rejection=False)
+    drawn = m.sample(4000, generator=torch.Generator().manual_seed(0))
+    assert abs(float(plain.std()) - 2.0) < 0.1
+    assert abs(float(drawn.std()) - 1.0) < 0.05 and float(drawn.mean(0).abs().max()) < 0.06
+    few = m.sample(3, generator=torch.Generator().manual_seed(1))  # fewer rows than a proposal batch
+    assert few.shape == (3, 2) and float(few.abs().max()) < 5
+
+
+def test_low_dimensional_gans_sample_by_rejection_where_it_applies(digits):
+    toy = genlab.load_dataset("8gaussians")
+    m = genlab.create_model("gan", toy)
+    assert m.config["sampling"] == "auto" and m.default_rejection
+    assert not genlab.create_model("gan", toy, loss="hinge").default_rejection  # auto: hinge is no density ratio
+    assert not genlab.create_model("gan", toy, pac=2).default_rejection
+    assert not genlab.create_model("gan", digits).default_rejection  # images: the plain generator
+    with pytest.raises(ConfigError, match="sampling=drs needs"):
+        genlab.create_model("gan", toy, loss="hinge", sampling="drs")
+    with pytest.raises(ConfigError, match="sampling"):
+        genlab.create_model("gan", toy, sampling="sometimes")
+    z = torch.randn(5, m.latent_dim, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(m.sample(5, z=z), m.generate(z))  # given codes: decoded as they are
+    with pytest.raises(ConfigError, match="rejection"):
+        m.check_sample_options({"rejection": "yes"})

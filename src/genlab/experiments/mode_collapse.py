@@ -34,9 +34,10 @@ VARIANTS = {
     "minibatch-std": {"minibatch_std": True},
     "pacgan-4": {"pac": 4},
 }
-#: the shared setting (gan hyperparameters and trainer settings)
+#: the shared setting (gan hyperparameters and trainer settings); minibatch_std and sampling are explicit:
+#: the gan's data-aware defaults on 2-D points turn the first on and sample by discriminator rejection
 SETTING = {"latent_dim": 256, "hidden": (128, 128), "lr": 1e-4, "d_lr": 1e-3, "batch_size": 256, "ema_decay": None,
-           "minibatch_std": False}  # explicit: the gan's data-aware default on 2-D points turns it on
+           "minibatch_std": False, "sampling": "plain"}
 
 
 @register_experiment("mode-collapse", "ring of 8 Gaussians: a collapsing vanilla GAN vs minibatch std vs PacGAN, "

@@ -14,7 +14,9 @@ and packing (PacGAN, Lin et al. 2018): D judges `pac` samples at once, concatena
 Conditioning (cGAN): a label embedding joins z in G; D uses projection (Miyato & Koyama
 2018), l(x, y) = psi(h(x)) + <embed(y), h(x)>, or concatenation of a one-hot label.
 Sampling: plain G(z), discriminator rejection sampling (`drs_accept`) or discriminator-driven
-latent refinement (`GAN.refine_latent`).
+latent refinement (`GAN.refine_latent`). The `sampling` hyperparameter sets what `sample` does by
+default: `plain` (images), `auto` (low-dimensional vectors: DRS wherever the discriminator is a
+density ratio, i.e. a cross-entropy loss and pac = 1) or `drs`.
 """
 
 from __future__ import annotations
@@ -52,14 +54,16 @@ class GAN(GenerativeModel):
                      "channels": Ints(1, min_len=1), "loss": Text(), "n_critic": Int(1), "gp_weight": Float(0),
                      "r1_weight": Float(0), "conditional": Bool(), "conditioning": OneOf("projection", "concat"),
                      "pac": Int(1), "minibatch_std": Bool(), "d_lr": Float(0),
-                     "norm": OneOf("batch", "group", "none")}
+                     "norm": OneOf("batch", "group", "none"), "sampling": OneOf("plain", "drs", "auto")}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": 0.999, "batch_size": 64}
-    sample_ranges = {"refine": Int(0), "refine_step": Float(0, low_open=True), "refine_noise": Float(0)}
+    sample_ranges = {"refine": Int(0), "refine_step": Float(0, low_open=True), "refine_noise": Float(0),
+                     "rejection": Bool(none=True), "gamma": Float()}
     min_train_steps = 500  # a GAN's two players need many rounds before G leaves its initial blob
 
     #: what `data_defaults` picks for low-dimensional vectors (vectors of at most 16 numbers: 2-D toys,
     #: small tables), on top of latent_dim = max(2, D)
-    LOW_DIM_DEFAULTS = {"minibatch_std": True, "hidden": (128, 128, 128), "lr": 1e-3, "batch_size": 128}
+    LOW_DIM_DEFAULTS = {"minibatch_std": True, "hidden": (128, 128, 128), "lr": 1e-3, "batch_size": 128,
+                        "sampling": "auto"}
 
     @classmethod
     def data_defaults(cls, spec, n_train=None):
@@ -71,8 +75,9 @@ class GAN(GenerativeModel):
         mode, ring 86.4 / 94.7 / 92.0, grid 54.6 / 53.3 / 73.4, against 77.1 and 12.0 (seed 0) with the
         previous low-dim defaults (256-256 at 2e-4). On a quiet machine (2026-12-02), batch 64 -> 128: ring
         93.8 / 95.9 / 93.8 -> 96.2 / 96.4 / 94.0, grid 57.2 / 60.2 / 81.1 -> 69.7 / 71.4 / 83.3 (every mode
-        found in every seed; 256: 59.0 / 66.5 / 64.5). The sweeps are in docs/benchmarks.md ("Defaults on
-        every built-in data set").
+        found in every seed; 256: 59.0 / 66.5 / 64.5). Sampling by discriminator rejection (`sampling=auto`,
+        2026-12-02, grid, 6 seeds): it removes the samples G leaves on the bridges between modes (see
+        docs/benchmarks.md). The sweeps are in docs/benchmarks.md ("Defaults on every built-in data set").
 
         Small images (DataSpec.small_image: the 8 x 8 digits): the same 5x larger learning rate. On digits
         (one thread, 2026-12-02, seeds 0 / 1, FD on 360 samples) it gives FD 8.4 / 12.5 against 88.1 / 92.1
@@ -89,7 +94,7 @@ class GAN(GenerativeModel):
                  channels: tuple = (64, 128), loss: str = "non-saturating", n_critic: int = 1,
                  gp_weight: float = 10.0, r1_weight: float = 0.0, conditional: bool = False,
                  conditioning: str = "projection", pac: int = 1, minibatch_std: bool = False,
-                 d_lr: float = 0.0, norm: str = "batch"):
+                 d_lr: float = 0.0, norm: str = "batch", sampling: str = "plain"):
         super().__init__(spec)
         if loss not in LOSSES:
             raise unknown_name("GAN loss", loss, LOSSES)
@@ -101,12 +106,21 @@ class GAN(GenerativeModel):
             raise ConfigError(f"conditioning must be projection or concat, not {conditioning!r}")
         if norm not in ("batch", "group", "none"):
             raise ConfigError(f"norm (the conv generator's normalisation) must be batch, group or none, not {norm!r}")
+        if sampling not in ("plain", "drs", "auto"):
+            raise ConfigError(f"sampling must be plain, drs or auto, not {sampling!r}")
+        if sampling == "drs" and (loss not in DENSITY_RATIO_LOSSES or pac > 1):
+            raise ConfigError(f"sampling=drs needs a discriminator trained with the cross-entropy loss (minimax or "
+                              f"non-saturating) on single samples (pac 1); this one has loss={loss}, pac={pac}: "
+                              "use sampling=auto (DRS only where it applies) or plain")
         if pac > 1 and conditional:
             raise ConfigError("pac > 1 with conditional=true is not supported (a pack mixes labels)")
         net = resolve_net(net, spec)
         k = spec.num_classes if conditional else 0
         self.loss_name, self.n_critic, self.gp_weight, self.r1_weight = loss, n_critic, gp_weight, r1_weight
         self.latent_dim, self.pac, self.d_lr = latent_dim, pac, d_lr
+        # what `sample` does when not told: rejection by the discriminator, or the plain generator
+        self.default_rejection = sampling == "drs" or (sampling == "auto" and loss in DENSITY_RATIO_LOSSES
+                                                       and pac == 1)
         self.generator = Generator(spec, latent_dim, net, hidden, channels, k, norm)
         self.discriminator = Discriminator(spec, net, hidden, channels, pac, k, conditioning, minibatch_std)
 
@@ -177,10 +191,13 @@ class GAN(GenerativeModel):
             self.train(was)
 
     @torch.no_grad()
-    def sample(self, n, y=None, generator=None, *, z=None, rejection: bool = False, gamma: float = 0.0,
+    def sample(self, n, y=None, generator=None, *, z=None, rejection=None, gamma: float = 0.0,
                refine: int = 0, refine_step: float = 0.01, refine_noise: float = 0.0):
         """n samples G(z, y). `rejection=True`: discriminator rejection sampling (see `drs_accept`);
-        `refine=K`: K discriminator-driven steps on z before decoding (see `refine_latent`)."""
+        `refine=K`: K discriminator-driven steps on z before decoding (see `refine_latent`).
+        `rejection=None` follows the `sampling` hyperparameter, except with given codes z or refine."""
+        if rejection is None:
+            rejection = self.default_rejection and z is None and not refine
         if rejection:
             if z is not None or refine:
                 raise ConfigError("rejection sampling draws its own z; do not pass z or refine with rejection=true")
@@ -233,6 +250,8 @@ class GAN(GenerativeModel):
         if self.pac > 1:
             raise ConfigError(f"{what} scores single samples; this discriminator judges packs of {self.pac}")
 
+    MIN_PROPOSALS = 512
+
     def _rejection_sample(self, n, y, generator, gamma, burn_in: int = 10_000, rounds: int = 1000):
         self._check_density_ratio_discriminator("rejection sampling")
         was = self.training
@@ -249,15 +268,18 @@ class GAN(GenerativeModel):
             for _ in range(rounds):
                 if len(todo) == 0:
                     return self.from_working(out)
-                rows = todo.repeat(4)  # 4 proposals per missing row
+                # at least 4 proposals per missing row, and at least MIN_PROPOSALS in all: a minibatch-std
+                # discriminator reads the batch's spread, which a handful of samples would misstate
+                k = max(4, -(-self.MIN_PROPOSALS // len(todo)))
+                rows = todo.repeat(k)
                 u, logit = propose(None if y is None else y[rows], len(rows))
                 max_logit = torch.maximum(max_logit, logit.max())
                 p = drs_accept(logit, max_logit, gamma)
-                ok = (torch.rand(len(rows), generator=generator).to(self.device) < p).view(4, len(todo))
+                ok = (torch.rand(len(rows), generator=generator).to(self.device) < p).view(k, len(todo))
                 hit = ok.any(0)
                 first = ok.int().argmax(0)  # the first accepted proposal fills its row
                 cols = hit.nonzero().flatten()
-                out[todo[cols]] = u.view(4, len(todo), *u.shape[1:])[first[cols], cols]
+                out[todo[cols]] = u.view(k, len(todo), *u.shape[1:])[first[cols], cols]
                 todo = todo[~hit]
             raise ConfigError(f"rejection sampling accepted too few proposals in {rounds} rounds; "
                               "lower gamma (e.g. gamma=-3)")
