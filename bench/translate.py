@@ -38,7 +38,7 @@ from genlab.metrics.translation import baseline_result
 # family rows: (registry name, settings); everything else is the family's defaults
 FAMILIES = {
     "pix2pix": ("pix2pix", {}),
-    "srgan": ("pix2pix", {"feature_weight": 1.0}),
+    "srgan": ("pix2pix", {"feature_weight": 20.0}),  # 1.0 until 2026-12-02: too weak beside L1 x 100
     "ddpm": ("ddpm", {"conditional": True}),
     "fm": ("fm", {"conditional": True}),
 }
