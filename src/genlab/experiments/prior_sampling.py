@@ -66,7 +66,7 @@ def prior_sampling(out, seed: int = 0, quick: bool = False) -> dict:
         ax.set_axis_off()
     fig.suptitle(f"decoded prior samples (code size {d}, {steps} steps; real digits: confidence "
                  f"{scores['real test digits']['mean_confidence']:.2f})", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))  # room for the suptitle above the panel titles
     save_figure(fig, out / "prior-sampling.png")
     summary = {"experiment": "prior-sampling", "seed": seed, "quick": quick, "steps": steps, "latent_dim": d,
                "n": n, "classifier": ex.name, "scores": scores, "figure": str(out / "prior-sampling.png")}
