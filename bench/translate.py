@@ -42,6 +42,10 @@ FAMILIES = {
     "ddpm": ("ddpm", {"conditional": True}),
     "fm": ("fm", {"conditional": True}),
 }
+#: rows run only when named in --families: settings compared against the defaults
+VARIANTS = {
+    "pix2pix-lr2e-4": ("pix2pix", {"lr": 2e-4}),  # the paper's rate (genlab's default on these sizes is 1e-3)
+}
 METRICS = ["psnr", "ssim", "fid", "balance"]
 
 
@@ -55,7 +59,7 @@ def _mean_se(values):
 
 
 def sr_row(data, family: str, seed: int, minutes: float, n: int) -> dict:
-    name, settings = FAMILIES[family]
+    name, settings = {**FAMILIES, **VARIANTS}[family]
     cpu = time.process_time()
     run = genlab.train(name, data, minutes=minutes, seed=seed, save=False, progress=False, clock="cpu", **settings)
     train_cpu = time.process_time() - cpu
@@ -134,7 +138,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="CPU minutes of training per family and seed")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--n", type=int, default=10000, help="test examples scored")
-    p.add_argument("--families", default=",".join(FAMILIES) + ",cyclegan")
+    p.add_argument("--families", default=",".join(FAMILIES) + ",cyclegan",
+                   help=f"rows, from {', '.join([*FAMILIES, 'cyclegan', *VARIANTS])} (default: all but {', '.join(VARIANTS)})")
     p.add_argument("--quick", action="store_true", help="1 CPU-minute per family, seed 0, 1000 test examples")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "translate.json"))
     p.add_argument("--merge", nargs="+", metavar="JSON", help="combine the results of runs on other seeds into --out")
@@ -146,6 +151,10 @@ def main() -> None:
     torch.set_num_threads(1)
     seeds = [int(s) for s in a.seeds.split(",")]
     fams = [f.strip() for f in a.families.split(",") if f.strip()]
+    unknown = [f for f in fams if f not in {**FAMILIES, **VARIANTS, "cyclegan": None}]
+    if unknown:
+        raise SystemExit(f"translate.py: unknown row(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join([*FAMILIES, 'cyclegan', *VARIANTS])}")
     out = {"protocol": {"minutes": a.minutes, "seeds": seeds, "n": a.n, "threads": 1, "clock": "cpu",
                         "quick": a.quick, "genlab_version": genlab.__version__}, "sr": {}, "cyclegan": []}
     sr = genlab.load_dataset("mnist-sr")
