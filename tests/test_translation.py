@@ -174,6 +174,22 @@ def test_pix2pix_learns_super_resolution_beyond_bicubic(sr):
     assert got["diversity"] == 0  # at 8 px the U-Net has no dropout layer: a deterministic translator
 
 
+def test_pix2pix_discriminator_takes_its_own_learning_rate(sr):
+    """d_lr reaches the discriminator's optimizer only; the data default (lr 1e-3 at <= 32 px) the generator's."""
+    from genlab.train.callbacks import Callback
+
+    class Grab(Callback):
+        def on_train_start(self, trainer):
+            self.optimizers = trainer.optimizers
+
+    grab = Grab()
+    genlab.train("pix2pix", sr, save=False, steps=2, seed=0, progress=False, d_lr=5e-5, callbacks=[grab], **SMALL)
+    (d_opt, g_opt) = grab.optimizers
+    assert [g["lr"] for g in d_opt.param_groups] == [5e-5] and [g["lr"] for g in g_opt.param_groups] == [1e-3]
+    with pytest.raises(ConfigError, match="d_lr"):
+        create_model("pix2pix", sr, d_lr=-1.0)
+
+
 def test_pix2pix_refuses_unpaired_and_unconditioned_data_and_bad_conditions(inverted, digits, sr):
     with pytest.raises(ConfigError, match="learns from pairs.*unpaired.*use cyclegan"):
         create_model("pix2pix", inverted)

@@ -57,7 +57,7 @@ class Pix2Pix(GenerativeModel):
     #: the valid values of each hyperparameter (genlab.params), checked by create_model
     hparam_ranges = {"loss": Text(), "l1_weight": Float(0), "feature_weight": Float(0), "base": Int(1),
                      "depth": Int(0), "dropout": Float(0, 1, high_open=True), "d_base": Int(1), "d_layers": Int(-1),
-                     "norm": OneOf("batch", "instance", "none"), "conditional": Bool()}
+                     "norm": OneOf("batch", "instance", "none"), "conditional": Bool(), "d_lr": Float(0)}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
 
     #: images up to this side take a 5x larger learning rate (`data_defaults`)
@@ -79,7 +79,7 @@ class Pix2Pix(GenerativeModel):
 
     def __init__(self, spec, loss: str = "non-saturating", l1_weight: float = 100.0, feature_weight: float = 0.0,
                  base: int = 32, depth: int = 0, dropout: float = 0.5, d_base: int = 64, d_layers: int = -1,
-                 norm: str = "batch", conditional: bool = True):
+                 norm: str = "batch", conditional: bool = True, d_lr: float = 0.0):
         super().__init__(spec)
         check_image_to_image(spec, "pix2pix")
         if not conditional:
@@ -92,6 +92,7 @@ class Pix2Pix(GenerativeModel):
         c, h, w = spec.shape
         cc = spec.condition_shape[0]
         self.loss_name, self.l1_weight, self.feature_weight = loss, float(l1_weight), float(feature_weight)
+        self.d_lr = float(d_lr)  # the discriminator's own learning rate (0: the trainer's lr)
         self.generator = UNetGenerator(cc, c, (h, w), base, depth or None, dropout, norm)
         self.discriminator = PatchDiscriminator(c, (h, w), cc, d_base, None if d_layers < 0 else d_layers, norm)
         self._phi = []  # the frozen feature network, kept out of the module tree (not trained, not saved)
@@ -117,7 +118,8 @@ class Pix2Pix(GenerativeModel):
 
     # -- the two players ------------------------------------------------------------------------
     def players(self):
-        return [Player("discriminator", list(self.discriminator.parameters()), "discriminator_loss"),
+        d_over = {"lr": self.d_lr} if self.d_lr else {}
+        return [Player("discriminator", list(self.discriminator.parameters()), "discriminator_loss", 1, d_over),
                 Player("generator", list(self.generator.parameters()), "generator_loss")]
 
     def ema_names(self):
