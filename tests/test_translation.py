@@ -175,7 +175,7 @@ def test_pix2pix_learns_super_resolution_beyond_bicubic(sr):
 
 
 def test_pix2pix_discriminator_takes_its_own_learning_rate(sr):
-    """d_lr reaches the discriminator's optimizer only; the data default (lr 1e-3 at <= 32 px) the generator's."""
+    """d_lr reaches the discriminator's optimizer only; the generator keeps the trainer's lr."""
     from genlab.train.callbacks import Callback
 
     class Grab(Callback):
@@ -185,7 +185,7 @@ def test_pix2pix_discriminator_takes_its_own_learning_rate(sr):
     grab = Grab()
     genlab.train("pix2pix", sr, save=False, steps=2, seed=0, progress=False, d_lr=5e-5, callbacks=[grab], **SMALL)
     (d_opt, g_opt) = grab.optimizers
-    assert [g["lr"] for g in d_opt.param_groups] == [5e-5] and [g["lr"] for g in g_opt.param_groups] == [1e-3]
+    assert [g["lr"] for g in d_opt.param_groups] == [5e-5] and [g["lr"] for g in g_opt.param_groups] == [2e-4]
     with pytest.raises(ConfigError, match="d_lr"):
         create_model("pix2pix", sr, d_lr=-1.0)
 

@@ -59,20 +59,6 @@ class Pix2Pix(GenerativeModel):
                      "depth": Int(0), "dropout": Float(0, 1, high_open=True), "d_base": Int(1), "d_layers": Int(-1),
                      "norm": OneOf("batch", "instance", "none"), "conditional": Bool(), "d_lr": Float(0)}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
-
-    #: images up to this side take a 5x larger learning rate (`data_defaults`)
-    SMALL_SIDE = 32
-
-    @classmethod
-    def data_defaults(cls, spec, n_train=None):
-        """Images of at most 32 x 32 pixels (digits, MNIST-sized tasks): lr 1e-3, 5x the paper's 2e-4
-        (which is for hundreds of epochs on 256 x 256 photos). On mnist-sr at 3 CPU-minutes (seed 0,
-        2000 test pairs, 2026-12-02, a one-off screen): the classifier's accuracy on the outputs 95.95%
-        against 94.4% at 2e-4, PSNR 19.62 against 18.24 dB (2e-3: 95.15%); the 10-minute protocol over
-        three seeds is in docs/benchmarks.md."""
-        if spec.kind == "image" and max(spec.shape[-2:]) <= cls.SMALL_SIDE:
-            return {"lr": 1e-3}
-        return {}
     min_train_steps = 300
     kinds = ("image",)
     condition_kinds = ("tensor",)
