@@ -59,6 +59,20 @@ class Pix2Pix(GenerativeModel):
                      "depth": Int(0), "dropout": Float(0, 1, high_open=True), "d_base": Int(1), "d_layers": Int(-1),
                      "norm": OneOf("batch", "instance", "none"), "conditional": Bool(), "d_lr": Float(0)}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
+
+    #: images up to this side take a 5x larger learning rate (`data_defaults`)
+    SMALL_SIDE = 32
+
+    @classmethod
+    def data_defaults(cls, spec, n_train=None):
+        """Images of at most 32 x 32 pixels (digits, MNIST-sized tasks): lr 1e-3, 5x the paper's 2e-4
+        (set for hundreds of epochs on 256 x 256 photos). On mnist-sr at 10 CPU-minutes, seeds 0 / 1 / 2,
+        all 10,000 test pairs (bench/translate.py, 2026-12-02): the classifier's accuracy on the outputs
+        95.6 / 96.3 / 96.3% against 96.0 / 96.2 / 94.8% at 2e-4, PSNR 19.7 / 20.1 / 20.2 against 19.6 /
+        19.7 / 19.4 dB, FD excess 0.171 / 0.114 / 0.114 against 0.150 / 0.136 / 0.188."""
+        if spec.kind == "image" and max(spec.shape[-2:]) <= cls.SMALL_SIDE:
+            return {"lr": 1e-3}
+        return {}
     min_train_steps = 300
     kinds = ("image",)
     condition_kinds = ("tensor",)
