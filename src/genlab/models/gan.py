@@ -76,8 +76,9 @@ class GAN(GenerativeModel):
         previous low-dim defaults (256-256 at 2e-4). On a quiet machine (2026-12-02), batch 64 -> 128: ring
         93.8 / 95.9 / 93.8 -> 96.2 / 96.4 / 94.0, grid 57.2 / 60.2 / 81.1 -> 69.7 / 71.4 / 83.3 (every mode
         found in every seed; 256: 59.0 / 66.5 / 64.5). Sampling by discriminator rejection (`sampling=auto`)
-        removes the samples G leaves on the bridges between modes: grid, seeds 0-5 (2026-12-02), 97.2 / 97.5 /
-        96.5 / 95.1 / 93.3 / 92.0% against 94.5 / 95.8 / 79.6 / 92.0 / 81.3 / 81.0% plainly. The sweeps are in docs/benchmarks.md ("Defaults on every built-in data set").
+        removes the samples G leaves on the bridges between modes: grid, seeds 0-5 (2026-12-02), 97.2 / 97.5
+        / 96.5 / 95.1 / 93.3 / 92.0% against 94.5 / 95.8 / 79.6 / 92.0 / 81.3 / 81.0% plainly. The sweeps
+        are in docs/benchmarks.md ("Defaults on every built-in data set").
 
         Small images (DataSpec.small_image: the 8 x 8 digits): the same 5x larger learning rate. On digits
         (one thread, 2026-12-02, seeds 0 / 1, FD on 360 samples) it gives FD 8.4 / 12.5 against 88.1 / 92.1

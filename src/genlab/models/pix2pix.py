@@ -17,7 +17,8 @@ SRGAN-style option (Ledig et al. 2017) adds a feature (perceptual) loss:
 
 with phi the penultimate features of genlab's shipped classifier for the target domain (no
 pretrained VGG can be downloaded offline); it is frozen and not part of the saved weights.
-The adversarial loss is any of nn/gan.py's (`non-saturating`, pix2pix's; `lsgan`, ...).
+The adversarial loss is any of nn/gan.py's (`non-saturating`, pix2pix's; `lsgan`, ...); the
+discriminator may take its own learning rate (`d_lr`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class Pix2Pix(GenerativeModel):
                      "depth": Int(0), "dropout": Float(0, 1, high_open=True), "d_base": Int(1), "d_layers": Int(-1),
                      "norm": OneOf("batch", "instance", "none"), "conditional": Bool(), "d_lr": Float(0)}
     train_defaults = {"lr": 2e-4, "betas": (0.5, 0.999), "ema_decay": None, "batch_size": 32}
+    min_train_steps = 300
+    kinds = ("image",)
+    condition_kinds = ("tensor",)
 
     #: images up to this side take a 5x larger learning rate (`data_defaults`)
     SMALL_SIDE = 32
@@ -73,9 +77,6 @@ class Pix2Pix(GenerativeModel):
         if spec.kind == "image" and max(spec.shape[-2:]) <= cls.SMALL_SIDE:
             return {"lr": 1e-3}
         return {}
-    min_train_steps = 300
-    kinds = ("image",)
-    condition_kinds = ("tensor",)
 
     def __init__(self, spec, loss: str = "non-saturating", l1_weight: float = 100.0, feature_weight: float = 0.0,
                  base: int = 32, depth: int = 0, dropout: float = 0.5, d_base: int = 64, d_layers: int = -1,
