@@ -152,11 +152,11 @@ def test_gan_on_the_ring_with_no_options_gets_data_aware_defaults():
     run = genlab.train("gan", ring, steps=STEPS, progress=False, seed=0, save=False)
     assert run.model.config["latent_dim"] == 2 and run.model.config["minibatch_std"] is True
     assert run.model.derived_defaults["hparams"] == {"latent_dim": 2, "minibatch_std": True,
-                                                     "hidden": (128, 128, 128)}  # -> config.json
+                                                     "hidden": (128, 128, 128), "sampling": "auto"}  # -> config.json
     assert run.model.derived_defaults["train"] == {"lr": 1e-3, "batch_size": 128}
     assert run.model.derived_defaults["data"] == {"kind": "vector", "dim": 2, "n_train": 4000}
     fixed = genlab.train("gan", ring, steps=STEPS, progress=False, seed=0, save=False, latent_dim=64,
-                         minibatch_std=False, hidden=[256, 256], lr=2e-4, batch_size=64)
+                         minibatch_std=False, hidden=[256, 256], lr=2e-4, batch_size=64, sampling="plain")
     new, old = hq(run), hq(fixed)
     assert new["high_quality"] > max(4 * old["high_quality"], GAN_HQ_FLOOR), (new, old)
     assert new["modes"] >= 7
@@ -170,14 +170,15 @@ def test_a_value_the_user_gives_beats_the_data_aware_default(tmp_path):
                        data_options={"n_train": 200, "n_test": 100})
     cfg = json.loads((run.path / "config.json").read_text())
     assert cfg["hparams"]["latent_dim"] == 8 and cfg["hparams"]["minibatch_std"] is True
-    assert cfg["data_defaults"]["hparams"] == {"minibatch_std": True, "hidden": [128, 128, 128]}
+    assert cfg["data_defaults"]["hparams"] == {"minibatch_std": True, "hidden": [128, 128, 128], "sampling": "auto"}
     assert cfg["data_defaults"]["data"] == {"kind": "vector", "dim": 2, "n_train": 200}
     # images keep the fixed network (small ones, like the digits, take only a larger learning rate)
     run = genlab.train("gan", "digits", out=tmp_path / "d", steps=1, progress=False)
     cfg = json.loads((run.path / "config.json").read_text())
     assert cfg["hparams"]["latent_dim"] == 64 and cfg["data_defaults"]["hparams"] == {}
     # resuming rebuilds the model from the recorded hyperparameters, not from the data again
-    assert genlab.load(tmp_path / "g").latent_dim == 8
+    loaded = genlab.load(tmp_path / "g")
+    assert loaded.latent_dim == 8 and loaded.default_rejection  # the recorded sampling, too
 
 
 def test_nll_subset_times_a_slow_likelihood_once_and_scores_the_fewest():

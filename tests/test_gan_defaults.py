@@ -22,7 +22,7 @@ def _vectors(dim: int, n: int = 64) -> Dataset:
 def test_low_dim_vectors_get_the_toy_defaults_and_images_and_wide_vectors_do_not():
     ring = genlab.load_dataset("8gaussians", n_train=200, n_test=100).spec
     assert GAN.data_defaults(ring) == {"latent_dim": 2, "minibatch_std": True, "hidden": (128, 128, 128),
-                                       "lr": 1e-3, "batch_size": 128}
+                                       "lr": 1e-3, "batch_size": 128, "sampling": "auto"}
     assert GAN.data_defaults(_vectors(16).spec)["latent_dim"] == 16  # the edge of "low-dimensional"
     assert GAN.data_defaults(_vectors(17).spec) == {}
     # small images (the 8 x 8 digits) take only the larger learning rate; MNIST-sized ones keep DCGAN's
@@ -37,7 +37,8 @@ def test_trainer_settings_from_the_data_reach_the_optimizer_and_the_record(tmp_p
     assert cfg["train"]["lr"] == 1e-3 and run.history[-1]["lr"] == 1e-3  # not train_defaults' 2e-4
     assert cfg["hparams"]["hidden"] == [128, 128, 128] and cfg["hparams"]["latent_dim"] == 2
     assert cfg["data_defaults"]["train"] == {"lr": 1e-3, "batch_size": 128} and cfg["train"]["batch_size"] == 128
-    assert cfg["data_defaults"]["hparams"] == {"latent_dim": 2, "minibatch_std": True, "hidden": [128, 128, 128]}
+    assert cfg["data_defaults"]["hparams"] == {"latent_dim": 2, "minibatch_std": True, "hidden": [128, 128, 128],
+                                               "sampling": "auto"}
     # the networks are built as recorded: three hidden layers of 128 in G, and D judges 2-D points
     widths = [m.out_features for m in run.model.generator.modules() if isinstance(m, torch.nn.Linear)]
     assert widths == [128, 128, 128, 2]
