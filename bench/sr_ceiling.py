@@ -24,7 +24,7 @@ on the targets. Writes bench/results/sr_ceiling.json (or --out).
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import genlab  # noqa: E402
+from genlab.io import atomic_write_json  # noqa: E402
 from genlab.metrics.features import SHIPPED, Classifier, FeatureExtractor, shipped_extractor  # noqa: E402
 from genlab.train.checkpoint import seed_everything  # noqa: E402
 from train_classifiers import RECIPES, accuracy, fit  # noqa: E402
@@ -54,9 +55,8 @@ def calibrated_sampler_accuracy(net, x_val, y_val, x_test, y_test) -> tuple:
     softmax(logits / T) on the held-out inputs (Guo et al. 2017)."""
     ext = FeatureExtractor(net, "eval", dim=net.feature_dim, input_shape=tuple(x_val.shape[1:]))
     lv, lt = ext.logits(x_val).double(), ext.logits(x_test).double()
-    nll = lambda log_t: float(F.cross_entropy(lv / float(torch.exp(torch.tensor(log_t))), y_val))  # noqa: E731
-    log_t = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x
-    t = float(torch.exp(torch.tensor(log_t)))
+    nll = lambda log_t: float(F.cross_entropy(lv / math.exp(log_t), y_val))  # noqa: E731
+    t = math.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x)
     p = torch.softmax(lt / t, -1).gather(1, y_test[:, None]).squeeze(1)
     return t, float(p.mean())
 
@@ -102,7 +102,7 @@ def main() -> None:
     print(f"estimated ceilings: a classifier of the inputs {max(accs):.4f} (best seed), a perfect sampler "
           f"{sum(samp) / len(samp):.4f} (mean)")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=2))
+    atomic_write_json(a.out, out)
     print(f"wrote {a.out}")
 
 
