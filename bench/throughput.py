@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 from pathlib import Path
@@ -119,26 +118,58 @@ PEERS = [  # (genlab family, genlab settings, peer name, peer module, rate funct
 
 
 def loop_pair(module: str, ours: str, theirs: str, minutes: float) -> tuple[float, float]:
-    """Steps per CPU-second of the two training functions of a side-by-side benchmark in bench/
+    """Steps per second of the two training functions of a side-by-side benchmark in bench/
     (diffusion.py: ddpm vs diffusers' UNet2DModel + DDPMScheduler; diffusion_fm.py: fm vs torchcfm),
-    each trained for `minutes` of process CPU time by its own loop, as those benchmarks do."""
+    each trained for `minutes` by its own loop, as those benchmarks do: process CPU time on one
+    thread by default, wall time on --loop-threads with --loop-clock wall (bench/peer_loop.py)."""
     bench = __import__(module)
     a, b = getattr(bench, ours)(minutes, 0), getattr(bench, theirs)(minutes, 0)
     return a["steps"] / a["cpu_seconds"], b["steps"] / b["cpu_seconds"]
 
 
-def vae_pair(steps: int) -> tuple[float, float]:
-    """genlab vae vs pythae's VAE, the IWAE-paper MLP (784-200-200-50) on MNIST at batch 100, best of
-    interleaved repeats of `steps` steps (bench/vae_mnist.py's step_times)."""
+def vae_pair(steps: int, repeats: int = 3) -> tuple[float, float]:
+    """genlab vae vs pythae's VAE, the IWAE-paper MLP (784-200-200-50) on dynamically binarised MNIST
+    at batch 100, each side in the loop its quality benchmark (bench/vae_mnist.py) trains it with:
+    genlab's Trainer (its fused Adam) and, for pythae, that Trainer's loop written out with
+    `torch.optim.Adam` as pythae's BaseTrainer builds it. Steps per CPU-second, the best of
+    `repeats` interleaved runs of `steps` steps per side (after unmeasured warm-up steps)."""
     import vae_mnist
+    from genlab.train.stream import BatchStream
+    from genlab.train import Budget, TrainConfig, Trainer
 
-    ms = vae_mnist.step_times(genlab.load_dataset("mnist"), ["genlab-vae", "pythae-vae"], seed=0,
-                              repeats=3, steps=steps)
-    return 1e3 / ms["genlab-vae"], 1e3 / ms["pythae-vae"]
+    data, warmup, best = genlab.load_dataset("mnist"), max(2, steps // 10), {}
+
+    def genlab_side() -> float:
+        model = vae_mnist.build("genlab-vae", data, 0)
+        cfg = TrainConfig(lr=vae_mnist.LR, batch_size=vae_mnist.BATCH, seed=0, device="cpu", clock="cpu",
+                          checkpoint_every=0, log_every=10**9)
+        Trainer(model, data, cfg, Budget(steps=warmup)).fit()
+        trainer = Trainer(model, data, cfg, Budget(steps=steps))
+        trainer.fit()
+        return steps / max(trainer.elapsed, 1e-9)
+
+    def pythae_side() -> float:
+        model = vae_mnist.build("pythae-vae", data, 0)
+        stream, loss_of = BatchStream(len(data.train), vae_mnist.BATCH, 0), vae_mnist.loss_fn(model)
+        opt = torch.optim.Adam(model.parameters(), lr=vae_mnist.LR)
+        model.train()
+        for i in range(warmup + steps):
+            if i == warmup:
+                t0 = time.process_time()
+            loss = loss_of(data.train[stream.next()])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return steps / max(time.process_time() - t0, 1e-9)
+
+    for _ in range(repeats):
+        for name, side in (("genlab", genlab_side), ("pythae", pythae_side)):
+            best[name] = max(best.get(name, 0.0), side())
+    return best["genlab"], best["pythae"]
 
 
 LOOP_PEERS = [  # (pair name, peer module, measure(quick) -> (genlab rate, peer rate))
-    ("genlab vae vs pythae VAE", "pythae", lambda quick: vae_pair(5 if quick else 200)),
+    ("genlab vae vs pythae VAE", "pythae", lambda quick: vae_pair(5 if quick else 600)),
     ("genlab ddpm vs diffusers UNet2DModel + DDPMScheduler", "diffusers",
      lambda quick: loop_pair("diffusion", "train_genlab", "train_diffusers", 0.05 if quick else 2.0)),
     ("genlab fm vs torchcfm", "torchcfm",
@@ -187,6 +218,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="alternated runs per side of the zuko pairs, best kept")
     p.add_argument("--families", help="comma-separated (default: all in the table)")
     p.add_argument("--no-peers", action="store_true", help="genlab's families only")
+    p.add_argument("--loop-threads", type=int, default=1,
+                   help="torch threads of the diffusers / torchcfm pairs (both sides; run alone for more than 1)")
+    p.add_argument("--loop-clock", choices=("cpu", "wall"), default="cpu",
+                   help="what the diffusers / torchcfm pairs' budgets count (wall: equal wall time)")
+    p.add_argument("--peers", help="only these peer libraries (comma-separated: zuko, pythae, diffusers, torchcfm)")
     p.add_argument("--channels-last", action="store_true", help="train with channels_last=true (NHWC)")
     p.add_argument("--mfu", action="store_true", help="model-FLOP utilisation at batch 512 (bench/costs.py)")
     p.add_argument("--epoch-cost", action="store_true", help="seconds per epoch at three MNIST sizes")
@@ -209,7 +245,15 @@ def main(argv=None) -> int:
               f"{s['samples_per_s']:.0f} samples/CPU-s (64 at once{per_call})", flush=True)
     vec = vector_digits()
     ratios = []
+    wanted = None if a.peers is None else set(a.peers.split(","))
+    import peer_loop
+
+    peer_loop.THREADS, peer_loop.CLOCK = a.loop_threads, a.loop_clock
+    if wanted and wanted - {p[3] for p in PEERS} - {p[1] for p in LOOP_PEERS}:
+        p.error(f"--peers: unknown {', '.join(sorted(wanted - {p[3] for p in PEERS} - {p[1] for p in LOOP_PEERS}))}")
     for fam, hp, peer, module, rate, peer_hp in ([] if a.no_peers else PEERS):
+        if wanted is not None and module not in wanted:
+            continue
         if importlib.util.find_spec(module) is None:
             print(f"{peer}: skipped ({module} is not installed: pip install 'genlab[bench]')")
             continue
@@ -224,6 +268,8 @@ def main(argv=None) -> int:
                        "peer_steps_per_s": theirs, "ratio": ours / theirs})
         print(f"genlab {fam} vs {peer}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
     for pair, module, measure in ([] if a.no_peers else LOOP_PEERS):
+        if wanted is not None and module not in wanted:
+            continue
         if importlib.util.find_spec(module) is None:
             print(f"{pair}: skipped ({module} is not installed)")
             continue
@@ -236,12 +282,15 @@ def main(argv=None) -> int:
         print(f"{pair}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
     costs = measure_costs(a, names)
     out = {"quick": a.quick, "steps": steps, "batch": a.batch, "threads": 1, "clock": "process CPU time",
+           "loop_pairs": {"threads": a.loop_threads, "clock": a.loop_clock},
            "families": rows, "sampling": sampling, "peers": ratios, "torch": torch.__version__,
            "costs": costs, "note": "a --quick run is a smoke test, not a measurement"}
     path = a.out or (None if a.quick else str(RESULTS / "throughput.json"))
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(out, indent=1))
+        from genlab.io import atomic_write_json
+
+        atomic_write_json(Path(path), out)
     return 0
 
 

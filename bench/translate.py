@@ -46,6 +46,10 @@ FAMILIES = {
 VARIANTS = {
     "pix2pix-lr2e-4": ("pix2pix", {"lr": 2e-4}),  # the paper's rate (genlab's default here is 1e-3)
     "pix2pix-dlr2e-4": ("pix2pix", {"lr": 1e-3, "d_lr": 2e-4}),  # G at 1e-3, D at the paper's rate
+    "pix2pix-ema0.999": ("pix2pix", {"ema_decay": 0.999}),  # G's weights averaged (D is not sampled)
+    "pix2pix-ema0.99": ("pix2pix", {"ema_decay": 0.99}),
+    "pix2pix-cosine": ("pix2pix", {"lr_schedule": "cosine"}),  # the rate decays to 0 over the budget
+    "pix2pix-ema0.999-cosine": ("pix2pix", {"ema_decay": 0.999, "lr_schedule": "cosine"}),
 }
 METRICS = ["psnr", "ssim", "fid", "balance"]
 

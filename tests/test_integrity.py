@@ -252,7 +252,7 @@ def test_resume_without_a_checkpoint_starts_over_or_names_how_to(in_tmp, capsys)
 
 # -- a discriminator that wins outright ---------------------------------------------------------------
 def test_discriminator_watch_warns_once_after_a_streak(capsys):
-    w, t = DiscriminatorWatch(patience=3), SimpleNamespace(warnings=[])
+    w, t = DiscriminatorWatch(patience=3), SimpleNamespace(warnings=[], model=None)
     for step, acc in enumerate([1.0, 1.0, 0.9, 1.0, 1.0, 0.995, 1.0, 1.0, 1.0], start=1):
         w.on_log(t, {"step": step, "discriminator/d_acc": acc})
     assert len(t.warnings) == 1 and "since step 4" in t.warnings[0] and "in 3 logged steps" in t.warnings[0]
@@ -261,6 +261,11 @@ def test_discriminator_watch_warns_once_after_a_streak(capsys):
     for step in range(1, 10):  # never at the level: no warning
         w2.on_log(t, {"step": step, "discriminator/d_acc": 0.9})
     assert len(t.warnings) == 1
+    w3, t3 = DiscriminatorWatch(patience=2), SimpleNamespace(warnings=[], model=SimpleNamespace(generator_supervision="L1"))
+    for step in range(1, 4):  # pix2pix: its generator still learns from L1, and the warning says so
+        w3.on_log(t3, {"step": step, "discriminator/d_acc": 1.0})
+    assert "learns from its L1 term alone" in t3.warnings[0] and "learns little" not in t3.warnings[0]
+    capsys.readouterr()
 
 
 def test_a_gan_whose_discriminator_wins_gets_one_warning(capsys):

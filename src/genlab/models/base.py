@@ -88,6 +88,9 @@ class GenerativeModel(nn.Module):
     learns_unpaired: ClassVar[bool] = False
     #: translates B -> A as well (`sample(n, y=b, direction="BA")`); evaluation then scores that way too
     translates_back: ClassVar[bool] = False
+    #: adversarial families whose generator also learns from a supervised term name it here ("L1",
+    #: "cycle-consistency"): a discriminator that wins outright then costs sharpness, not learning
+    generator_supervision: Optional[str] = None
     #: keyword options that make `log_prob` cheap where a picture needs many evaluations
     #: (a density heat map), not a metric: e.g. fewer importance samples
     preview_log_prob_options: ClassVar[dict] = {}

@@ -116,6 +116,11 @@ class CycleGAN(GenerativeModel):
         return 2 * a - 1, self.to_working(x)
 
     # -- the two players ------------------------------------------------------------------------
+    @property
+    def generator_supervision(self):
+        """What the generators learn from besides the critics: cycle consistency, unless weighted 0."""
+        return "cycle-consistency" if self.cycle_weight > 0 else None
+
     def players(self):
         gens = [*self.g_ab.parameters(), *self.g_ba.parameters()]
         return [Player("discriminator", [*self.d_a.parameters(), *self.d_b.parameters()], "discriminator_loss"),

@@ -118,6 +118,12 @@ class Pix2Pix(GenerativeModel):
         return 2 * c - 1
 
     # -- the two players ------------------------------------------------------------------------
+    @property
+    def generator_supervision(self):
+        """What G learns from besides D: its L1 (and feature) term, unless both weights are 0."""
+        terms = [t for t, w in (("L1", self.l1_weight), ("feature", self.feature_weight)) if w > 0]
+        return " + ".join(terms) or None
+
     def players(self):
         d_over = {"lr": self.d_lr} if self.d_lr else {}
         return [Player("discriminator", list(self.discriminator.parameters()), "discriminator_loss", 1, d_over),

@@ -99,7 +99,9 @@ class DiscriminatorWatch(Callback):
     """One warning when a discriminator has won outright: its accuracy (`d_acc`, logged by adversarial
     families) at `level` or above in `patience` consecutive logged records. The generator then gets
     little useful gradient. Said once, through tqdm (it does not break the progress bar), and kept in
-    `trainer.warnings` (and so on the Run)."""
+    `trainer.warnings` (and so on the Run). A family whose generator also has a supervised term
+    (`generator_supervision`: pix2pix's L1, CycleGAN's cycle consistency) still learns from that term,
+    and the warning says so: what is lost is the adversarial term's sharpening."""
 
     def __init__(self, patience: int = 10, level: float = 0.99):
         self.patience, self.level = patience, level
@@ -116,9 +118,12 @@ class DiscriminatorWatch(Callback):
             self.streak = 0
         if self.streak >= self.patience:
             self.warned = True
+            supervised = getattr(trainer.model, "generator_supervision", None)
+            effect = ("so the generator learns little" if not supervised else
+                      f"so the generator learns from its {supervised} term alone (outputs may stay blurry)")
             msg = (f"genlab: warning: the discriminator has won outright since step {self.first} (it tells real "
                    f"from generated {100 * min(accs):.0f}% of the time in {self.streak} logged steps in a row), "
-                   "so the generator learns little; try a slower discriminator (a lower d_lr, or n_critic=1), "
+                   f"{effect}; try a slower discriminator (a lower d_lr, or n_critic=1), "
                    "a regulariser (r1_weight=1, minibatch_std=true) or another loss (loss=hinge)")
             trainer.warnings.append(msg)
             from tqdm.auto import tqdm
