@@ -23,6 +23,7 @@ Writes bench/results/translate.json (or --out); say in the record what else ran 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import time
@@ -69,11 +70,17 @@ def sr_row(data, family: str, seed: int, minutes: float, n: int) -> dict:
     run = genlab.train(name, data, minutes=minutes, seed=seed, save=False, progress=False, clock="cpu", **settings)
     train_cpu = time.process_time() - cpu
     res = evaluate(run.model, data, METRICS, n=n, seed=seed)
+    row = {"family": family, "seed": seed, "steps": run.history[-1]["step"], "train_cpu_seconds": train_cpu,
+           **scores(res), "sampling_seconds_per_image": res["seconds"]["sampling"] / n}
+    if "noise" in inspect.signature(run.model.sample).parameters:  # pix2pix: the same generator with its dropout noise off
+        row["noise_off"] = scores(evaluate(run.model, data, METRICS, n=n, seed=seed, noise=False))
+    return row
+
+
+def scores(res: dict) -> dict:
     m = res["metrics"]
-    return {"family": family, "seed": seed, "steps": run.history[-1]["step"], "train_cpu_seconds": train_cpu,
-            "psnr": m["psnr"], "ssim": m["ssim"], "fid": m["fid"], "fid_real": res["reference"].get("fid"),
-            "class_accuracy": m.get("class_accuracy"),
-            "sampling_seconds_per_image": res["seconds"]["sampling"] / n}
+    return {"psnr": m["psnr"], "ssim": m["ssim"], "fid": m["fid"], "fid_real": res["reference"].get("fid"),
+            "class_accuracy": m.get("class_accuracy")}
 
 
 def cyclegan_row(data, seed: int, minutes: float, n: int) -> dict:
