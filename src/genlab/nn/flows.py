@@ -167,12 +167,13 @@ class Permutation(nn.Module):
         perm = torch.arange(features - 1, -1, -1) if kind == "reverse" else torch.randperm(features)
         self.register_buffer("perm", perm)
         self.register_buffer("inv_perm", torch.argsort(perm))
+        self.reverse = kind == "reverse"  # a flip: cheaper than a gather, and its gradient is a flip too
 
     def forward(self, x, context=None):
-        return x[:, self.perm], x.new_zeros(len(x))
+        return (x.flip(1) if self.reverse else x[:, self.perm]), x.new_zeros(len(x))
 
     def inverse(self, z, context=None):
-        return z[:, self.inv_perm]
+        return z.flip(1) if self.reverse else z[:, self.inv_perm]
 
 
 def squeeze(x: torch.Tensor) -> torch.Tensor:
@@ -316,13 +317,21 @@ class MADE(nn.Module):
         self.act = activation(act)
 
     def forward(self, x, context=None):
+        return self._out(x, context).view(len(x), self.params, self.features).transpose(1, 2)
+
+    def split(self, x, context=None) -> tuple[torch.Tensor, ...]:
+        """The `params` outputs as separate contiguous [N, D] tensors (forward's [..., k] without
+        the strided views, whose gradients cost a zero-filled copy each)."""
+        return self._out(x, context).chunk(self.params, 1)
+
+    def _out(self, x, context):
         h = x
         for i, layer in enumerate(self.hidden):
             h = layer(h)
             if i == 0 and self.context is not None and context is not None:
                 h = h + self.context(context)
             h = self.act(h)
-        return self.out(h).view(len(x), self.params, self.features).transpose(1, 2)
+        return self.out(h)
 
 
 class MaskedAffineAutoregressive(nn.Module):
@@ -342,8 +351,8 @@ class MaskedAffineAutoregressive(nn.Module):
         self.scale_bound = scale_bound
 
     def _params(self, x, context):
-        p = self.made(x, context)
-        return p[..., 0], soft_clamp(p[..., 1], self.scale_bound)
+        mu, alpha = self.made.split(x, context)
+        return mu, soft_clamp(alpha, self.scale_bound)
 
     def forward(self, x, context=None):
         mu, alpha = self._params(x, context)
