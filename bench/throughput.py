@@ -279,7 +279,8 @@ def main(argv=None) -> int:
             print(f"{pair}: skipped ({e})")
             continue
         ratios.append({"pair": pair, "genlab_steps_per_s": ours, "peer_steps_per_s": theirs, "ratio": ours / theirs})
-        print(f"{pair}: {ours:.1f} vs {theirs:.1f} steps/CPU-s = {ours / theirs:.2f}x", flush=True)
+        unit = "steps/CPU-s" if module in ("zuko", "pythae") or a.loop_clock == "cpu" else "steps/wall-s"
+        print(f"{pair}: {ours:.1f} vs {theirs:.1f} {unit} = {ours / theirs:.2f}x", flush=True)
     costs = measure_costs(a, names)
     out = {"quick": a.quick, "steps": steps, "batch": a.batch, "threads": 1, "clock": "process CPU time",
            "loop_pairs": {"threads": a.loop_threads, "clock": a.loop_clock},
