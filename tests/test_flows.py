@@ -101,6 +101,16 @@ def test_made_is_autoregressive():
         j = jac[:, p, :]
         assert torch.equal(torch.triu(j), torch.zeros_like(j))  # output i depends on x_<i only
         assert (torch.tril(j, -1).abs().sum() > 0)
+    x = torch.randn(4, 5, dtype=torch.float64)  # split: forward's outputs as contiguous tensors, exactly
+    assert all(torch.equal(s, made(x, ctx.expand(4, 3))[..., k]) for k, s in enumerate(made.split(x, ctx.expand(4, 3))))
+
+
+def test_reverse_permutation_is_the_permutation_it_names():
+    for image in (False, True):
+        perm = F.Permutation(6, "reverse", image)
+        x = torch.randn(3, 6, 2, 2) if image else torch.randn(3, 6)
+        z, logdet = perm(x)
+        assert torch.equal(z, x[:, perm.perm]) and torch.equal(perm.inverse(z), x) and not logdet.any()
 
 
 def test_maf_defaults_by_data_kind_and_initialisation():
