@@ -35,10 +35,6 @@ import torch
 IMAGE_FAMILIES = {"pca": {"latent_dim": 64}, "gmm": {"n_components": 10},
                   "vae": {"latent_dim": 32, "steps": 3000, "batch_size": 128, "likelihood": "gaussian"}}
 TABLE_FAMILIES = {"pca": {"latent_dim": "auto"}, "gmm": {"n_components": 5}}
-#: the candidates of the validation choice on tables: (family, settings); "D-1" etc. relative to the width
-TABLE_GRID = ([("gmm", {"n_components": k, "reg_covar": r}) for k in (1, 2, 3, 4) for r in (1e-3, 1e-2, 3e-2, 1e-1)]
-              + [("pca", {"latent_dim": f}) for f in ("D/4", "D/2", "3D/4", "D-1")])
-VALIDATION_MASKS = 3
 MASKS = ("center", "random:0.5")
 
 
@@ -80,32 +76,9 @@ def fit(family, data, hp, seed):
     hp = dict(hp)
     steps = hp.pop("steps", None)
     train_kw = {k: hp.pop(k) for k in ("batch_size", "lr") if k in hp}
-    d = data.spec.dim
-    hp["latent_dim"] = {"auto": d // 2, "D/4": d // 4, "D/2": d // 2, "3D/4": 3 * d // 4,
-                        "D-1": d - 1}.get(hp.get("latent_dim"), hp.get("latent_dim"))
-    if hp["latent_dim"] is None:
-        del hp["latent_dim"]
-    else:
-        hp["latent_dim"] = max(1, hp["latent_dim"])
+    if hp.get("latent_dim") == "auto":
+        hp["latent_dim"] = max(1, data.spec.dim // 2)
     return genlab.train(family, data, steps=steps, seed=seed, save=False, progress=False, **train_kw, **hp).model
-
-
-def select_on_validation(data, seed: int, mask: str) -> tuple[str, dict, float]:
-    """The (family, settings) of TABLE_GRID with the lowest masked RMSE on a validation part of the
-    training split (the first 20% of its rows; fitted on the rest), and that RMSE."""
-    import genlab
-    from genlab.apps.impute import impute
-
-    n_val = len(data.train) // 5
-    inner = genlab.Dataset(data.train[n_val:], data.train[:n_val], data.spec)
-    scored = []
-    for fam, hp in TABLE_GRID:
-        model = fit(fam, inner, hp, seed)
-        rmse = [impute(model, inner, mask=mask, n=n_val, seed=s, baselines=())["methods"][fam]["rmse_standardised"]
-                for s in range(VALIDATION_MASKS)]
-        scored.append((sum(rmse) / len(rmse), fam, hp))
-    best = min(scored, key=lambda t: t[0])
-    return best[1], best[2], best[0]
 
 
 def main(argv=None):
@@ -170,8 +143,12 @@ def main(argv=None):
         seeds = range(a.seed, a.seed + a.mask_seeds)
         record["mask_seeds"] = list(seeds)
         for name, data in sets:
-            fam, hp, val = select_on_validation(data, a.seed, "random:0.2")
-            record.setdefault("selected", {})[name] = {"family": fam, "settings": hp, "validation_rmse": val}
+            from genlab.apps.impute import choose_imputer
+
+            chosen = choose_imputer(data, mask="random:0.2", seed=a.seed)
+            fam, hp, val = chosen["family"], chosen["settings"], chosen["rmse"]
+            record.setdefault("selected", {})[name] = {"family": fam, "settings": hp, "validation_rmse": val,
+                                                       "candidates": chosen["scores"]}
             print(f"{name}: validation chose {fam} {hp} (RMSE {val:.4f})", flush=True)
             rows = {f: (f, hp_) for f, hp_ in TABLE_FAMILIES.items()}
             rows["genlab (selected)"] = (fam, hp)

@@ -10,7 +10,7 @@ import torch
 import genlab
 from genlab.apps.anomaly import anomaly, calibrate
 from genlab.apps.denoise import denoise_data
-from genlab.apps.impute import impute, impute_batched, parse_mask
+from genlab.apps.impute import choose_imputer, impute, impute_batched, parse_mask
 from genlab.cli import main
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
@@ -115,6 +115,29 @@ def test_gmm_imputation_of_one_full_component_is_the_conditional_gaussian():
     x0 = mu[0] + S[0, 1] / S[1, 1] * (v[:, 1] - mu[1])
     expect = x0 * float(m.data_scale[0]) + float(m.data_shift[0])
     np.testing.assert_allclose(out[:, 0].numpy(), expect, atol=1e-4)
+
+
+def test_choose_imputer_picks_the_mixture_a_two_cluster_table_needs_without_its_test_rows():
+    # two clusters whose columns correlate in opposite directions: one Gaussian averages the two
+    # regressions away, a 2-component mixture imputes each with its own
+    g = torch.Generator().manual_seed(0)
+    def rows(n):
+        c = torch.randint(2, (n, 1), generator=g).float() * 2 - 1           # cluster -1 / +1
+        t = torch.randn(n, 1, generator=g)
+        return torch.cat([t + 4 * c, c * t + 0.1 * torch.randn(n, 1, generator=g), t, c * t], 1)
+    data = Dataset(rows(400), rows(100), DataSpec("vector", (4,), name="two-clusters"))
+    chosen = choose_imputer(data, mask="random:0.25", seed=0)
+    assert chosen["family"] == "gmm" and chosen["settings"]["n_components"] >= 2
+    assert chosen["rmse"] == min(r["rmse"] for r in chosen["scores"]) and len(chosen["scores"]) == 20
+    blind = Dataset(data.train, 1e3 * torch.randn(100, 4, generator=g), data.spec)  # other test rows: same choice
+    assert choose_imputer(blind, mask="random:0.25", seed=0)["scores"] == chosen["scores"]
+    best = genlab.train("gmm", data, save=False, progress=False, **chosen["settings"]).model
+    one = genlab.train("gmm", data, save=False, progress=False, n_components=1).model
+    rmse = [impute(m, data, mask="random:0.25", n=100, baselines=())["methods"]["gmm"]["rmse_standardised"]
+            for m in (best, one)]
+    assert rmse[0] < 0.8 * rmse[1]
+    with pytest.raises(ConfigError, match="validation"):
+        choose_imputer(data, validation=1.5)
 
 
 def test_imputation_on_digits_beats_mean_imputation(digit_models, digits, tmp_path):

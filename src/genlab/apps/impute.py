@@ -182,6 +182,49 @@ def _classifier(spec):
     return None
 
 
+#: what `choose_imputer` tries on a table by default: full-covariance mixtures of 1-4 components at four
+#: ridges, and probabilistic PCA at four ranks ("D/4" ... "D-1": of the table's width D)
+TABLE_CANDIDATES = tuple([("gmm", {"n_components": k, "reg_covar": r}) for k in (1, 2, 3, 4)
+                          for r in (1e-3, 1e-2, 3e-2, 1e-1)]
+                         + [("pca", {"latent_dim": f}) for f in ("D/4", "D/2", "3D/4", "D-1")])
+RANKS = {"D/4": lambda d: d // 4, "D/2": lambda d: d // 2, "3D/4": lambda d: 3 * d // 4, "D-1": lambda d: d - 1}
+
+
+def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", validation: float = 0.2,
+                   masks: int = 3, seed: int = 0) -> dict:
+    """Choose a family and its settings for imputation the way a data person tunes an imputer: each
+    candidate (family, settings) is fitted on the training split without its first `validation`
+    share of rows, and scored by the RMSE of imputing those held-out rows under `masks` random draws of
+    `mask` (on the training split's standardised scale for tables). The test split takes no part.
+
+    Returns {"family", "settings" (ranks resolved), "rmse", "scores": [{family, settings, rmse}, ...]};
+    refit the winner on the whole training split (`genlab.train(family, data, **settings)`) to use it."""
+    from ..data.spec import Dataset
+    from ..train.run import train
+
+    if not 0 < validation < 1:
+        raise ConfigError(f"validation must be a share between 0 and 1, got {validation}")
+    n_val = int(len(data.train) * validation)
+    if n_val < 1 or n_val >= len(data.train):
+        raise ConfigError(f"{len(data.train)} training rows are too few to hold out {validation:.0%} for validation")
+    inner = Dataset(data.train[n_val:], data.train[:n_val], data.spec)
+    scores = []
+    for family, settings in candidates:
+        settings = {k: (RANKS[v](data.spec.dim) if k == "latent_dim" and v in RANKS else v)
+                    for k, v in settings.items()}
+        if settings.get("latent_dim", 1) < 1:
+            continue  # a rank below 1 on a narrow table
+        model = train(family, inner, seed=seed, save=False, progress=False, **settings).model
+        runs = [impute(model, inner, mask=mask, n=n_val, seed=seed + i, baselines=())["methods"][family]
+                for i in range(masks)]
+        col = "rmse_standardised" if "rmse_standardised" in runs[0] else "rmse"
+        scores.append({"family": family, "settings": settings, "rmse": sum(r[col] for r in runs) / masks})
+    if not scores:
+        raise ConfigError("choose_imputer: no candidate could be fitted")
+    best = min(scores, key=lambda r: r["rmse"])
+    return {**best, "scores": scores}
+
+
 def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", label_column=None, out=None,
            seed: int = 0, baselines=BASELINES, batch_size: int = 100, progress: bool = False,
            **options) -> dict:
