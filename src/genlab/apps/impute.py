@@ -193,8 +193,8 @@ RANKS = {"D/4": lambda d: d // 4, "D/2": lambda d: d // 2, "3D/4": lambda d: 3 *
 def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", validation: float = 0.2,
                    masks: int = 3, seed: int = 0) -> dict:
     """Choose a family and its settings for imputation the way a data person tunes an imputer: each
-    candidate (family, settings) is fitted on the training split without its first `validation`
-    share of rows, and scored by the RMSE of imputing those held-out rows under `masks` random draws of
+    candidate (family, settings) is fitted on the training split without a random `validation` share of
+    its rows (seeded), and scored by the RMSE of imputing those held-out rows under `masks` random draws of
     `mask` (on the training split's standardised scale for tables). The test split takes no part.
 
     Returns {"family", "settings" (ranks resolved), "rmse", "scores": [{family, settings, rmse}, ...]};
@@ -207,7 +207,8 @@ def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", vali
     n_val = int(len(data.train) * validation)
     if n_val < 1 or n_val >= len(data.train):
         raise ConfigError(f"{len(data.train)} training rows are too few to hold out {validation:.0%} for validation")
-    inner = Dataset(data.train[n_val:], data.train[:n_val], data.spec)
+    rows = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))  # tables come sorted
+    inner = Dataset(data.train[rows[n_val:]], data.train[rows[:n_val]], data.spec)
     scores = []
     for family, settings in candidates:
         settings = {k: (RANKS[v](data.spec.dim) if k == "latent_dim" and v in RANKS else v)
