@@ -8,10 +8,10 @@ the removed entries; `genlab impute` does the same for one run):
   - a table with 20% of its cells removed at random, RMSE on the standardised scale: California
     housing (scikit-learn's fetch_california_housing, a download) when it can be fetched, otherwise
     the bundled breast-cancer, diabetes and wine tables (said in the record); --mask-seeds masks per table
-    (default 5), the mean RMSE reported. "genlab (selected)" is the family and settings of
-    TABLE_GRID chosen as a data person tunes an imputer: fitted on 80% of the training split, scored
-    by the same masked RMSE on the other 20% (3 masks), refitted on the whole training split. The
-    test rows take no part in the choice.
+    (default 5), the mean RMSE reported. "genlab (selected)" is the family and settings
+    `genlab.apps.impute.choose_imputer` picks from its TABLE_CANDIDATES as a data person tunes an
+    imputer: fitted on the training split minus a random 20%, scored by the same masked RMSE on that
+    20% (3 masks), refitted on the whole training split. The test rows take no part in the choice.
 Baselines as in apps/impute.py: mean (training split), KNNImputer(5) fit on (up to 2000 rows of) the
 training split, IterativeImputer (BayesianRidge, 10 rounds, 50 nearest features) fit on those rows
 plus the masked rows. Target: genlab's best family below IterativeImputer on both.
@@ -99,7 +99,7 @@ def main(argv=None):
 
     threadpool_limits(a.threads)
     import genlab
-    from genlab.apps.impute import impute
+    from genlab.apps.impute import choose_imputer, impute
 
     n = a.n or (200 if a.quick else 1000)
     families = (a.families or ("pca,gmm" if a.quick else "pca,gmm,vae")).split(",")
@@ -143,8 +143,6 @@ def main(argv=None):
         seeds = range(a.seed, a.seed + a.mask_seeds)
         record["mask_seeds"] = list(seeds)
         for name, data in sets:
-            from genlab.apps.impute import choose_imputer
-
             chosen = choose_imputer(data, mask="random:0.2", seed=a.seed)
             fam, hp, val = chosen["family"], chosen["settings"], chosen["rmse"]
             record.setdefault("selected", {})[name] = {"family": fam, "settings": hp, "validation_rmse": val,

@@ -249,8 +249,9 @@ def main(argv=None) -> int:
     import peer_loop
 
     peer_loop.THREADS, peer_loop.CLOCK = a.loop_threads, a.loop_clock
-    if wanted and wanted - {p[3] for p in PEERS} - {p[1] for p in LOOP_PEERS}:
-        p.error(f"--peers: unknown {', '.join(sorted(wanted - {p[3] for p in PEERS} - {p[1] for p in LOOP_PEERS}))}")
+    unknown = (wanted or set()) - {row[3] for row in PEERS} - {row[1] for row in LOOP_PEERS}
+    if unknown:
+        p.error(f"--peers: unknown {', '.join(sorted(unknown))}")
     for fam, hp, peer, module, rate, peer_hp in ([] if a.no_peers else PEERS):
         if wanted is not None and module not in wanted:
             continue
@@ -279,7 +280,7 @@ def main(argv=None) -> int:
             print(f"{pair}: skipped ({e})")
             continue
         ratios.append({"pair": pair, "genlab_steps_per_s": ours, "peer_steps_per_s": theirs, "ratio": ours / theirs})
-        unit = "steps/CPU-s" if module in ("zuko", "pythae") or a.loop_clock == "cpu" else "steps/wall-s"
+        unit = "steps/CPU-s" if module == "pythae" or a.loop_clock == "cpu" else "steps/wall-s"
         print(f"{pair}: {ours:.1f} vs {theirs:.1f} {unit} = {ours / theirs:.2f}x", flush=True)
     costs = measure_costs(a, names)
     out = {"quick": a.quick, "steps": steps, "batch": a.batch, "threads": 1, "clock": "process CPU time",

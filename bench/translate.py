@@ -72,7 +72,7 @@ def sr_row(data, family: str, seed: int, minutes: float, n: int) -> dict:
     res = evaluate(run.model, data, METRICS, n=n, seed=seed)
     row = {"family": family, "seed": seed, "steps": run.history[-1]["step"], "train_cpu_seconds": train_cpu,
            **scores(res), "sampling_seconds_per_image": res["seconds"]["sampling"] / n}
-    if "noise" in inspect.signature(run.model.sample).parameters:  # pix2pix: the same generator with its dropout noise off
+    if "noise" in inspect.signature(run.model.sample).parameters:  # pix2pix: the same G, dropout off
         row["noise_off"] = scores(evaluate(run.model, data, METRICS, n=n, seed=seed, noise=False))
     return row
 
