@@ -51,6 +51,7 @@ VARIANTS = {
     "pix2pix-ema0.99": ("pix2pix", {"ema_decay": 0.99}),
     "pix2pix-cosine": ("pix2pix", {"lr_schedule": "cosine"}),  # the rate decays to 0 over the budget
     "pix2pix-ema0.999-cosine": ("pix2pix", {"ema_decay": 0.999, "lr_schedule": "cosine"}),
+    "srgan-ema0.999": ("pix2pix", {"feature_weight": 20.0, "ema_decay": 0.999}),  # the two best rows' changes
 }
 METRICS = ["psnr", "ssim", "fid", "balance"]
 

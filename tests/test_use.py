@@ -250,6 +250,37 @@ def test_csv_with_text_labels_end_to_end(in_tmp, capsys):
     assert "can: train, sample, log_prob, encode, anomaly_score, impute" in capsys.readouterr().out
 
 
+def test_impute_choose_trains_the_winner_and_fills_a_table_without_a_run(in_tmp, capsys):
+    truth = write_table(in_tmp / "truth.csv")
+    holes = write_table(in_tmp / "holes.csv", nan=True)  # the same rows, 75 of them with a hole
+    assert main(["impute", "--choose", "--data", str(holes), "--label-column", "species", "--out", "chosen",
+                 "--quiet"]) == 0
+    choice = json.loads((in_tmp / "chosen" / "choice.json").read_text())
+    assert len(choice["candidates"]) == 19 and choice["mask"] == "random:0.33"  # 1 of 3 cells per holed row;
+    # 19: pca at rank D/4 = 0 is skipped on a 3-column table
+    assert choice["validation_rmse"] == min(c["rmse"] for c in choice["candidates"])
+    assert choice["family"] == "gmm" and choice["settings"]["n_components"] >= 2  # two species, two clusters
+    held = choice["held_out"]["methods"]
+    assert held["gmm"]["rmse_standardised"] < 0.5 * held["mean"]["rmse_standardised"]
+
+    def cells(path):
+        return np.array([[float(c) if c not in ("", "NA") else np.nan for c in line.split(",")[:3]]
+                         for line in path.read_text().splitlines()[1:]])
+    x, gaps, filled = cells(truth), np.isnan(cells(holes)), cells(in_tmp / "chosen" / "imputed.csv")
+    assert gaps.sum() == 75 and np.isfinite(filled).all()
+    np.testing.assert_allclose(filled[~gaps], x[~gaps], atol=1e-4)  # known cells unchanged
+    complete = x[~gaps.any(1)]
+    err = ((filled - x) / complete.std(0))[gaps]
+    mean_err = ((complete.mean(0) - x) / complete.std(0))[gaps]
+    assert np.sqrt((err ** 2).mean()) < 0.5 * np.sqrt((mean_err ** 2).mean())
+    out = capsys.readouterr().out
+    assert "chose gmm" in out and "filled 75 missing cells in 75 of 300 rows" in out
+    # the saved winner is the model that filled the table: used again, it fills it identically
+    assert main(["impute", "chosen/run", "--data", str(holes), "--label-column", "species", "--out", "again",
+                 "--quiet"]) == 0
+    assert (in_tmp / "again" / "imputed.csv").read_text() == (in_tmp / "chosen" / "imputed.csv").read_text()
+
+
 def one_line_error(capsys, argv, *needles):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -268,6 +299,15 @@ def test_one_line_errors(in_tmp, capsys):
     one_line_error(capsys, ["impute", "pca", "--mask", "zigzag", "--quiet"], "--mask")
     one_line_error(capsys, ["impute", "pca", "--mask", "random:1.5", "--quiet"], "0 < P < 1")
     one_line_error(capsys, ["denoise", "gan", "--quiet"], "'gan' cannot denoise", "ae", "pca")
+    one_line_error(capsys, ["impute", "--quiet"], "give the RUN", "--choose")
+    one_line_error(capsys, ["impute", "pca", "--choose", "--data", "moons", "--quiet"], "not both")
+    one_line_error(capsys, ["impute", "--choose", "--quiet"], "--choose needs --data")
+    one_line_error(capsys, ["impute", "--choose", "--data", "digits", "--quiet"], "for tables", "images")
+    sparse = write_table(in_tmp / "sparse.csv").read_text().splitlines()
+    (in_tmp / "sparse.csv").write_text("\n".join(sparse[:1] + [",".join([""] + r.split(",")[1:]) if i % 20 else r
+                                                             for i, r in enumerate(sparse[1:])]) + "\n")
+    one_line_error(capsys, ["impute", "--choose", "--data", "sparse.csv", "--label-column", "species", "--quiet"],
+                   "only 15 of 300 rows are complete", "at least 20")
     one_line_error(capsys, ["anomaly", "pca", "--fpr", "2", "--quiet"], "--fpr")
     one_line_error(capsys, ["train", "pca", "--data", "digits", "--classes", "tulip", "--out", "x", "--quiet"],
                    "tulip")

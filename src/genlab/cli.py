@@ -119,9 +119,10 @@ def _run_data_args(p, verb: str) -> None:
                    "the data the run was trained on (sizes or values)")
 
 
-def _use_args(p, out_help: str) -> None:
+def _use_args(p, out_help: str, run_optional: bool = False) -> None:
     """What the use verbs (anomaly, impute, denoise) share."""
-    p.add_argument("run", help="a run directory (genlab train ...)")
+    p.add_argument("run", nargs="?" if run_optional else None, help="a run directory (genlab train ...)"
+                   + (" (or --choose)" if run_optional else ""))
     p.add_argument("--data", help="data set name or path to use (default: the run's own data); it must have the "
                                   "run's shape")
     p.add_argument("--label-column", metavar="NAME", help="a CSV's label column (header name or 0-based index)")
@@ -291,8 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Remove entries with --mask from test examples and fill them with the "
                                     "family's impute, beside mean, KNN and iterative imputation (RMSE on the "
                                     "removed entries; classifier accuracy for digits/MNIST/Fashion-MNIST). "
-                                    "A CSV with empty/NA cells is filled whole instead.")
-    _use_args(im, "output directory (default RUN/impute-MASK)")
+                                    "A CSV with empty/NA cells is filled whole instead. With --choose and no RUN, "
+                                    "a table's model is chosen first: every candidate (gmm with 1-4 components x 4 "
+                                    "ridges, pca at 4 ranks) is fitted on complete training rows and scored on "
+                                    "held-out ones, and the winner is trained into OUT/run and used.")
+    _use_args(im, "output directory (default RUN/impute-MASK; with --choose runs/impute-DATA-TIME)", run_optional=True)
+    im.add_argument("--choose", action="store_true", help="no RUN: choose and train the table's imputer on --data "
+                                                          "(a CSV with or without missing cells, or vectors)")
     im.add_argument("--mask", help="center | half | random:P | FILE.npy (1 = missing); default center for "
                                    "images, random:0.2 for tables")
     im.add_argument("-n", type=int, default=500, help="test examples to mask and impute (default 500)")
@@ -685,6 +691,8 @@ def cmd_impute(a) -> None:
     from .apps.impute import impute
     from .models.base import load
 
+    if a.choose or a.run is None:
+        return _choose_imputer(a)
     model = load(a.run)
     data, col = _use_data(a)
     tag = Path(a.mask).stem if a.mask and a.mask.endswith(".npy") else (a.mask or "default").replace(":", "")
@@ -701,6 +709,35 @@ def cmd_impute(a) -> None:
     else:
         print(f"filled {r['missing_cells']} missing cells in {r['rows_with_missing']} of {r['n']} rows")
     print(f"wrote {out}/" + ", ".join(Path(r[k]).name for k in ("figure", "table") if k in r) + ", impute.json")
+
+
+def _choose_imputer(a) -> None:
+    from .apps.impute import choose_and_impute
+    from .train.run import default_run_dir
+
+    if a.run is not None:
+        raise ConfigError("give a RUN or --choose, not both")
+    if not a.choose:
+        raise ConfigError("give the RUN to impute with, or --choose with --data to choose and train one")
+    if a.data is None:
+        raise ConfigError("--choose needs --data (the table to impute)")
+    if a.set or a.no_baselines:
+        raise ConfigError("--choose sets the model's settings and always scores the baselines (drop "
+                          + ("--set" if a.set else "--no-baselines") + ")")
+    out = Path(a.out) if a.out else default_run_dir("impute", Path(a.data).stem)
+    r = choose_and_impute(a.data, out, label_column=a.label_column, mask=a.mask, n=a.n, seed=a.seed,
+                          progress=not a.quiet)
+    settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
+    print(f"chose {r['family']} ({settings}) of {len(r['candidates'])} candidates: validation RMSE "
+          f"{r['validation_rmse']:.4f} (standardised, mask {r['mask']})")
+    h = r["held_out"]
+    print(f"held-out complete rows ({h['n']}, mask {h['mask']}), standardised RMSE: " + ",  ".join(
+        f"{name} {m['rmse_standardised']:.4f}" for name, m in h["methods"].items()))
+    if "filled" in r:
+        f = r["filled"]
+        print(f"filled {f['missing_cells']} missing cells in {f['rows_with_missing']} of {f['n']} rows")
+    print(f"wrote {out}/" + (f"{Path(r['table']).name}, " if "table" in r else "") + f"choice.json; the model: "
+          f"{r['run']} (genlab impute {r['run']} ...)")
 
 
 def cmd_denoise(a) -> None:

@@ -191,7 +191,7 @@ RANKS = {"D/4": lambda d: d // 4, "D/2": lambda d: d // 2, "3D/4": lambda d: 3 *
 
 
 def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", validation: float = 0.2,
-                   masks: int = 3, seed: int = 0) -> dict:
+                   masks: int = 3, seed: int = 0, progress: bool = False) -> dict:
     """Choose a family and its settings for imputation the way a data person tunes an imputer: each
     candidate (family, settings) is fitted on the training split without a random `validation` share of
     its rows (seeded), and scored by the RMSE of imputing those held-out rows under `masks` random draws of
@@ -199,6 +199,8 @@ def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", vali
 
     Returns {"family", "settings" (ranks resolved), "rmse", "scores": [{family, settings, rmse}, ...]};
     refit the winner on the whole training split (`genlab.train(family, data, **settings)`) to use it."""
+    from tqdm.auto import tqdm
+
     from ..data.spec import Dataset
     from ..train.run import train
 
@@ -208,9 +210,12 @@ def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", vali
     if n_val < 1 or n_val >= len(data.train):
         raise ConfigError(f"{len(data.train)} training rows are too few to hold out {validation:.0%} for validation")
     rows = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))  # tables come sorted
-    inner = Dataset(data.train[rows[n_val:]], data.train[rows[:n_val]], data.spec)
+    labels = data.train_labels
+    inner = Dataset(data.train[rows[n_val:]], data.train[rows[:n_val]], data.spec,
+                    None if labels is None else labels[rows[n_val:]], None if labels is None else labels[rows[:n_val]])
     scores = []
-    for family, settings in candidates:
+    for family, settings in tqdm(candidates, desc="choosing an imputer", unit="candidate", disable=not progress,
+                                 leave=False):
         settings = {k: (RANKS[v](data.spec.dim) if k == "latent_dim" and v in RANKS else v)
                     for k, v in settings.items()}
         if settings.get("latent_dim", 1) < 1:
@@ -224,6 +229,78 @@ def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", vali
         raise ConfigError("choose_imputer: no candidate could be fitted")
     best = min(scores, key=lambda r: r["rmse"])
     return {**best, "scores": scores}
+
+
+#: the fewest complete rows `choose_and_impute` fits its candidates on
+MIN_COMPLETE_ROWS = 20
+
+
+def choose_and_impute(data, out, *, label_column=None, mask=None, n: int = 500, seed: int = 0,
+                      candidates=TABLE_CANDIDATES, progress: bool = False) -> dict:
+    """Impute a table without training anything first: choose the model (`choose_imputer`), train it
+    into `out/run`, and use it.
+
+    - A CSV with missing cells: the candidates are fitted on its complete rows (written to
+      `out/complete-rows.csv`, the run's data: its seeded 20% test split is held out), chosen with the
+      table's own share of missing cells per incomplete row as the mask (`random:P`), and the winner
+      fills every missing cell (`out/imputed.csv`).
+    - Complete data (a CSV, .npy or registered vector set): chosen on its training split and scored on
+      its test split, as `impute` scores any run.
+    Either way the winner is also scored against mean, KNN and iterative imputation on held-out complete
+    rows under the same mask (`held_out`), and `out/choice.json` records every candidate's score."""
+    from ..data.arrays import read_table
+    from ..data.registry import load_dataset
+    from ..io import atomic_write_json
+    from ..train.run import train
+
+    out = Path(out)
+    if (out / "run").exists():
+        raise ConfigError(f"{out} already holds a chosen imputer ({out / 'run'}); use it with `genlab impute "
+                          f"{out / 'run'}`, or choose another --out")
+    options = {} if label_column is None else {"label_column": label_column}
+    table = None
+    if isinstance(data, (str, Path)) and Path(data).suffix.lower() == ".csv" and Path(data).is_file():
+        table = read_table(data, label_column)
+        if not np.isnan(table["x"]).any():
+            table = None  # complete: the truth is known, so choose and score like any data
+    if table is not None:
+        if mask is not None:
+            raise ConfigError("this table already has missing cells; they are what is imputed (drop --mask)")
+        x = table["x"]
+        gaps = np.isnan(x)
+        complete = ~gaps.any(1)
+        if complete.sum() < MIN_COMPLETE_ROWS:
+            raise DataError(f"{data}: only {int(complete.sum())} of {len(x)} rows are complete; choosing an "
+                            f"imputer fits the candidates on complete rows and needs at least {MIN_COMPLETE_ROWS}")
+        share = gaps[~complete].mean()
+        mask = f"random:{min(max(round(float(share), 2), 0.05), 0.95):g}"
+        labels = None if table["labels"] is None else table["labels"][complete]
+        out.mkdir(parents=True, exist_ok=True)
+        source = _write_csv(out / "complete-rows.csv", x[complete], table["header"], labels,
+                            table["class_names"], table["label_name"])
+        if table["labels"] is not None:
+            options = {"label_column": -1}  # _write_csv puts it last
+    else:
+        source = data
+    ds = load_dataset(source, **options)
+    if ds.spec.kind != "vector":
+        raise ConfigError(f"choosing an imputer is for tables ({ds.spec.name} holds images): train a family on "
+                          "it and give its run to `genlab impute RUN`")
+    if ds.spec.dim < 2:
+        raise DataError(f"{ds.spec.name}: one feature column; there is nothing to impute it from")
+    mask = mask or "random:0.2"
+    choice = choose_imputer(ds, candidates, mask=mask, seed=seed, progress=progress)
+    run = train(choice["family"], source, out / "run", seed=seed, data_options=options, progress=False,
+                **choice["settings"])
+    held_out = impute(run.model, ds, mask=mask, n=min(n, len(ds.test)), seed=seed)
+    result = {"data": str(data), "family": choice["family"], "settings": choice["settings"],
+              "validation_rmse": choice["rmse"], "candidates": choice["scores"], "mask": mask,
+              "run": str(out / "run"), "held_out": held_out}
+    if table is not None:
+        filled = impute(run.model, data, label_column=label_column, out=out, seed=seed)
+        result.update(filled=filled, table=filled["table"])
+    atomic_write_json(out / "choice.json", result)
+    return result
 
 
 def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", label_column=None, out=None,
