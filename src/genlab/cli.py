@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "images, random:0.2 for tables")
     im.add_argument("-n", type=int, default=500, help="test examples to mask and impute (default 500)")
     im.add_argument("--no-baselines", action="store_true", help="skip mean / KNN / iterative imputation")
+    im.add_argument("--em", action="store_true", help="first refine the model by EM on the rows being imputed, "
+                                                      "holes included, with its training split (a table with "
+                                                      "missing cells: the table's rows); pca, gmm")
 
     dn = sub.add_parser("denoise", help="remove Gaussian noise with a trained run; PSNR before and after",
                         description="Add Gaussian noise of std --noise to test examples and restore them with "
@@ -697,8 +700,9 @@ def cmd_impute(a) -> None:
     data, col = _use_data(a)
     tag = Path(a.mask).stem if a.mask and a.mask.endswith(".npy") else (a.mask or "default").replace(":", "")
     out = Path(a.out) if a.out else Path(a.run) / f"impute-{tag}"
-    r = impute(model, data, mask=a.mask, n=a.n, label_column=col, out=out, seed=a.seed,
-               baselines=() if a.no_baselines else ("mean", "knn", "iterative"), progress=not a.quiet, **parse_settings(a.set))
+    r = impute(model, data, mask=a.mask, n=a.n, label_column=col, out=out, seed=a.seed, em=a.em,
+               baselines=() if a.no_baselines else ("mean", "knn", "iterative"), progress=not a.quiet,
+               **parse_settings(a.set))
     if "methods" in r:
         print(f"{r['n']} examples of {r['data']}, mask {r['mask']} ({100 * r['missing_fraction']:.1f}% missing):")
         for name, m in r["methods"].items():
@@ -721,15 +725,17 @@ def _choose_imputer(a) -> None:
         raise ConfigError("give the RUN to impute with, or --choose with --data to choose and train one")
     if a.data is None:
         raise ConfigError("--choose needs --data (the table to impute)")
-    if a.set or a.no_baselines:
-        raise ConfigError("--choose sets the model's settings and always scores the baselines (drop "
-                          + ("--set" if a.set else "--no-baselines") + ")")
+    if a.set or a.no_baselines or a.em:
+        raise ConfigError("--choose sets the model's settings, chooses whether to use EM and always scores the "
+                          "baselines (drop " + ("--set" if a.set else "--no-baselines" if a.no_baselines else "--em")
+                          + ")")
     out = Path(a.out) if a.out else default_run_dir("impute", Path(a.data).stem)
     r = choose_and_impute(a.data, out, label_column=a.label_column, mask=a.mask, n=a.n, seed=a.seed,
                           progress=not a.quiet)
     settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
     print(f"chose {r['family']} ({settings}) of {len(r['candidates'])} candidates: validation RMSE "
-          f"{r['validation_rmse']:.4f} (standardised, mask {r['mask']})")
+          f"{r['validation_rmse']:.4f} (standardised, mask {r['mask']}); refined by EM on the rows it fills: "
+          f"{r['validation_rmse_em']:.4f}, " + ("used" if r["em"] else "not used"))
     h = r["held_out"]
     print(f"held-out complete rows ({h['n']}, mask {h['mask']}), standardised RMSE: " + ",  ".join(
         f"{name} {m['rmse_standardised']:.4f}" for name, m in h["methods"].items()))

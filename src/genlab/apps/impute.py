@@ -191,11 +191,13 @@ RANKS = {"D/4": lambda d: d // 4, "D/2": lambda d: d // 2, "3D/4": lambda d: 3 *
 
 
 def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", validation: float = 0.2,
-                   masks: int = 3, seed: int = 0, progress: bool = False) -> dict:
+                   masks: int = 3, seed: int = 0, em: bool = False, progress: bool = False) -> dict:
     """Choose a family and its settings for imputation the way a data person tunes an imputer: each
     candidate (family, settings) is fitted on the training split without a random `validation` share of
     its rows (seeded), and scored by the RMSE of imputing those held-out rows under `masks` random draws of
     `mask` (on the training split's standardised scale for tables). The test split takes no part.
+    `em=True` imputes as `impute(..., em=True)` does (each candidate refined by EM on its training rows
+    plus the masked held-out rows).
 
     Returns {"family", "settings" (ranks resolved), "rmse", "scores": [{family, settings, rmse}, ...]};
     refit the winner on the whole training split (`genlab.train(family, data, **settings)`) to use it."""
@@ -221,7 +223,7 @@ def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", vali
         if settings.get("latent_dim", 1) < 1:
             continue  # a rank below 1 on a narrow table
         model = train(family, inner, seed=seed, save=False, progress=False, **settings).model
-        runs = [impute(model, inner, mask=mask, n=n_val, seed=seed + i, baselines=())["methods"][family]
+        runs = [impute(model, inner, mask=mask, n=n_val, seed=seed + i, baselines=(), em=em)["methods"][family]
                 for i in range(masks)]
         col = "rmse_standardised" if "rmse_standardised" in runs[0] else "rmse"
         scores.append({"family": family, "settings": settings, "rmse": sum(r[col] for r in runs) / masks})
@@ -246,8 +248,11 @@ def choose_and_impute(data, out, *, label_column=None, mask=None, n: int = 500, 
       fills every missing cell (`out/imputed.csv`).
     - Complete data (a CSV, .npy or registered vector set): chosen on its training split and scored on
       its test split, as `impute` scores any run.
-    Either way the winner is also scored against mean, KNN and iterative imputation on held-out complete
-    rows under the same mask (`held_out`), and `out/choice.json` records every candidate's score."""
+    The winner is then validated once more with EM (`impute(..., em=True)`: refined on the rows being
+    imputed, holes included), and imputes with EM if that scored lower (`em` in the result; a table's
+    holes are then filled after EM on the table's own rows). Either way the winner is also scored against
+    mean, KNN and iterative imputation on held-out complete rows under the same mask (`held_out`), and
+    `out/choice.json` records every candidate's score."""
     from ..data.arrays import read_table
     from ..data.registry import load_dataset
     from ..io import atomic_write_json
@@ -290,27 +295,35 @@ def choose_and_impute(data, out, *, label_column=None, mask=None, n: int = 500, 
         raise DataError(f"{ds.spec.name}: one feature column; there is nothing to impute it from")
     mask = mask or "random:0.2"
     choice = choose_imputer(ds, candidates, mask=mask, seed=seed, progress=progress)
+    em = choose_imputer(ds, [(choice["family"], choice["settings"])], mask=mask, seed=seed, em=True)["rmse"]
+    use_em = em < choice["rmse"]
     run = train(choice["family"], source, out / "run", seed=seed, data_options=options, progress=False,
                 **choice["settings"])
-    held_out = impute(run.model, ds, mask=mask, n=min(n, len(ds.test)), seed=seed)
+    held_out = impute(run.model, ds, mask=mask, n=min(n, len(ds.test)), seed=seed, em=use_em)
     result = {"data": str(data), "family": choice["family"], "settings": choice["settings"],
-              "validation_rmse": choice["rmse"], "candidates": choice["scores"], "mask": mask,
-              "run": str(out / "run"), "held_out": held_out}
+              "validation_rmse": choice["rmse"], "validation_rmse_em": em, "em": use_em,
+              "candidates": choice["scores"], "mask": mask, "run": str(out / "run"), "held_out": held_out}
     if table is not None:
-        filled = impute(run.model, data, label_column=label_column, out=out, seed=seed)
+        filled = impute(run.model, data, label_column=label_column, out=out, seed=seed, em=use_em)
         result.update(filled=filled, table=filled["table"])
     atomic_write_json(out / "choice.json", result)
     return result
 
 
 def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", label_column=None, out=None,
-           seed: int = 0, baselines=BASELINES, batch_size: int = 100, progress: bool = False,
+           seed: int = 0, baselines=BASELINES, batch_size: int = 100, progress: bool = False, em: bool = False,
            **options) -> dict:
     """Impute with `model` (see the module docstring). `data`: a Dataset, a name or a path (default:
     the run's data); a .csv with missing cells is filled whole. `options` go to `model.impute`
-    (e.g. steps=). `baselines`: which of mean, knn, iterative to run beside it. `mask` defaults to center for images, random:0.2 for tables. `out`: a directory for impute.json, impute.png (images: masked | imputed | truth)
-    and imputed.csv (tables). Returns the numbers."""
+    (e.g. steps=). `baselines`: which of mean, knn, iterative to run beside it. `mask` defaults to center
+    for images, random:0.2 for tables. `out`: a directory for impute.json, impute.png (images: masked |
+    imputed | truth) and imputed.csv (tables). `em=True` (pca, gmm): first refine a copy of the model by
+    its `fit_incomplete` (EM from its fit) on the training split plus the masked rows, holes included,
+    the rows IterativeImputer learns from; a table with missing cells: on the table's own rows.
+    Returns the numbers."""
     require(model, "impute", "impute missing entries")
+    if em:
+        require(model, "fit_incomplete", "learn from rows with missing entries (--em)")
     if split not in ("test", "train"):
         raise ConfigError(f"split must be test or train, got {split!r}")
     if isinstance(data, (str, Path)) and Path(data).suffix.lower() == ".csv" and Path(data).is_file():
@@ -321,7 +334,7 @@ def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", la
             if mask is not None:
                 raise ConfigError("this table already has missing cells; they are what is imputed (drop --mask)")
             return _impute_table(model, table, data, out=out, seed=seed, batch_size=batch_size,
-                                 progress=progress, **options)
+                                 progress=progress, em=em, **options)
     if n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
     ds = scoring_data(model, data, label_column=label_column)
@@ -340,6 +353,10 @@ def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", la
         y = None if y is None else y[:n]
     torch.manual_seed(seed)
     t = time.process_time()
+    if em:
+        train_y = ds.conditions("train", model.condition_kind) if model.condition_kind != "none" else None
+        model = refined_copy(model, torch.cat([ds.train, x_masked]), torch.cat([torch.ones_like(ds.train), known]),
+                             None if y is None or train_y is None else torch.cat([train_y, y]))
     filled = impute_batched(model, x_masked, known, y, batch_size=batch_size, seed=seed, progress=progress, **options)
     seconds = time.process_time() - t
     image = ds.spec.kind == "image"
@@ -359,7 +376,7 @@ def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", la
             r["accuracy"] = float((clf.predict(xf) == labels).double().mean())
         rows[name] = r
     result = {"family": model.family, "data": ds.spec.name, "split": split, "n": len(x), "mask": str(mask),
-              "missing_fraction": float(missing.double().mean()), "methods": rows,
+              "missing_fraction": float(missing.double().mean()), "methods": rows, "em": em,
               "metric": "RMSE over the removed entries" + ("" if image else
                         "; rmse_standardised divides each feature's error by its training-split std")}
     if clf is not None and labels is not None:
@@ -380,7 +397,16 @@ def impute(model, data=None, *, mask=None, n: int = 500, split: str = "test", la
     return result
 
 
-def _impute_table(model, table: dict, path, *, out, seed, batch_size, progress, **options) -> dict:
+def refined_copy(model, x: torch.Tensor, known: torch.Tensor, y=None):
+    """A copy of `model` refined by EM on rows x with missing entries (known: 1 = known) from its fit."""
+    import copy
+
+    model = copy.deepcopy(model)
+    model.fit_incomplete(x, known, y)
+    return model
+
+
+def _impute_table(model, table: dict, path, *, out, seed, batch_size, progress, em=False, **options) -> dict:
     x = torch.as_tensor(table["x"])
     if model.spec.kind != "vector" or tuple(model.spec.shape) != tuple(x.shape[1:]):
         raise DataError(f"{path}: a table of {x.shape[1]} feature columns, but this {model.family} run models "
@@ -394,8 +420,10 @@ def _impute_table(model, table: dict, path, *, out, seed, batch_size, progress, 
                               "(--label-column)")
         y = torch.as_tensor(table["labels"])
     torch.manual_seed(seed)
+    if em:
+        model = refined_copy(model, x, known, y)
     filled = impute_batched(model, x, known, y, batch_size=batch_size, seed=seed, progress=progress, **options)
-    result = {"family": model.family, "data": str(path), "n": len(x), "mask": "missing cells of the table",
+    result = {"family": model.family, "data": str(path), "n": len(x), "mask": "missing cells of the table", "em": em,
               "missing_cells": int((known == 0).sum()), "rows_with_missing": int((known == 0).any(1).sum())}
     if out is not None:
         from ..io import atomic_write_json

@@ -7,6 +7,8 @@
     model.encode(x, y=None) / decode(z, y=None) / reconstruct(x, y=None) / anomaly_score(x, y=None)
     model.impute(x, mask, y=None, *, generator=None) -> x with the mask == 0 entries filled, known kept
     model.denoise_gaussian(x_noisy, sigma, y=None, *, generator=None) -> estimate of the clean x
+    model.fit_incomplete(x, mask, y=None) -> EM from rows with missing entries (mask: 1 = known), in place;
+                                          the observed-data log-likelihood per round
                                           where they make sense; extra knobs keyword-only
 
 `y` is the condition (None, class labels, or a tensor per example: see `condition`).
@@ -32,7 +34,8 @@ from ..errors import ConfigError, GenlabError, GenlabWarning, unknown_name
 from ..io import first_line
 from ..params import check_like, check_settings
 
-CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise")
+CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise",
+                "fit_incomplete")
 #: the method behind a capability where its name differs: "denoise" is
 #: `denoise_gaussian(x_noisy, sigma, y=None, *, generator=None)` -> the clean estimate
 CAPABILITY_METHODS = {"denoise": "denoise_gaussian"}

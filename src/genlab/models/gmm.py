@@ -30,7 +30,7 @@ import torch
 from ..data.spec import Dataset
 from ..params import Int, Float, OneOf, Bool
 from ..errors import ConfigError
-from ..nn.imputation import conditional_gaussian, fill_missing, keep_known
+from ..nn.imputation import conditional_gaussian, expected_scatter, fill_missing, keep_known
 from .base import GenerativeModel, register_model
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
@@ -217,10 +217,79 @@ class GMM(GenerativeModel):
             z = (u - mu) * p * m
             lp = (m * p.log()).sum(1) - 0.5 * (z.pow(2).sum(1) + m.sum(1) * LOG_2PI)
             return lp, torch.where(m, u, mu)
-        Pc = P[c] if t == "full" else P                                    # Sigma^-1 = P P^T
-        cov = torch.cholesky_inverse(torch.linalg.cholesky(Pc @ Pc.T))    # (P P^T)^-1
-        out, lp = conditional_gaussian(u, m, mu, cov, with_log_marginal=True)
+        out, lp = conditional_gaussian(u, m, mu, self._covariance(k, c), with_log_marginal=True)
         return lp, out
+
+    def _covariance(self, k: int, c: int) -> torch.Tensor:
+        """Sigma_c of class k's mixture as a D x D matrix, whatever the covariance type."""
+        t, P, D = self.covariance_type, self.precisions_cholesky[k], self.means.shape[-1]
+        if t in ("full", "tied"):
+            Pc = P[c] if t == "full" else P                                # Sigma^-1 = P P^T
+            return torch.cholesky_inverse(torch.linalg.cholesky(Pc @ Pc.T))
+        var = P[c].pow(-2) if t == "diag" else P[c].pow(-2).expand(D)
+        return torch.diag(var)
+
+    @torch.no_grad()
+    def fit_incomplete(self, x, mask, y=None, *, max_iter: int = 100, tol: float = 1e-5) -> list[float]:
+        """Learn from rows with missing entries (mask: 1 = known) by EM, from the current fit
+        (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11):
+
+            E: r_ic = pi_c N(x_i,o; mu_c,o, S_c,oo) / sum_c' pi_c' N(x_i,o; mu_c',o, S_c',oo),
+               xhat_ic = E_c[x_i | x_i,o]                              (conditional_gaussian)
+            M: N_c = sum_i r_ic,  pi_c = N_c / N,  mu_c = sum_i r_ic xhat_ic / N_c,
+               S_c = 1/N_c sum_i r_ic [(xhat_ic - mu_c)(xhat_ic - mu_c)^T + Cov_c[x_i,m | x_i,o]] + reg_covar I
+
+        with S_c put in the covariance type's form (its diagonal; its mean variance; for tied the
+        N_c-weighted average over components): the constrained M-steps, as scikit-learn's. On the working
+        scale; a conditional model fits each class's mixture to that class's rows (labels y). Each round
+        raises the mean observed-data log-likelihood (1/N) sum_i log p(x_i,o); stops when it rises by less
+        than `tol`. Returns it per round."""
+        K, C, D = self.means.shape
+        y = self.condition(y, len(x)) if K > 1 else None
+        if K > 1 and y is None:
+            raise ConfigError("gmm: a conditional mixture learns from labelled rows; give their labels")
+        m = torch.as_tensor(mask, device=x.device).expand_as(x).reshape(len(x), -1).bool().to(self.means.device)
+        u = fill_missing(self._flat(fill_missing(x, mask)), m)
+        history = []
+        for _ in range(max_iter):
+            total = 0.0
+            for k in range(K):
+                rows = slice(None) if y is None else (y.to(u.device) == k)
+                uk, mk = u[rows], m[rows]
+                logr, filled, blocks = uk.new_empty(len(uk), C), [], []
+                for c in range(C):
+                    f, lp, b = conditional_gaussian(uk, mk, self.means[k, c], self._covariance(k, c),
+                                                    with_log_marginal=True, with_missing_cov=True)
+                    logr[:, c] = self.log_weights[k, c] + lp
+                    filled.append(f)
+                    blocks.append(b)
+                ll = torch.logsumexp(logr, 1)
+                total += float(ll.sum())
+                self._m_step(k, (logr - ll[:, None]).exp(), filled, blocks)
+            history.append(total / len(u))
+            if len(history) > 1 and history[-1] - history[-2] < tol:
+                break
+        return history
+
+    def _m_step(self, k: int, r: torch.Tensor, filled: list, blocks: list) -> None:
+        """The M-step of fit_incomplete for class k's mixture (responsibilities r [N, C])."""
+        Nc = r.sum(0) + 10 * torch.finfo(r.dtype).eps                       # as scikit-learn
+        self.log_weights[k] = (Nc / Nc.sum()).log()
+        scatter = []
+        for c in range(len(Nc)):
+            mu = (r[:, c, None] * filled[c]).sum(0) / Nc[c]
+            self.means[k, c] = mu
+            scatter.append(expected_scatter(filled[c], blocks[c], r[:, c], mu) / Nc[c])
+        S, t = torch.stack(scatter), self.covariance_type
+        eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+        if t in ("full", "tied"):
+            S = S if t == "full" else (Nc[:, None, None] * S).sum(0) / Nc.sum()
+            L = torch.linalg.cholesky(S + self.reg_covar * eye)            # P = L^-T: Sigma^-1 = P P^T
+            self.precisions_cholesky[k] = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False).mT
+        else:
+            var = S.diagonal(dim1=-2, dim2=-1)
+            var = var if t == "diag" else var.mean(-1)
+            self.precisions_cholesky[k] = (var + self.reg_covar).rsqrt()
 
     @torch.no_grad()
     def encode(self, x, y=None, *, hard: bool = False):

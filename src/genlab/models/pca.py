@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 
 from ..data.spec import Dataset
-from ..nn.imputation import fill_missing, keep_known
+from ..nn.imputation import conditional_gaussian, expected_scatter, fill_missing, keep_known
 from ..params import Int, Float
 from .base import GenerativeModel, register_model
 
@@ -54,7 +54,35 @@ class PCA(GenerativeModel):
     def fit_closed_form(self, data: Dataset) -> bool:
         x = data.train.to(self.mean.device).flatten(1).double()
         mu = x.mean(0)
-        cov = (x - mu).T @ (x - mu) / len(x)
+        self._fit_moments(mu, (x - mu).T @ (x - mu) / len(x))
+        return True
+
+    @torch.no_grad()
+    def fit_incomplete(self, x, mask, y=None, *, max_iter: int = 100, tol: float = 1e-5) -> list[float]:
+        """Learn from rows with missing entries (mask: 1 = known) by EM, from the current fit:
+
+            E: xhat_i = E[x_i | x_i,o],  S = 1/N sum_i (xhat_i - mu)(xhat_i - mu)^T + Cov[x_i,m | x_i,o]
+               (conditional_gaussian under C = W W^T + sigma^2 I)
+            M: mu = mean_i xhat_i;  W, sigma^2 = the closed-form fit above with S as the covariance
+
+        (Tipping & Bishop 1999's ML solution maximises E[log N(x; mu, C)], which depends on the data only
+        through mu and S, so this is an exact EM.) Each round raises the mean observed-data log-likelihood
+        (1/N) sum_i log N(x_i,o; mu_o, C_oo); stops when it rises by less than `tol`. Returns it per round."""
+        u = self._flat(fill_missing(x, mask)).double()
+        m = self._flat(torch.as_tensor(mask, device=x.device).expand_as(x)).bool()
+        history = []
+        for _ in range(max_iter):
+            filled, logp, blocks = conditional_gaussian(u, m, self.mean, self.covariance(), with_log_marginal=True,
+                                                        with_missing_cov=True)
+            history.append(float(logp.mean()))
+            if len(history) > 1 and history[-1] - history[-2] < tol:
+                break
+            mu = filled.mean(0)
+            self._fit_moments(mu, expected_scatter(filled, blocks, torch.ones_like(logp), mu) / len(u))
+        return history
+
+    def _fit_moments(self, mu: torch.Tensor, cov: torch.Tensor) -> None:
+        """The ML fit of the module docstring from the mean and covariance of the data."""
         lam, U = torch.linalg.eigh(cov)  # ascending
         lam, U = lam.flip(0).clamp_min(0), U.flip(1)
         q = self.W.shape[1]
@@ -64,7 +92,6 @@ class PCA(GenerativeModel):
         self.explained_variance.copy_(lam[:q])
         self.W.copy_(U[:, :q] * (lam[:q] - s2).clamp_min(0).sqrt())
         self.noise_variance.copy_(s2)
-        return True
 
     def _flat(self, x):
         return x.reshape(len(x), -1)

@@ -5,7 +5,9 @@ shape or broadcastable to it; missing entries of x may hold anything (NaN includ
 never read. Every imputation ends with `keep_known`, so known entries come back bit for bit.
 
     conditional_gaussian   E[x_m | x_o] under N(mu, Sigma):  mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o),
-                           and the observed marginal log N(x_o; mu_o, Sigma_oo)
+                           the observed marginal log N(x_o; mu_o, Sigma_oo), and Cov[x_m | x_o]
+    expected_scatter       EM's expected scatter of incomplete rows (the M-step of pca and gmm
+                           learning from rows with missing entries: `fit_incomplete`)
     optimise_missing       gradient ascent on an objective over the missing entries only
                            (flows: log p(x); encoder families: over a latent code instead)
 """
@@ -38,35 +40,58 @@ def keep_known(x: torch.Tensor, mask: torch.Tensor, filled: torch.Tensor) -> tor
 
 
 def conditional_gaussian(x: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor,
-                         *, with_log_marginal: bool = False):
+                         *, with_log_marginal: bool = False, with_missing_cov: bool = False):
     """The conditional Gaussian of the missing entries given the known ones, per row of x [N, D]:
 
         x ~ N(mu, Sigma),  o = known, m = missing
-        E[x_m | x_o]  = mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o)
-        log p(x_o)    = log N(x_o; mu_o, Sigma_oo)
+        E[x_m | x_o]   = mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o)
+        Cov[x_m | x_o] = Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om
+        log p(x_o)     = log N(x_o; mu_o, Sigma_oo)
 
     Rows sharing a mask pattern are solved together (one Cholesky per pattern). Returns the
-    conditional mean completed with the known entries [N, D] (float64), and with
-    `with_log_marginal=True` also log p(x_o) [N]."""
+    conditional mean completed with the known entries [N, D] (float64); with `with_log_marginal=True`
+    also log p(x_o) [N]; with `with_missing_cov=True` also the conditional covariances, one per
+    pattern as (rows, missing indices, Cov[x_m | x_o]) (what EM for incomplete data needs)."""
     x, mean, cov = x.double(), mean.double(), cov.double()
     m = known_mask(mask, x)
     out = torch.where(m, torch.nan_to_num(x), mean.expand_as(x)).clone()
     logp = x.new_zeros(len(x))
+    blocks = []
     patterns, inverse = torch.unique(m, dim=0, return_inverse=True)
     for k, pat in enumerate(patterns):
         rows = (inverse == k).nonzero().flatten()
         o, mi = pat.nonzero().flatten(), (~pat).nonzero().flatten()
-        if len(o) == 0:
-            continue  # nothing known: the mean, and log p of nothing is 0
+        if len(o) == 0:  # nothing known: the mean and the covariance, and log p of nothing is 0
+            blocks.append((rows, mi, cov))
+            continue
         L = torch.linalg.cholesky(cov[o][:, o])
         r = (x[rows][:, o] - mean[o]).T                                    # [|o|, n]
         a = torch.cholesky_solve(r, L)                                      # Sigma_oo^-1 (x_o - mu_o)
         if len(mi):
             out[rows[:, None], mi] = (mean[mi][:, None] + cov[mi][:, o] @ a).T
+            if with_missing_cov:
+                v = torch.linalg.solve_triangular(L, cov[o][:, mi], upper=False)   # L^-1 Sigma_om
+                blocks.append((rows, mi, cov[mi][:, mi] - v.T @ v))
         if with_log_marginal:
             w = torch.linalg.solve_triangular(L, r, upper=False)
             logp[rows] = -0.5 * (w.pow(2).sum(0) + len(o) * LOG_2PI) - L.diagonal().log().sum()
-    return (out, logp) if with_log_marginal else out
+    extra = (logp,) * with_log_marginal + (blocks,) * with_missing_cov
+    return (out, *extra) if extra else out
+
+
+def expected_scatter(filled: torch.Tensor, blocks, weights: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """EM's expected scatter about `mean` of incomplete rows (Little & Rubin 2002, ch. 11):
+
+        sum_i w_i E[(x_i - mu)(x_i - mu)^T | x_i,o] = sum_i w_i (xhat_i - mu)(xhat_i - mu)^T
+                                                      + sum_i w_i Cov[x_i,m | x_i,o]   (missing block)
+
+    `filled` [N, D] and `blocks` from conditional_gaussian(..., with_missing_cov=True); `weights` [N]
+    (responsibilities, or ones)."""
+    d = filled - mean
+    out = (d * weights[:, None]).T @ d
+    for rows, mi, block in blocks:
+        out[mi[:, None], mi] += weights[rows].sum() * block
+    return out
 
 
 def optimise_missing(objective: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
