@@ -34,7 +34,7 @@ import torch
 import genlab
 from genlab.metrics.evaluate import evaluate
 from genlab.metrics.features import shipped_extractor
-from genlab.metrics.translation import baseline_result
+from genlab.metrics.translation import Upsample, baseline_result
 
 # family rows: (registry name, settings); everything else is the family's defaults
 FAMILIES = {
@@ -65,7 +65,16 @@ def _mean_se(values):
     return m, se
 
 
-def sr_row(data, family: str, seed: int, minutes: float, n: int) -> dict:
+def judged(model, data, n: int, judge, **options) -> float:
+    """The accuracy of an independently trained classifier (`judge`) on the model's outputs for the first
+    n test inputs (a fresh draw, seeded; `options` go to sample, e.g. noise=False)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = torch.cat([model.sample(len(c), c, **options) for c in data.test_cond[:n].split(500)])
+    return float((judge.predict(out) == data.test_labels[:n]).double().mean())
+
+
+def sr_row(data, family: str, seed: int, minutes: float, n: int, judge=None) -> dict:
     name, settings = {**FAMILIES, **VARIANTS}[family]
     cpu = time.process_time()
     run = genlab.train(name, data, minutes=minutes, seed=seed, save=False, progress=False, clock="cpu", **settings)
@@ -73,8 +82,14 @@ def sr_row(data, family: str, seed: int, minutes: float, n: int) -> dict:
     res = evaluate(run.model, data, METRICS, n=n, seed=seed)
     row = {"family": family, "seed": seed, "steps": run.history[-1]["step"], "train_cpu_seconds": train_cpu,
            **scores(res), "sampling_seconds_per_image": res["seconds"]["sampling"] / n}
-    if "noise" in inspect.signature(run.model.sample).parameters:  # pix2pix: the same G, dropout off
+    noise = "noise" in inspect.signature(run.model.sample).parameters
+    if noise:  # pix2pix: the same G, dropout off
         row["noise_off"] = scores(evaluate(run.model, data, METRICS, n=n, seed=seed, noise=False))
+    if judge is not None:
+        row["judge"] = judge.name
+        row["class_accuracy_judge"] = judged(run.model, data, n, judge)
+        if noise:
+            row["noise_off"]["class_accuracy_judge"] = judged(run.model, data, n, judge, noise=False)
     return row
 
 
@@ -156,6 +171,8 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="1 CPU-minute per family, seed 0, 1000 test examples")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "translate.json"))
     p.add_argument("--merge", nargs="+", metavar="JSON", help="combine the results of runs on other seeds into --out")
+    p.add_argument("--judge-seed", type=int, help="also score accuracy with the MNIST classifier trained from this "
+                   "seed (bench/yardsticks.py: the SRGAN-style row's feature loss uses the shipped one)")
     a = p.parse_args()
     if a.merge:
         return merge(a.merge, a.out)
@@ -178,6 +195,15 @@ def main() -> None:
     ext = shipped_extractor("mnist")
     out["sr"]["targets"] = [{"class_accuracy": float((ext.predict(sr.test[:a.n]) == sr.test_labels[:a.n]).double().mean()),
                              "psnr": None, "ssim": None, "fid": None, "sampling_seconds_per_image": 0.0}]
+    judge = None
+    if a.judge_seed is not None:
+        from yardsticks import independent_classifier
+
+        judge = independent_classifier(a.judge_seed, "mnist")
+        out["protocol"]["judge"] = judge.name
+        out["sr"]["targets"][0]["class_accuracy_judge"] = float((judge.predict(sr.test[:a.n]) == sr.test_labels[:a.n])
+                                                                .double().mean())
+        out["sr"]["bicubic"][0]["class_accuracy_judge"] = judged(Upsample(sr.spec, "bicubic"), sr, a.n, judge)
     for fam in fams:
         if fam == "cyclegan":
             inv = genlab.load_dataset("mnist-inverted")
@@ -185,7 +211,7 @@ def main() -> None:
             continue
         out["sr"][fam] = []
         for s in seeds:
-            out["sr"][fam].append(sr_row(sr, fam, s, a.minutes, a.n))
+            out["sr"][fam].append(sr_row(sr, fam, s, a.minutes, a.n, judge))
             print(fam, s, {k: round(v, 4) if isinstance(v, float) else v for k, v in out["sr"][fam][-1].items()},
                   flush=True)
     report(out)
