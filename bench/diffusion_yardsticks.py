@@ -69,6 +69,9 @@ def score_pair(pair: str, trained: list[dict], sticks: dict, data, seeds: int) -
         sides.append(per_seed)
     out = {"floors": floors, "yardsticks": {}}
     for k in sticks:
+        if len(sides) == 1:  # --genlab-only: a recipe pilot, no peer
+            out["yardsticks"][k] = {"excess_genlab": [r[k] for r in sides[0]]}
+            continue
         ours, theirs = [r[k] for r in sides[0]], [r[k] for r in sides[1]]
         ratios = [a / b for a, b in zip(ours, theirs) if b > 0]
         out["yardsticks"][k] = {"excess_genlab": ours, "excess_peer": theirs,
@@ -92,6 +95,8 @@ def main(argv=None) -> int:
     p.add_argument("--peer-schedule", default="linear", choices=("linear", "squaredcos_cap_v2"),
                    help="diffusers' beta_schedule (the control: the cosine schedule on both sides)")
     p.add_argument("--retrain-peer", action="store_true", help="with --load: keep genlab's states, train the peers again")
+    p.add_argument("--genlab-only", action="store_true", help="train and score genlab's side only (a recipe "
+                   "pilot: compare its excess with a peer row measured under the same protocol)")
     p.add_argument("--save", help="torch.save the trained states here")
     p.add_argument("--load", help="score the states saved by --save instead of training")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "diffusion_yardsticks.json"))
@@ -108,7 +113,7 @@ def main(argv=None) -> int:
     states = torch.load(a.load, weights_only=False) if a.load else {}
     out = {"protocol": {"minutes": a.minutes, "threads": a.threads, "clock": a.clock, "seed": a.seed,
                         "sample_seeds": a.sample_seeds, "n": len(data.train), "quick": a.quick, "recipes": recipes,
-                        "peer_schedule": a.peer_schedule, "loaded": a.load, "retrained_peer": a.retrain_peer,
+                        "peer_schedule": a.peer_schedule, "loaded": a.load, "retrained_peer": a.retrain_peer, "genlab_only": a.genlab_only,
                         "yardsticks": {k: e.name for k, (e, _) in sticks.items()}}, "pairs": {}}
     peer_options = {"ddpm": {"schedule": a.peer_schedule}, "fm": {}}
     for pair in [s.strip() for s in a.pairs.split(",") if s.strip()]:
@@ -116,7 +121,7 @@ def main(argv=None) -> int:
             states[pair] = states[pair][:1] + [PAIRS[pair][1][1](a.minutes, a.seed, **peer_options[pair])]
         if pair not in states:
             states[pair] = []
-            for side, (name, fn) in enumerate(PAIRS[pair]):
+            for side, (name, fn) in enumerate(PAIRS[pair][:1] if a.genlab_only else PAIRS[pair]):
                 t0 = time.time()
                 states[pair].append(fn(a.minutes, a.seed, recipes[pair]) if side == 0
                                     else fn(a.minutes, a.seed, **peer_options[pair]))
@@ -130,6 +135,9 @@ def main(argv=None) -> int:
         print(f"\n{pair}: {g} vs {peer}, {a.minutes:g} {a.clock}-minutes each on {a.threads} thread(s); "
               f"steps {res['steps']}; excess FD over the real floor, mean of {a.sample_seeds} sample seeds")
         for k, r in res["yardsticks"].items():
+            if "excess_peer" not in r:
+                print(f"  {k:18s} genlab {statistics.fmean(r['excess_genlab']):7.3f}", flush=True)
+                continue
             print(f"  {k:18s} genlab {statistics.fmean(r['excess_genlab']):7.3f}  {peer} "
                   f"{statistics.fmean(r['excess_peer']):7.3f}  ratio {r['ratio_of_means']:.2f}x "
                   f"(per seed {r['per_seed_ratio_min']:.2f}-{r['per_seed_ratio_max']:.2f})", flush=True)

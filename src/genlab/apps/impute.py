@@ -220,8 +220,9 @@ def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", vali
                                  leave=False):
         settings = {k: (RANKS[v](data.spec.dim) if k == "latent_dim" and v in RANKS else v)
                     for k, v in settings.items()}
-        if settings.get("latent_dim", 1) < 1:
-            continue  # a rank below 1 on a narrow table
+        if settings.get("latent_dim", 1) < 1 or any(r["family"] == family and r["settings"] == settings
+                                                    for r in scores):
+            continue  # a rank below 1 on a narrow table, or one two rank rules name
         model = train(family, inner, seed=seed, save=False, progress=False, **settings).model
         runs = [impute(model, inner, mask=mask, n=n_val, seed=seed + i, baselines=(), em=em)["methods"][family]
                 for i in range(masks)]
