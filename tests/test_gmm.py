@@ -113,7 +113,7 @@ def test_unconditional_model_refuses_a_label_to_sample(digits):
     m = genlab.train("gmm", digits, n_components=2, covariance_type="spherical", save=False, progress=False).model
     with pytest.raises(ConfigError, match="without conditional=true"):
         m.sample(4, y=3)
-    assert m.capabilities() == ["log_prob", "encode", "anomaly_score", "impute"]
+    assert m.capabilities() == ["log_prob", "encode", "anomaly_score", "impute", "fit_incomplete"]
 
 
 @pytest.mark.parametrize("bad, match", [
