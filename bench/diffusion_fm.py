@@ -80,12 +80,14 @@ def initial_weights(seed: int) -> dict:
 
 # -- the two training runs -------------------------------------------------------------------------
 def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
-    """genlab's `fm` with its defaults, or with `recipe` (fm settings such as ot, time_sampling)."""
+    """genlab's `fm` with its defaults, or with `recipe` (fm settings such as ot, time_sampling; a `steps`
+    entry replaces the minutes budget, for recipe pilots at equal steps)."""
     torch.set_num_threads(peer_loop.THREADS)
     data = _data()
-    run = genlab.train("fm", data, minutes=minutes, clock=peer_loop.CLOCK, seed=seed, save=False,
-                       progress=False,
-                       batch_size=BATCH, lr=LR, grad_clip=CLIP, ema_decay=EMA_DECAY, **NET, **(recipe or {}))
+    recipe = dict(recipe or {})
+    budget = {"steps": recipe.pop("steps")} if "steps" in recipe else {"minutes": minutes}
+    run = genlab.train("fm", data, **budget, clock=peer_loop.CLOCK, seed=seed, save=False, progress=False,
+                       batch_size=BATCH, lr=LR, grad_clip=CLIP, ema_decay=EMA_DECAY, **NET, **recipe)
     last = run.history[-1]
     return {"state": {k: v.clone() for k, v in run.model.net.net.state_dict().items()},
             "steps": last["step"], "cpu_seconds": last["time"], "final_loss": last["loss"]}
