@@ -93,7 +93,7 @@ def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
             "steps": last["step"], "cpu_seconds": last["time"], "final_loss": last["loss"]}
 
 
-def train_torchcfm(minutes: float, seed: int, bf16: bool = False) -> dict:
+def train_torchcfm(minutes: float, seed: int, bf16: bool = False, steps: int | None = None) -> dict:
     """torchcfm's ConditionalFlowMatcher driving the same UNet in the loop of its examples; bf16=True
     adds what a torchcfm user would write by hand for bf16 (torch.autocast around the network)."""
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
@@ -111,7 +111,7 @@ def train_torchcfm(minutes: float, seed: int, bf16: bool = False) -> dict:
             v = net(xt, t * TIME_SCALE)
         return torch.mean((v.float() - ut) ** 2)
 
-    return train_peer(net, loss_fn, data.train * 2 - 1, minutes, seed, LR, BATCH, CLIP, EMA_DECAY)
+    return train_peer(net, loss_fn, data.train * 2 - 1, minutes, seed, LR, BATCH, CLIP, EMA_DECAY, steps=steps)
 
 
 def _worker(args):

@@ -58,25 +58,28 @@ def drawer(pair: str, side: int, result: dict):
     return lambda n, seed: diffusion_fm.sample_images(net, n, seed, "heun", 25, to_data)[0]
 
 
-def score_pair(pair: str, trained: list[dict], sticks: dict, data, seeds: int) -> dict:
+def score_pair(pair: str, trained: list, sticks: dict, data, seeds: int) -> dict:
+    """Excess FD per yardstick and sample seed for each trained side (None: a side not trained, --only)."""
     n = len(data.train)
     floors = fd_by_yardstick(data.train, sticks)
     sides = []
     for side, result in enumerate(trained):
+        if result is None:
+            sides.append(None)
+            continue
         draw, per_seed = drawer(pair, side, result), []
         for s in range(seeds):
             per_seed.append({k: v - floors[k] for k, v in fd_by_yardstick(draw(n, 1000 + s), sticks).items()})
         sides.append(per_seed)
     out = {"floors": floors, "yardsticks": {}}
     for k in sticks:
-        if len(sides) == 1:  # --genlab-only: a recipe pilot, no peer
-            out["yardsticks"][k] = {"excess_genlab": [r[k] for r in sides[0]]}
-            continue
-        ours, theirs = [r[k] for r in sides[0]], [r[k] for r in sides[1]]
-        ratios = [a / b for a, b in zip(ours, theirs) if b > 0]
-        out["yardsticks"][k] = {"excess_genlab": ours, "excess_peer": theirs,
-                                "ratio_of_means": statistics.fmean(ours) / statistics.fmean(theirs),
-                                "per_seed_ratio_min": min(ratios), "per_seed_ratio_max": max(ratios)}
+        row = {f"excess_{who}": [r[k] for r in rows] for who, rows in zip(("genlab", "peer"), sides) if rows}
+        if len(row) == 2:
+            ours, theirs = row["excess_genlab"], row["excess_peer"]
+            ratios = [a / b for a, b in zip(ours, theirs) if b > 0]
+            row.update(ratio_of_means=statistics.fmean(ours) / statistics.fmean(theirs),
+                       per_seed_ratio_min=min(ratios), per_seed_ratio_max=max(ratios))
+        out["yardsticks"][k] = row
     return out
 
 
@@ -95,8 +98,10 @@ def main(argv=None) -> int:
     p.add_argument("--peer-schedule", default="linear", choices=("linear", "squaredcos_cap_v2"),
                    help="diffusers' beta_schedule (the control: the cosine schedule on both sides)")
     p.add_argument("--retrain-peer", action="store_true", help="with --load: keep genlab's states, train the peers again")
-    p.add_argument("--genlab-only", action="store_true", help="train and score genlab's side only (a recipe "
-                   "pilot: compare its excess with a peer row measured under the same protocol)")
+    p.add_argument("--steps", type=int, help="the fm pair: a budget of this many steps for both sides instead "
+                   "of --minutes (recipe isolation at equal steps)")
+    p.add_argument("--only", choices=("genlab", "peer"), help="train and score one side only (recipe pilots: "
+                   "compare its excess with the other side's measured under the same protocol)")
     p.add_argument("--save", help="torch.save the trained states here")
     p.add_argument("--load", help="score the states saved by --save instead of training")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "diffusion_yardsticks.json"))
@@ -113,15 +118,23 @@ def main(argv=None) -> int:
     states = torch.load(a.load, weights_only=False) if a.load else {}
     out = {"protocol": {"minutes": a.minutes, "threads": a.threads, "clock": a.clock, "seed": a.seed,
                         "sample_seeds": a.sample_seeds, "n": len(data.train), "quick": a.quick, "recipes": recipes,
-                        "peer_schedule": a.peer_schedule, "loaded": a.load, "retrained_peer": a.retrain_peer, "genlab_only": a.genlab_only,
+                        "peer_schedule": a.peer_schedule, "loaded": a.load, "retrained_peer": a.retrain_peer, "only": a.only,
                         "yardsticks": {k: e.name for k, (e, _) in sticks.items()}}, "pairs": {}}
     peer_options = {"ddpm": {"schedule": a.peer_schedule}, "fm": {}}
+    if a.steps:
+        if "ddpm" in a.pairs.split(","):
+            raise SystemExit("diffusion_yardsticks.py: --steps is for the fm pair")
+        recipes["fm"]["steps"] = peer_options["fm"]["steps"] = a.steps
+        out["protocol"]["steps"] = a.steps
     for pair in [s.strip() for s in a.pairs.split(",") if s.strip()]:
         if pair in states and a.retrain_peer:
             states[pair] = states[pair][:1] + [PAIRS[pair][1][1](a.minutes, a.seed, **peer_options[pair])]
         if pair not in states:
             states[pair] = []
-            for side, (name, fn) in enumerate(PAIRS[pair][:1] if a.genlab_only else PAIRS[pair]):
+            for side, (name, fn) in enumerate(PAIRS[pair]):
+                if a.only and a.only != ("genlab", "peer")[side]:
+                    states[pair].append(None)
+                    continue
                 t0 = time.time()
                 states[pair].append(fn(a.minutes, a.seed, recipes[pair]) if side == 0
                                     else fn(a.minutes, a.seed, **peer_options[pair]))
@@ -129,14 +142,15 @@ def main(argv=None) -> int:
                       flush=True)
         torch.set_num_threads(a.threads)
         res = score_pair(pair, states[pair], sticks, data, a.sample_seeds)
-        res["steps"] = {name: r["steps"] for (name, _), r in zip(PAIRS[pair], states[pair])}
+        res["steps"] = {name: r["steps"] for (name, _), r in zip(PAIRS[pair], states[pair]) if r is not None}
         out["pairs"][pair] = res
         (g, _), (peer, _) = PAIRS[pair]
         print(f"\n{pair}: {g} vs {peer}, {a.minutes:g} {a.clock}-minutes each on {a.threads} thread(s); "
               f"steps {res['steps']}; excess FD over the real floor, mean of {a.sample_seeds} sample seeds")
         for k, r in res["yardsticks"].items():
-            if "excess_peer" not in r:
-                print(f"  {k:18s} genlab {statistics.fmean(r['excess_genlab']):7.3f}", flush=True)
+            if "ratio_of_means" not in r:
+                print(f"  {k:18s} " + "  ".join(f"{who} {statistics.fmean(v):7.3f}" for who, v in r.items()),
+                      flush=True)
                 continue
             print(f"  {k:18s} genlab {statistics.fmean(r['excess_genlab']):7.3f}  {peer} "
                   f"{statistics.fmean(r['excess_peer']):7.3f}  ratio {r['ratio_of_means']:.2f}x "

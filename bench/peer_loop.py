@@ -24,7 +24,8 @@ def _clock():
 
 
 def train_peer(net, loss_fn, x_all, minutes: float, seed: int, lr: float, batch: int, clip: float,
-               ema_decay: float, warmup: int = 0) -> dict:
+               ema_decay: float, warmup: int = 0, steps: int | None = None) -> dict:
+    """The peer's loop for `minutes` of the clock, or for `steps` steps when given."""
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)) if warmup else None
     ema = EMA(net, ema_decay)
@@ -34,7 +35,7 @@ def train_peer(net, loss_fn, x_all, minutes: float, seed: int, lr: float, batch:
     net.train()
     clock = _clock()
     t_last = clock()
-    while elapsed < budget:
+    while (elapsed < budget) if steps is None else (step < steps):
         if pos + batch > len(perm):  # reshuffle each epoch, drop the ragged last batch
             perm, pos = torch.randperm(len(x_all), generator=g), 0
         loss = loss_fn(net, x_all[perm[pos:pos + batch]])
