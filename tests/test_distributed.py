@@ -154,13 +154,14 @@ def test_global_batch_draws_are_the_rows_of_the_one_process_draw():
     examples, and leaves the generator where that one process leaves it."""
     import torch.nn.functional as F
 
+    from genlab.nn.density import binarize
     from genlab.nn.shard import GlobalBatch
 
     x = torch.rand(4, 3, 2, 2)
     ops = [lambda n, t: torch.randn(n, 5), lambda n, t: torch.rand((n, 2)), lambda n, t: torch.randint(0, 9, (n,)),
            lambda n, t: torch.randn_like(t), lambda n, t: torch.rand_like(t), lambda n, t: torch.bernoulli(t),
            lambda n, t: torch.empty(n, 3).normal_(), lambda n, t: torch.empty(n, 3).uniform_(-1, 1),
-           lambda n, t: F.dropout(t, 0.5, True), lambda n, t: F.dropout2d(t, 0.5, True)]
+           lambda n, t: F.dropout(t, 0.5, True), lambda n, t: F.dropout2d(t, 0.5, True), lambda n, t: binarize(t)]
     for op in ops:
         full_x = torch.cat([torch.rand(4, 3, 2, 2, generator=torch.Generator().manual_seed(1)), x])
         torch.manual_seed(0)

@@ -79,6 +79,24 @@ def test_spline_inverse_identity_tails_and_gradcheck():
     assert torch.allclose(F.rational_quadratic_spline(u, zero, zero, zero[:, :3])[0], u, atol=1e-12)
 
 
+def test_spline_bins_at_dim_1_equal_bins_last():
+    """The bins may sit at dim 1 (a MADE's layout): the same spline, value and log-gradient, both ways."""
+    torch.manual_seed(0)
+    x = torch.randn(7, 5, dtype=torch.float64) * 3
+    w, h, d = (torch.randn(7, k, 5, dtype=torch.float64) for k in (6, 6, 5))
+    for inverse in (False, True):
+        a = F.rational_quadratic_spline(x, w, h, d, 3.0, inverse, dim=1)
+        b = F.rational_quadratic_spline(x, *(t.transpose(1, 2) for t in (w, h, d)), 3.0, inverse)
+        assert all(torch.allclose(u, v, atol=1e-12) for u, v in zip(a, b))
+    layer = F.MaskedSplineAutoregressive(5, (16,), bins=6, bound=3.0).double()
+    torch.nn.init.normal_(layer.made.out.weight)
+    p = layer.made(x)  # [N, D, 3K - 1]
+    z, lg = F.rational_quadratic_spline(x, p[..., :6], p[..., 6:12], p[..., 12:], 3.0)
+    z2, ld = layer(x)
+    assert torch.allclose(z2, z, atol=1e-12) and torch.allclose(ld, lg.sum(1), atol=1e-12)
+    assert torch.allclose(layer.inverse(z2), x, atol=1e-8)
+
+
 def test_gradcheck_affine_coupling_float64():
     torch.manual_seed(0)
     net = F.MLPConditioner(4, 8, (16,), "tanh", context_dim=2).double()

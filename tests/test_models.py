@@ -12,7 +12,7 @@ import genlab
 from genlab.data.spec import DataSpec, Dataset
 from genlab.errors import ConfigError
 from genlab.models.vae import elbo, gaussian_kl, iwae_bound, reparameterize
-from genlab.nn.density import marginal_log_prob
+from genlab.nn.density import binarize, marginal_log_prob
 
 
 def ppca_data(D=5, q=2, n=4000, s=0.5, seed=0):
@@ -219,3 +219,16 @@ def test_pca_default_latent_dim_fits_low_dimensional_data():
     ds = genlab.load_dataset("25gaussians", n_train=500, n_test=100)
     run = genlab.train("pca", ds, steps=1, save=False, progress=True)  # closed form, with a progress bar
     assert run.model.W.shape == (2, 1) and run.model.config["latent_dim"] is None
+
+
+def test_binarize_draws_bernoulli_p():
+    """binarize(p) is x ~ Bernoulli(p) elementwise: values 0/1 in p's dtype, p = 0 and 1 exact,
+    frequencies within 5 standard errors of p."""
+    n = 20_000
+    p = torch.linspace(0, 1, 11, dtype=torch.float64).repeat(n, 1)
+    torch.manual_seed(0)
+    b = binarize(p)
+    assert b.dtype == p.dtype and set(b.unique().tolist()) == {0.0, 1.0}
+    assert (b[:, 0] == 0).all() and (b[:, -1] == 1).all()
+    q = p[0]
+    assert ((b.mean(0) - q).abs() <= 5 * (q * (1 - q) / n).sqrt() + 1e-12).all(), b.mean(0)

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from ..params import Int, Float, OneOf, Bool
 from ..errors import ConfigError
+from ..nn.density import binarize
 from ..nn.embed import one_hot
 from ..nn.pixelcnn import GatedPixelCNN
 from .base import GenerativeModel, register_model
@@ -143,7 +144,7 @@ class PixelCNN(GenerativeModel):
         y = self.condition(y, len(x))
         if self.conditional and y is None:
             raise ConfigError("this PixelCNN is conditional: pass the labels y")
-        k = torch.bernoulli(x).long() if self.binarize else self.quantize(x)
+        k = binarize(x).long() if self.binarize else self.quantize(x)
         nll = self.nll(k, y).mean()
         return {"loss": nll, "bpd": nll.detach() / (self.spec.dim * math.log(2))}
 

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from ..nn import Decoder, Encoder
 from ..params import Int, Float, OneOf, Ints, Text, Bool
 from ..errors import ConfigError
-from ..nn.density import LOG_2PI, log_normal, marginal_log_prob
+from ..nn.density import LOG_2PI, binarize, log_normal, marginal_log_prob
 from ..nn.imputation import fill_missing, keep_known, optimise_missing
 from .base import GenerativeModel, register_model
 
@@ -157,7 +157,7 @@ class VAE(GenerativeModel):
         With binarize=true each batch is resampled as x ~ Bernoulli(x) every time it is
         used (dynamic binarization, Burda et al. 2016)."""
         if self.binarize:
-            x = torch.bernoulli(x)
+            x = binarize(x)
         if self.iwae_k > 1:
             return {"loss": -iwae_bound(self.log_weights(x, y, k=self.iwae_k)).mean()}
         y = self.condition(y, len(x))

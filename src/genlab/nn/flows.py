@@ -319,6 +319,11 @@ class MADE(nn.Module):
     def forward(self, x, context=None):
         return self._out(x, context).view(len(x), self.params, self.features).transpose(1, 2)
 
+    def by_param(self, x, context=None) -> torch.Tensor:
+        """The outputs as [N, params, D]: forward's layout before its transpose, each parameter's D
+        values contiguous."""
+        return self._out(x, context).view(len(x), self.params, self.features)
+
     def split(self, x, context=None) -> tuple[torch.Tensor, ...]:
         """The `params` outputs as separate contiguous [N, D] tensors (forward's [..., k] without
         the strided views, whose gradients cost a zero-filled copy each)."""
@@ -368,7 +373,8 @@ class MaskedAffineAutoregressive(nn.Module):
 
 
 def rational_quadratic_spline(x, widths, heights, derivatives, bound: float = 4.0, inverse: bool = False,
-                              min_width: float = 1e-3, min_height: float = 1e-3, min_derivative: float = 1e-3):
+                              min_width: float = 1e-3, min_height: float = 1e-3, min_derivative: float = 1e-3,
+                              dim: int = -1):
     """Monotone rational-quadratic spline on [-B, B], identity outside (Durkan et al. 2019).
 
     K bins with knots (x^k, y^k) and derivatives d^k (d = 1 at +-B); inside bin k, with
@@ -376,29 +382,36 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float = 4.
 
         g(x) = y^k + h_k [s_k theta^2 + d^k theta (1 - theta)] / [s_k + (d^{k+1} + d^k - 2 s_k) theta (1 - theta)]
 
-    `widths`, `heights` [..., K] and `derivatives` [..., K - 1] are unconstrained; zeros give
-    equal bins and unit derivatives (the identity). Returns (g(x) or g^{-1}(x), log|g'| at the input).
+    `widths`, `heights` (K) and `derivatives` (K - 1) are unconstrained and have x's shape with the
+    bins inserted at `dim` (last by default; a MADE's outputs have them at dim 1, where the
+    per-bin reductions run on contiguous rows: about 25x faster on CPU than a strided last dim).
+    Zeros give equal bins and unit derivatives (the identity). Returns (g(x) or g^{-1}(x), log|g'|
+    at the input).
     """
-    k = widths.shape[-1]
+    dim = dim % widths.dim()
+    k = widths.shape[dim]
     inside = (x >= -bound) & (x <= bound)
     xc = x.clamp(-bound, bound)
 
+    def edge(like, value):
+        return torch.full_like(like.narrow(dim, 0, 1), value)
+
     def knots(u, min_size):
-        u = min_size + (1 - min_size * k) * F.softmax(u, -1)
-        cum = F.pad(torch.cumsum(u, -1), (1, 0))
-        cum = 2 * bound * cum - bound
-        cum = torch.cat([torch.full_like(cum[..., :1], -bound), cum[..., 1:-1], torch.full_like(cum[..., :1], bound)], -1)
-        return cum, cum[..., 1:] - cum[..., :-1]
+        u = min_size + (1 - min_size * k) * F.softmax(u, dim)
+        cum = 2 * bound * torch.cumsum(u, dim) - bound  # the right edges; the last is B up to rounding
+        cum = torch.cat([edge(cum, -bound), cum.narrow(dim, 0, k - 1), edge(cum, bound)], dim)
+        return cum, cum.narrow(dim, 1, k) - cum.narrow(dim, 0, k)
 
     cumw, w = knots(widths, min_width)
     cumh, h = knots(heights, min_height)
     one = math.log(math.expm1(1 - min_derivative))  # softplus(one) + min_derivative = 1
-    d = min_derivative + F.softplus(F.pad(derivatives + one, (1, 1), value=one))
+    inner = min_derivative + F.softplus(derivatives + one)
+    d = torch.cat([edge(inner, 1.0), inner, edge(inner, 1.0)], dim)
     edges = cumh if inverse else cumw
-    idx = (xc[..., None] >= edges[..., 1:k]).sum(-1, keepdim=True)
+    idx = (xc.unsqueeze(dim) >= edges.narrow(dim, 1, k - 1)).sum(dim, keepdim=True)
 
     def at(t, j=idx):
-        return t.gather(-1, j).squeeze(-1)
+        return t.gather(dim, j).squeeze(dim)
 
     xk, wk, yk, hk = at(cumw), at(w), at(cumh), at(h)
     dk, dk1 = at(d), at(d, idx + 1)
@@ -435,18 +448,19 @@ class MaskedSplineAutoregressive(nn.Module):
         self.made = MADE(features, 3 * bins - 1, hidden, act, context_dim)
 
     def _spline(self, x, params, inverse):
+        """params [N, 3K - 1, ...]: the bins at dim 1, as the MADE lays them out."""
         k = self.bins
-        return rational_quadratic_spline(x, params[..., :k], params[..., k:2 * k], params[..., 2 * k:],
-                                         self.bound, inverse)
+        return rational_quadratic_spline(x, params[:, :k], params[:, k:2 * k], params[:, 2 * k:], self.bound,
+                                         inverse, dim=1)
 
     def forward(self, x, context=None):
-        z, lg = self._spline(x, self.made(x, context), False)
+        z, lg = self._spline(x, self.made.by_param(x, context), False)
         return z, lg.sum(1)
 
     def inverse(self, z, context=None):
         x = torch.zeros_like(z)
         for i in range(z.shape[1]):
-            xi, _ = self._spline(z[:, i], self.made(x, context)[:, i], True)
+            xi, _ = self._spline(z[:, i], self.made.by_param(x, context)[:, :, i], True)
             x = x.clone()
             x[:, i] = xi
         return x
