@@ -117,13 +117,17 @@ PEERS = [  # (genlab family, genlab settings, peer name, peer module, rate funct
 ]
 
 
+#: genlab settings for its side of the diffusers / torchcfm pairs (--channels-last adds channels_last=true)
+LOOP_RECIPE: dict = {}
+
+
 def loop_pair(module: str, ours: str, theirs: str, minutes: float) -> tuple[float, float]:
     """Steps per second of the two training functions of a side-by-side benchmark in bench/
     (diffusion.py: ddpm vs diffusers' UNet2DModel + DDPMScheduler; diffusion_fm.py: fm vs torchcfm),
     each trained for `minutes` by its own loop, as those benchmarks do: process CPU time on one
     thread by default, wall time on --loop-threads with --loop-clock wall (bench/peer_loop.py)."""
     bench = __import__(module)
-    a, b = getattr(bench, ours)(minutes, 0), getattr(bench, theirs)(minutes, 0)
+    a, b = getattr(bench, ours)(minutes, 0, dict(LOOP_RECIPE)), getattr(bench, theirs)(minutes, 0)
     return a["steps"] / a["cpu_seconds"], b["steps"] / b["cpu_seconds"]
 
 
@@ -223,7 +227,8 @@ def main(argv=None) -> int:
     p.add_argument("--loop-clock", choices=("cpu", "wall"), default="cpu",
                    help="what the diffusers / torchcfm pairs' budgets count (wall: equal wall time)")
     p.add_argument("--peers", help="only these peer libraries (comma-separated: zuko, pythae, diffusers, torchcfm)")
-    p.add_argument("--channels-last", action="store_true", help="train with channels_last=true (NHWC)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="genlab trains with channels_last=true (NHWC), in the family rows and the diffusers / torchcfm pairs")
     p.add_argument("--mfu", action="store_true", help="model-FLOP utilisation at batch 512 (bench/costs.py)")
     p.add_argument("--epoch-cost", action="store_true", help="seconds per epoch at three MNIST sizes")
     p.add_argument("--memory", action="store_true", help="peak memory of each family's run")
@@ -249,6 +254,7 @@ def main(argv=None) -> int:
     import peer_loop
 
     peer_loop.THREADS, peer_loop.CLOCK = a.loop_threads, a.loop_clock
+    LOOP_RECIPE.update({"channels_last": True} if a.channels_last else {})
     unknown = (wanted or set()) - {row[3] for row in PEERS} - {row[1] for row in LOOP_PEERS}
     if unknown:
         p.error(f"--peers: unknown {', '.join(sorted(unknown))}")
@@ -284,7 +290,8 @@ def main(argv=None) -> int:
         print(f"{pair}: {ours:.1f} vs {theirs:.1f} {unit} = {ours / theirs:.2f}x", flush=True)
     costs = measure_costs(a, names)
     out = {"quick": a.quick, "steps": steps, "batch": a.batch, "threads": 1, "clock": "process CPU time",
-           "loop_pairs": {"threads": a.loop_threads, "clock": a.loop_clock},
+           "loop_pairs": {"threads": a.loop_threads, "clock": a.loop_clock, "genlab_settings": dict(LOOP_RECIPE)},
+           "channels_last": a.channels_last,
            "families": rows, "sampling": sampling, "peers": ratios, "torch": torch.__version__,
            "costs": costs, "note": "a --quick run is a smoke test, not a measurement"}
     path = a.out or (None if a.quick else str(RESULTS / "throughput.json"))
