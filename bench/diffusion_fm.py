@@ -89,8 +89,15 @@ def train_genlab(minutes: float, seed: int, recipe: dict | None = None) -> dict:
     run = genlab.train("fm", data, **budget, clock=peer_loop.CLOCK, seed=seed, save=False, progress=False,
                        batch_size=BATCH, lr=LR, grad_clip=CLIP, ema_decay=EMA_DECAY, **NET, **recipe)
     last = run.history[-1]
-    return {"state": {k: v.clone() for k, v in run.model.net.net.state_dict().items()},
+    return {"state": {k: v.clone() for k, v in run.model.net.net.state_dict().items()}, "config": run.model.config,
             "steps": last["step"], "cpu_seconds": last["time"], "final_loss": last["loss"]}
+
+
+def genlab_to_data(result: dict):
+    """genlab's map from its working scale back to [0, 1], for the settings the run trained with: with
+    dequantize=false the working scale is 2x - 1, with the default it is the 17 levels' centres."""
+    config = result.get("config") or NET  # states saved before 2026-12-02 23:30 lack it: the defaults
+    return genlab.create_model("fm", _data(), **config).from_working
 
 
 def train_torchcfm(minutes: float, seed: int, bf16: bool = False, steps: int | None = None) -> dict:
@@ -163,15 +170,14 @@ def run_fm_pair(budget_minutes: float = 10.0, seed: int = 0, quick: bool = False
     n = len(data.train)
     floor = fd_to_test(data.train, ext, test_stats)  # the real-data floor: the n training images vs test
 
-    model = genlab.create_model("fm", data, **NET)  # genlab's map from its working scale back to [0, 1]
-    to_data = {"genlab": model.from_working, "torchcfm": lambda v: ((v + 1) / 2).clamp(0, 1)}
     rows = {}
     for name, tr in trained.items():
+        to_data = genlab_to_data(tr) if name == "genlab" else (lambda v: ((v + 1) / 2).clamp(0, 1))
         net = UNet(1, 8, **NET)
         net.load_state_dict(tr["state"])
         fds, secs = [], []
         for i in range(fd_seeds):
-            x, s = sample_images(net, n, seed + 100 + i, sampler, steps, to_data[name])
+            x, s = sample_images(net, n, seed + 100 + i, sampler, steps, to_data)
             fds.append(fd_to_test(x, ext, test_stats))
             secs.append(s)
         fd = sum(fds) / len(fds)

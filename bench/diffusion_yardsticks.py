@@ -37,7 +37,6 @@ import diffusion_fm  # noqa: E402
 import peer_loop  # noqa: E402
 from yardsticks import fd_by_yardstick, yardsticks  # noqa: E402
 
-import genlab  # noqa: E402
 from genlab.nn.unet import UNet  # noqa: E402
 
 PAIRS = {  # pair -> ((side name, train function), (peer name, train function))
@@ -53,8 +52,7 @@ def drawer(pair: str, side: int, result: dict):
                 else diffusion.diffusers_sampler(result))
     net = UNet(1, 8, **diffusion_fm.NET)
     net.load_state_dict(result["state"])
-    model = genlab.create_model("fm", diffusion_fm._data(), **diffusion_fm.NET)
-    to_data = model.from_working if side == 0 else (lambda v: ((v + 1) / 2).clamp(0, 1))
+    to_data = diffusion_fm.genlab_to_data(result) if side == 0 else (lambda v: ((v + 1) / 2).clamp(0, 1))
     return lambda n, seed: diffusion_fm.sample_images(net, n, seed, "heun", 25, to_data)[0]
 
 
