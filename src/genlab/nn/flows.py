@@ -317,11 +317,10 @@ class MADE(nn.Module):
         self.act = activation(act)
 
     def forward(self, x, context=None):
-        return self._out(x, context).view(len(x), self.params, self.features).transpose(1, 2)
+        return self.by_param(x, context).transpose(1, 2)
 
     def by_param(self, x, context=None) -> torch.Tensor:
-        """The outputs as [N, params, D]: forward's layout before its transpose, each parameter's D
-        values contiguous."""
+        """The outputs as [N, params, D], each parameter's D values contiguous (forward transposes it)."""
         return self._out(x, context).view(len(x), self.params, self.features)
 
     def split(self, x, context=None) -> tuple[torch.Tensor, ...]:
