@@ -6,6 +6,7 @@ trained independently from another seed, raw pixels) at several sample seeds.
     .venv/bin/python bench/diffusion_yardsticks.py --minutes 5                     # 1 thread, CPU time
     .venv/bin/python bench/diffusion_yardsticks.py --minutes 5 --threads 2 --clock wall   # alone on 2 cores
     .venv/bin/python bench/diffusion_yardsticks.py --quick                          # smoke run
+    .venv/bin/python bench/diffusion_yardsticks.py --split-seed 1 --seed 1          # another split, training seed
     .venv/bin/python bench/diffusion_yardsticks.py --pairs ddpm --load S.pt --retrain-peer \
         --peer-schedule squaredcos_cap_v2          # the control: diffusers with the cosine schedule too
     .venv/bin/python bench/diffusion_yardsticks.py --ddpm-set schedule=cosine --ddpm-set precision=bf16 \
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     p.add_argument("--pairs", default="ddpm,fm")
     p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="the digits train/test split (its stratified split's seed; 0: genlab's own split)")
     p.add_argument("--sample-seeds", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="0.2 minutes per side, 2 sample seeds")
     p.add_argument("--ddpm-set", action="append", default=[], metavar="KEY=VALUE",
@@ -110,12 +113,13 @@ def main(argv=None) -> int:
 
     recipes = {"ddpm": parse_settings(a.ddpm_set), "fm": parse_settings(a.fm_set)}
     peer_loop.THREADS, peer_loop.CLOCK = a.threads, a.clock
+    diffusion.SPLIT_SEED = diffusion_fm.SPLIT_SEED = a.split_seed
     torch.set_num_threads(a.threads)
     data = diffusion._data()
     sticks = yardsticks(data)
     states = torch.load(a.load, weights_only=False) if a.load else {}
     out = {"protocol": {"minutes": a.minutes, "threads": a.threads, "clock": a.clock, "seed": a.seed,
-                        "sample_seeds": a.sample_seeds, "n": len(data.train), "quick": a.quick, "recipes": recipes,
+                        "split_seed": a.split_seed, "sample_seeds": a.sample_seeds, "n": len(data.train), "quick": a.quick, "recipes": recipes,
                         "peer_schedule": a.peer_schedule, "loaded": a.load, "retrained_peer": a.retrain_peer, "only": a.only,
                         "yardsticks": {k: e.name for k, (e, _) in sticks.items()}}, "pairs": {}}
     peer_options = {"ddpm": {"schedule": a.peer_schedule}, "fm": {}}
