@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     p.add_argument("--fm-set", action="append", default=[], metavar="KEY=VALUE", help="genlab fm's recipe")
     p.add_argument("--peer-schedule", default="linear", choices=("linear", "squaredcos_cap_v2"),
                    help="diffusers' beta_schedule (the control: the cosine schedule on both sides)")
+    p.add_argument("--peer-bf16", action="store_true",
+                   help="the peers train under torch.autocast(bfloat16) too (the control for genlab's precision=bf16)")
     p.add_argument("--retrain-peer", action="store_true", help="with --load: keep genlab's states, train the peers again")
     p.add_argument("--steps", type=int, help="the fm pair: a budget of this many steps for both sides instead "
                    "of --minutes (recipe isolation at equal steps)")
@@ -120,9 +122,9 @@ def main(argv=None) -> int:
     states = torch.load(a.load, weights_only=False) if a.load else {}
     out = {"protocol": {"minutes": a.minutes, "threads": a.threads, "clock": a.clock, "seed": a.seed,
                         "split_seed": a.split_seed, "sample_seeds": a.sample_seeds, "n": len(data.train), "quick": a.quick, "recipes": recipes,
-                        "peer_schedule": a.peer_schedule, "loaded": a.load, "retrained_peer": a.retrain_peer, "only": a.only,
+                        "peer_schedule": a.peer_schedule, "peer_bf16": a.peer_bf16, "loaded": a.load, "retrained_peer": a.retrain_peer, "only": a.only,
                         "yardsticks": {k: e.name for k, (e, _) in sticks.items()}}, "pairs": {}}
-    peer_options = {"ddpm": {"schedule": a.peer_schedule}, "fm": {}}
+    peer_options = {"ddpm": {"schedule": a.peer_schedule, "bf16": a.peer_bf16}, "fm": {"bf16": a.peer_bf16}}
     if a.steps:
         if "ddpm" in a.pairs.split(","):
             raise SystemExit("diffusion_yardsticks.py: --steps is for the fm pair")
