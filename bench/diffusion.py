@@ -72,12 +72,8 @@ DIFFUSERS_NET = dict(sample_size=8, in_channels=1, out_channels=1, block_out_cha
                      up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), norm_num_groups=8)
 
 
-#: the digits split (its stratified split's seed; 0 is genlab's): bench/diffusion_yardsticks.py --split-seed
-SPLIT_SEED = 0
-
-
 def _data():
-    return genlab.load_dataset("digits", seed=SPLIT_SEED)
+    return peer_loop.digits()
 
 
 def _params(net) -> int:

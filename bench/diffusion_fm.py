@@ -67,12 +67,8 @@ BATCH, LR, CLIP, EMA_DECAY, TIME_SCALE = 128, 1e-3, 1.0, 0.999, 1000.0
 FD_SEEDS = 3
 
 
-#: the digits split (its stratified split's seed; 0 is genlab's): bench/diffusion_yardsticks.py --split-seed
-SPLIT_SEED = 0
-
-
 def _data():
-    return genlab.load_dataset("digits", seed=SPLIT_SEED)
+    return peer_loop.digits()
 
 
 def initial_weights(seed: int) -> dict:

@@ -114,8 +114,7 @@ def main(argv=None) -> int:
     from genlab.cli import parse_settings
 
     recipes = {"ddpm": parse_settings(a.ddpm_set), "fm": parse_settings(a.fm_set)}
-    peer_loop.THREADS, peer_loop.CLOCK = a.threads, a.clock
-    diffusion.SPLIT_SEED = diffusion_fm.SPLIT_SEED = a.split_seed
+    peer_loop.THREADS, peer_loop.CLOCK, peer_loop.SPLIT_SEED = a.threads, a.clock, a.split_seed
     torch.set_num_threads(a.threads)
     data = diffusion._data()
     sticks = yardsticks(data)

@@ -11,12 +11,20 @@ import time
 
 import torch
 
+import genlab
 from genlab.train.ema import EMA
 
 
 #: the budgets' protocol, both sides alike: torch threads per process and what a budget counts
 #: ("cpu": process CPU time, the default; "wall": wall time, for equal wall time on several threads)
 THREADS, CLOCK = 1, "cpu"
+#: the digits split both sides train on (its stratified split's seed; 0 is genlab's own split)
+SPLIT_SEED = 0
+
+
+def digits():
+    """The digits with the split of SPLIT_SEED (bench/diffusion_yardsticks.py --split-seed)."""
+    return genlab.load_dataset("digits", seed=SPLIT_SEED)
 
 
 def _clock():
