@@ -11,6 +11,8 @@ One thread (torch and BLAS), CPU-time budgets; the records say what else ran on 
     GENLAB_DATA_DIR=/work/shared/data python bench/anomaly.py                      # full: 10 classes x 2 sets
     GENLAB_DATA_DIR=/work/shared/data python bench/anomaly.py --quick              # classes 0, 1; 2000 test images
     ... --families pca,gmm,ae --set ae.steps=1500 --set pca.latent_dim=32 --out bench/results/anomaly.json
+    ... --ratio      # also score each likelihood family by the ratio against the local density
+                     # (`genlab anomaly --ratio local`): rows "FAMILY+ratio", the same trained models
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="FAMILY.KEY=VALUE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ratio", action="store_true", help="also score by the likelihood ratio against the local "
+                   "density (genlab anomaly --ratio local), families with log_prob, the same trained models")
+    p.add_argument("--patch", type=int, help="the local density's tile size (default: genlab's)")
     p.add_argument("--out", default="bench/results/anomaly.json")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -75,7 +80,7 @@ def main(argv=None):
     families = [f.strip() for f in a.families.split(",") if f.strip()]
     record = {"protocol": "one-class: train on class k of the training split, AUROC on the whole test split "
                           "with k normal (auroc_full), mean over classes", "quick": a.quick, "threads": a.threads,
-              "classes": classes, "test_n": test_n, "settings": {f: settings.get(f, {}) for f in families},
+              "classes": classes, "test_n": test_n, "ratio": a.ratio, "patch": a.patch, "settings": {f: settings.get(f, {}) for f in families},
               "started": datetime.datetime.now().isoformat(timespec="seconds"), "python": sys.version.split()[0],
               "torch": torch.__version__, "machine": platform.machine(),
               "load_average_at_start": os.getloadavg(), "results": {}}
@@ -90,7 +95,7 @@ def main(argv=None):
             hp = dict(settings.get(fam, {}))
             steps = hp.pop("steps", None)
             train_kw = {k: hp.pop(k) for k in ("batch_size", "lr") if k in hp}
-            rows = []
+            rows, ratio_rows = [], []
             for k in classes:
                 t0 = time.process_time()
                 seed_everything(a.seed)
@@ -103,10 +108,19 @@ def main(argv=None):
                              "train_cpu_s": round(t1 - t0, 1), "score_cpu_s": round(t2 - t1, 1)})
                 print(f"{name:14} {fam:5} class {k}: AUROC {100 * r['auroc_full']:.2f}  "
                       f"(train {t1 - t0:.0f} CPU-s, score {t2 - t1:.0f} CPU-s)", flush=True)
-            mean = sum(r["auroc"] for r in rows) / len(rows)
-            cpu = sum(r["train_cpu_s"] + r["score_cpu_s"] for r in rows)
-            record["results"].setdefault(name, {})[fam] = {"mean_auroc": mean, "cpu_minutes": round(cpu / 60, 2),
-                                                          "per_class": rows}
+                if a.ratio and hasattr(run.model, "log_prob"):
+                    r = anomaly(run.model, full, normal_class=k, seed=a.seed, ratio="local", patch=a.patch)
+                    t3 = time.process_time()
+                    ratio_rows.append({"class": k, "auroc": r["auroc_full"], "auprc": r["auprc"],
+                                       "train_cpu_s": round(t1 - t0, 1), "score_cpu_s": round(t3 - t2, 1)})
+                    print(f"{name:14} {fam:5} class {k}: AUROC {100 * r['auroc_full']:.2f} by the ratio "
+                          f"(score {t3 - t2:.0f} CPU-s)", flush=True)
+            for label, rs in ((fam, rows), (fam + "+ratio", ratio_rows)):
+                if rs:
+                    cpu = sum(r["train_cpu_s"] + r["score_cpu_s"] for r in rs)
+                    record["results"].setdefault(name, {})[label] = {
+                        "mean_auroc": sum(r["auroc"] for r in rs) / len(rs), "cpu_minutes": round(cpu / 60, 2),
+                        "per_class": rs}
     record["load_average_at_end"] = os.getloadavg()
     print("\nmean AUROC (%) over classes " + ",".join(map(str, classes)))
     for name, fams in record["results"].items():

@@ -287,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "setosa or 0,1 (names or indices)")
     an.add_argument("--fpr", type=float, default=0.05, help="false-positive rate of the threshold (default 0.05)")
     an.add_argument("--split", default="test", choices=["test", "train"], help="split to score (default test)")
+    an.add_argument("--ratio", choices=["local"], help="score images by the likelihood ratio log p_local(x) - "
+                    "log p_model(x) against a local model (a Gaussian over small tiles) fitted to the run's "
+                    "training data: corrects a likelihood's preference for simple images (families with log_prob)")
+    an.add_argument("--patch", type=int, help="tile size of --ratio local (default: the largest of 4, 2, 1 that "
+                                              "divides the image)")
 
     im = sub.add_parser("impute", help="fill in missing pixels or table cells with a trained run",
                         description="Remove entries with --mask from test examples and fill them with the "
@@ -677,7 +682,7 @@ def cmd_anomaly(a) -> None:
     out = Path(a.out) if a.out else Path(a.run) / "anomaly" / "scores.csv"
     normal = None if a.normal_class is None else [c.strip() for c in a.normal_class.split(",") if c.strip()]
     r = anomaly(model, data, normal_class=normal, fpr=a.fpr, split=a.split, label_column=col, out=out,
-                seed=a.seed, progress=not a.quiet)
+                seed=a.seed, progress=not a.quiet, ratio=a.ratio, patch=a.patch)
     print(f"{r['family']} on {r['data']} ({r['split']}, {r['n']} examples): mean score {r['score_mean']:.4g}")
     if "auroc" in r:
         print(f"  normal: {', '.join(r['normal_classes'])}   AUROC {r['auroc']:.4f}  AUPRC {r['auprc']:.4f} "

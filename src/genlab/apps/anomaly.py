@@ -8,6 +8,15 @@ which families have one and each family's docstring what it is): reconstruction 
 -log p(x) (pca, gmm, flows, pixelcnn, fm), -L_k (vae), minus the discriminator's logit (gan),
 diffusion reconstruction error (ddpm). Nothing here names a family.
 
+With `ratio="local"` the score is instead the log-likelihood ratio against a local image model fitted
+to the run's own training data (nn/local_density.py: a stationary Gaussian over p x p tiles),
+
+    score(x) = log p_local(x) - log p_model(x),
+
+for families with a likelihood, on images. A model's likelihood is dominated by local pixel statistics,
+so images simpler than the training data (a "1" under a model of "8"s) can score as more normal than
+the data itself; the ratio cancels what the local model also knows (Ren et al. 2019; Serrà et al. 2020).
+
 Protocol, on the scored split (the test split by default) with labels and a normal class:
   - the normal examples are split at random (seeded) into a calibration part (`calibration`,
     half by default) and the rest; the threshold is the (1 - fpr) quantile of the calibration
@@ -85,10 +94,40 @@ def resolve_classes(values, spec, what: str = "--normal-class") -> list[int]:
     return sorted(set(out))
 
 
+RATIOS = ("local",)
+
+
+def _describe(model, background=None) -> str:
+    if background is None:
+        doc = model.anomaly_score.__doc__
+        return doc.strip().splitlines()[0] if doc else ""
+    return (f"log p_local(x) - log p_model(x): the likelihood ratio against a stationary Gaussian over "
+            f"{background.patch}x{background.patch} tiles fitted to the run's training data")
+
+
+def local_ratio(model, patch=None):
+    """The likelihood-ratio score of `ratio="local"`: x -> log p_local(x) - log p_model(x), with the local
+    density fitted to the run's training data; returns (score function, the fitted LocalGaussian)."""
+    from ..nn.local_density import LocalGaussian
+
+    require(model, "log_prob", "score by a likelihood ratio")
+    if model.spec.kind != "image":
+        raise ConfigError(f"--ratio local needs image data; '{model.spec.name}' holds {model.spec.kind}s")
+    background = LocalGaussian(patch).fit(dataset_from_spec(model.spec.to_dict()).train)
+
+    def fn(x):
+        return background.log_prob(x) - model.log_prob(x).double().cpu()
+
+    return fn, background
+
+
 @torch.no_grad()
-def score(model, x: torch.Tensor, *, batch_size: int = 256, progress: bool = False, desc: str = "scoring") -> torch.Tensor:
-    """model.anomaly_score over x in batches (eval mode), as a float64 CPU tensor."""
-    require(model, "anomaly_score", "score anomalies")
+def score(model, x: torch.Tensor, *, batch_size: int = 256, progress: bool = False, desc: str = "scoring",
+          fn=None) -> torch.Tensor:
+    """model.anomaly_score (or `fn`) over x in batches (eval mode), as a float64 CPU tensor."""
+    if fn is None:
+        require(model, "anomaly_score", "score anomalies")
+        fn = model.anomaly_score
     was = model.training
     model.eval()
     batches = x.split(batch_size)
@@ -97,7 +136,7 @@ def score(model, x: torch.Tensor, *, batch_size: int = 256, progress: bool = Fal
 
         batches = tqdm(batches, desc=desc, leave=False)
     try:
-        s = torch.cat([model.anomaly_score(b.to(model.device)).detach().double().flatten().cpu() for b in batches])
+        s = torch.cat([fn(b.to(model.device)).detach().double().flatten().cpu() for b in batches])
     finally:
         model.train(was)
     if not torch.isfinite(s).all():
@@ -122,11 +161,13 @@ def threshold_metrics(scores: np.ndarray, anomalous: np.ndarray, threshold: floa
 
 def anomaly(model, data=None, *, normal_class=None, fpr: float = 0.05, split: str = "test",
             calibration: float = 0.5, label_column=None, out=None, seed: int = 0, batch_size: int = 256,
-            progress: bool = False) -> dict:
+            progress: bool = False, ratio=None, patch=None) -> dict:
     """Score `split` of `data` (default: the run's data) with `model.anomaly_score`; see the module
     docstring for the protocol. `normal_class`: a label value or index (or a list); default: the
     classes a one-class run was trained on (its --classes), if any. `out`: a .csv path for the
     per-example scores; `<stem>.json` (numbers) and `<stem>.png` (histogram + ROC) go beside it.
+    `ratio="local"`: score by the likelihood ratio against a local image model (module docstring;
+    `patch`: its tile size, default the largest of 4, 2, 1 dividing the image).
     Returns the numbers (also in the JSON)."""
     from ..metrics.anomaly import auprc, auroc
 
@@ -136,7 +177,13 @@ def anomaly(model, data=None, *, normal_class=None, fpr: float = 0.05, split: st
         raise ConfigError(f"calibration fraction must lie strictly between 0 and 1, got {calibration}")
     if split not in ("test", "train"):
         raise ConfigError(f"split must be test or train, got {split!r}")
-    require(model, "anomaly_score", "score anomalies")
+    if ratio is not None and ratio not in RATIOS:
+        raise ConfigError(f"--ratio must be one of {', '.join(RATIOS)}, got {ratio!r}")
+    if patch is not None and ratio is None:
+        raise ConfigError("--patch is the tile size of --ratio local; give --ratio local too")
+    fn, background = local_ratio(model, patch) if ratio else (None, None)
+    if fn is None:
+        require(model, "anomaly_score", "score anomalies")
     ds = scoring_data(model, data, label_column=label_column)
     x = ds.test if split == "test" else ds.train
     labels = ds.test_labels if split == "test" else ds.train_labels
@@ -148,11 +195,10 @@ def anomaly(model, data=None, *, normal_class=None, fpr: float = 0.05, split: st
             raise ConfigError(f"--normal-class needs labelled data; '{ds.spec.name}' has no labels"
                               + (" (CSV: name the label column with --label-column)" if ds.spec.kind == "vector" else ""))
         normal = resolve_classes(normal_class, ds.spec)
-    s = score(model, x, batch_size=batch_size, progress=progress).numpy()
+    s = score(model, x, batch_size=batch_size, progress=progress, fn=fn).numpy()
     names = [str(n) for n in ds.spec.class_names] or [str(i) for i in range(ds.spec.num_classes)]
     result = {"family": model.family, "data": ds.spec.name, "split": split, "n": len(s), "fpr_target": fpr,
-              "score": model.anomaly_score.__doc__.strip().splitlines()[0] if model.anomaly_score.__doc__ else "",
-              "score_mean": float(s.mean()), "score_std": float(s.std())}
+              "score": _describe(model, background), "score_mean": float(s.mean()), "score_std": float(s.std())}
     role = np.array(["scored"] * len(s), dtype=object)
     hist = (None, None, s)
     roc = None
@@ -191,7 +237,7 @@ def anomaly(model, data=None, *, normal_class=None, fpr: float = 0.05, split: st
         cal_x = ds.train if split == "test" else ds.test
         g = torch.Generator().manual_seed(seed)
         cal_x = cal_x[torch.randperm(len(cal_x), generator=g)[:2000]]
-        threshold = calibrate(score(model, cal_x, batch_size=batch_size).numpy(), fpr)
+        threshold = calibrate(score(model, cal_x, batch_size=batch_size, fn=fn).numpy(), fpr)
         result.update({"threshold": threshold, "flagged": int((s > threshold).sum()),
                        "calibrated_on": f"up to 2000 examples of the {'train' if split == 'test' else 'test'} split, "
                                         "assumed normal (no normal class given)"})
