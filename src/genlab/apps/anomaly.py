@@ -16,6 +16,9 @@ to the run's own training data (nn/local_density.py: a stationary Gaussian over 
 for families with a likelihood, on images. A model's likelihood is dominated by local pixel statistics,
 so images simpler than the training data (a "1" under a model of "8"s) can score as more normal than
 the data itself; the ratio cancels what the local model also knows (Ren et al. 2019; Serrà et al. 2020).
+It works where the model's grasp of local statistics is the tile Gaussian's (pca: one-class AUROC on
+MNIST 95.5 -> 97.7); a flow knows far more about blank background, and the ratio does not rescue it
+(`genlab experiment flows-ood`).
 
 Protocol, on the scored split (the test split by default) with labels and a normal class:
   - the normal examples are split at random (seeded) into a calibration part (`calibration`,
