@@ -2,6 +2,7 @@
 
     log N(z; 0, I)                                  standard_normal_log_prob (all but the batch dim)
     log N(z; mu, diag exp(logvar))                  log_normal (the last dim)
+    log N(mu + r; mu, L L^T)                        mvn_log_prob (the last dim; L lower Cholesky)
     log p(x) = logsumexp_y log p(x | y) - log K     marginal_log_prob (uniform class prior)
     bpd = (nll - scale_log_det + D log L) / (D log 2)                         bits_per_dim
 """
@@ -33,6 +34,14 @@ def log_normal(z: torch.Tensor, mu=None, logvar=None) -> torch.Tensor:
     if mu is None:
         return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
     return -0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + LOG_2PI).sum(-1)
+
+
+def mvn_log_prob(r: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+    """log N(mu + r; mu, L L^T) of residuals r [..., D] under the lower Cholesky factor L [D, D]:
+    -1/2 (|L^-1 r|^2 + D log 2 pi) - sum_i log L_ii."""
+    w = torch.linalg.solve_triangular(chol, r.reshape(-1, r.shape[-1]).T, upper=False)
+    out = -0.5 * (w.pow(2).sum(0) + r.shape[-1] * LOG_2PI) - chol.diagonal().log().sum()
+    return out.reshape(r.shape[:-1])
 
 
 def marginal_log_prob(log_prob_given: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,

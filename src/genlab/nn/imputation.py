@@ -14,12 +14,11 @@ never read. Every imputation ends with `keep_known`, so known entries come back 
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
 
-LOG_2PI = math.log(2 * math.pi)
+from .density import mvn_log_prob
 
 
 def known_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -73,8 +72,7 @@ def conditional_gaussian(x: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor
                 v = torch.linalg.solve_triangular(L, cov[o][:, mi], upper=False)   # L^-1 Sigma_om
                 blocks.append((rows, mi, cov[mi][:, mi] - v.T @ v))
         if with_log_marginal:
-            w = torch.linalg.solve_triangular(L, r, upper=False)
-            logp[rows] = -0.5 * (w.pow(2).sum(0) + len(o) * LOG_2PI) - L.diagonal().log().sum()
+            logp[rows] = mvn_log_prob(r.T, L)
     extra = (logp,) * with_log_marginal + (blocks,) * with_missing_cov
     return (out, *extra) if extra else out
 

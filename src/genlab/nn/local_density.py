@@ -16,14 +16,12 @@ al. (2020), the complexity correction of Serrà et al. (2020).
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 
 from ..errors import ConfigError
-
-LOG_2PI = math.log(2 * math.pi)
+from .density import mvn_log_prob
 
 
 def tile_size(height: int, width: int, patch: Optional[int] = None) -> int:
@@ -66,15 +64,10 @@ class LocalGaussian:
         self.mean = s1 / n
         cov = s2 / n - torch.outer(self.mean, self.mean) + self.reg * torch.eye(d, dtype=torch.float64)
         self.chol = torch.linalg.cholesky(cov)
-        self.half_log_det = torch.log(torch.diagonal(self.chol)).sum()
         return self
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p_local(x) for images x (N x C x H x W) of the fitted shape: [N] nats, float64."""
         if self.mean is None:
             raise ConfigError("the local density is not fitted yet (call fit first)")
-        t = tiles(x.double().cpu(), self.patch) - self.mean
-        z = torch.linalg.solve_triangular(self.chol, t.reshape(-1, t.shape[-1]).T, upper=False)
-        maha = z.pow(2).sum(0).reshape(t.shape[0], t.shape[1])
-        per_tile = -0.5 * (maha + t.shape[-1] * LOG_2PI) - self.half_log_det
-        return per_tile.sum(1)
+        return mvn_log_prob(tiles(x.double().cpu(), self.patch) - self.mean, self.chol).sum(1)
