@@ -19,7 +19,7 @@ from genlab.cli import build_parser, main, parse_settings
 from genlab.data import load_dataset
 from genlab.data.spec import DataSpec
 from genlab.errors import GenlabError
-from genlab.models import MODELS, create_model, hyperparameters
+from genlab.models import MODELS, create_model, hparam_ranges, hyperparameters
 from genlab.params import check_settings
 from genlab.train.config import TRAIN_RANGES, Budget, TrainConfig, split_settings
 
@@ -106,7 +106,7 @@ def test_random_hyperparameters_build_a_model_or_one_line(family, data):
     except GenlabError as e:
         assert "\n" not in str(e)
         return
-    check_settings(model.config, MODELS[family].hparam_ranges)  # what was accepted is in range
+    check_settings(model.config, hparam_ranges(family))  # what was accepted is in range
 
 
 @FAST

@@ -777,7 +777,7 @@ def cmd_datasets(a) -> None:
 
 def cmd_models(a) -> None:
     from .models import MODELS, get_family, hyperparameters
-    from .models.base import capabilities_of
+    from .models.base import capabilities_of, hparam_ranges
     from .train.config import TrainConfig
 
     names = [get_family(a.family).family] if a.family else sorted(MODELS)
@@ -788,7 +788,7 @@ def cmd_models(a) -> None:
         if a.family:  # one family: each hyperparameter with its valid values
             print("  hyperparameters:")
             for k, v in hyperparameters(name).items():
-                check = cls.hparam_ranges.get(k)
+                check = hparam_ranges(name).get(k)
                 print(f"    {k}={v!r}" + (f"  ({check.describe()})" if check is not None else ""))
             options, checks = cls.sample_options() or {}, cls.sample_checks()
             if options:

@@ -183,10 +183,13 @@ def _classifier(spec):
 
 
 #: what `choose_imputer` tries on a table by default: full-covariance mixtures of 1-4 components at four
-#: ridges, and probabilistic PCA at four ranks ("D/4" ... "D-1": of the table's width D)
-TABLE_CANDIDATES = tuple([("gmm", {"n_components": k, "reg_covar": r}) for k in (1, 2, 3, 4)
-                          for r in (1e-3, 1e-2, 3e-2, 1e-1)]
-                         + [("pca", {"latent_dim": f}) for f in ("D/4", "D/2", "3D/4", "D-1")])
+#: ridges, and probabilistic PCA at four ranks ("D/4" ... "D-1": of the table's width D), each on the
+#: columns as they are and with the nonnegative columns log-transformed (log_columns=true; tried where the
+#: table has such columns)
+_MODELS = ([("gmm", {"n_components": k, "reg_covar": r}) for k in (1, 2, 3, 4) for r in (1e-3, 1e-2, 3e-2, 1e-1)]
+           + [("pca", {"latent_dim": f}) for f in ("D/4", "D/2", "3D/4", "D-1")])
+TABLE_CANDIDATES = tuple((family, {**settings, "log_columns": logs}) for logs in (False, True)
+                         for family, settings in _MODELS)
 RANKS = {"D/4": lambda d: d // 4, "D/2": lambda d: d // 2, "3D/4": lambda d: 3 * d // 4, "D-1": lambda d: d - 1}
 
 
@@ -216,6 +219,7 @@ def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", vali
     inner = Dataset(data.train[rows[n_val:]], data.train[rows[:n_val]], data.spec,
                     None if labels is None else labels[rows[n_val:]], None if labels is None else labels[rows[:n_val]])
     scores = []
+    nonnegative = (data.train.reshape(len(data.train), -1) >= 0).all(0)
     for family, settings in tqdm(candidates, desc="choosing an imputer", unit="candidate", disable=not progress,
                                  leave=False):
         settings = {k: (RANKS[v](data.spec.dim) if k == "latent_dim" and v in RANKS else v)
@@ -223,6 +227,8 @@ def choose_imputer(data, candidates=TABLE_CANDIDATES, *, mask="random:0.2", vali
         if settings.get("latent_dim", 1) < 1 or any(r["family"] == family and r["settings"] == settings
                                                     for r in scores):
             continue  # a rank below 1 on a narrow table, or one two rank rules name
+        if settings.get("log_columns") and not nonnegative.any():
+            continue  # no column to take the log of: the same model as without
         model = train(family, inner, seed=seed, save=False, progress=False, **settings).model
         runs = [impute(model, inner, mask=mask, n=n_val, seed=seed + i, baselines=(), em=em)["methods"][family]
                 for i in range(masks)]

@@ -32,7 +32,8 @@ from torch import nn
 from ..data.spec import DataSpec, Dataset
 from ..errors import ConfigError, GenlabError, GenlabWarning, unknown_name
 from ..io import first_line
-from ..params import check_like, check_settings
+from ..nn.log_columns import fit_log_columns, log_abs_det, log_forward, log_inverse
+from ..params import Bool, check_like, check_settings
 
 CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "anomaly_score", "impute", "denoise",
                 "fit_incomplete")
@@ -121,17 +122,48 @@ class GenerativeModel(nn.Module):
             self.register_buffer("data_scale", torch.ones(spec.shape))
 
     # -- working scale: standardised vectors, images as they are (families rescale images themselves)
+    def use_log_columns(self) -> None:
+        """Model the logs of the nonnegative columns (hyperparameter log_columns=true; nn/log_columns.py):
+        the working scale becomes the standardised t = log(x + c) on those columns. Set in prepare()."""
+        d = self.spec.shape
+        self.register_buffer("log_columns", torch.zeros(d, dtype=torch.bool))
+        self.register_buffer("log_offset", torch.zeros(d))
+        self.register_buffer("log_floor", torch.ones(d))
+
+    @property
+    def logs_columns(self) -> bool:
+        return hasattr(self, "log_columns")
+
+    def to_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The columns the model describes: x, or its log columns (log_columns=true)."""
+        return log_forward(x, self.log_columns, self.log_offset, self.log_floor) if self.logs_columns else x
+
+    def from_features(self, t: torch.Tensor) -> torch.Tensor:
+        return log_inverse(t, self.log_columns, self.log_offset) if self.logs_columns else t
+
     def to_working(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.data_shift) / self.data_scale if self.spec.kind == "vector" else x
+        return (self.to_features(x) - self.data_shift) / self.data_scale if self.spec.kind == "vector" else x
 
     def from_working(self, u: torch.Tensor) -> torch.Tensor:
-        return u * self.data_scale + self.data_shift if self.spec.kind == "vector" else u
+        return self.from_features(u * self.data_scale + self.data_shift) if self.spec.kind == "vector" else u
 
-    def working_log_det(self) -> torch.Tensor:
-        """log |d to_working(x) / dx|, to add to a working-scale log-density."""
+    def features_log_det(self, x: torch.Tensor) -> torch.Tensor:
+        """log |det d to_features(x) / dx| per example [N] (0 without log columns)."""
+        if self.logs_columns:
+            return log_abs_det(x, self.log_columns, self.log_offset, self.log_floor)
+        return x.new_zeros(len(x))
+
+    def working_log_det(self, x: torch.Tensor) -> torch.Tensor:
+        """log |det d to_working(x) / dx| per example [N], to add to a working-scale log-density."""
         if self.spec.kind == "vector":
-            return -self.data_scale.log().sum()
-        return torch.zeros((), device=self.device)
+            return self.features_log_det(x) - self.data_scale.log().sum()
+        return x.new_zeros(len(x))
+
+    def require_additive_noise_scale(self, what: str = "denoising") -> None:
+        """A ConfigError where `what` assumes the working scale is linear in the data (log columns are not)."""
+        if self.logs_columns:
+            raise ConfigError(f"{what} adds Gaussian noise on the data's standardised scale, which log_columns=true "
+                              f"does not model linearly; train a model without log_columns for it")
 
     # -- the contract -------------------------------------------------------------
     def loss(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dict:
@@ -182,17 +214,25 @@ class GenerativeModel(nn.Module):
         Sets the standardisation of vector data; families extend it (call super())."""
         if self.spec.kind != "vector":
             return
-        if hasattr(data.train, "batches"):  # on disk: moments and ranges in one pass
+        streamed = hasattr(data.train, "batches")  # on disk: passes over batches, never the whole set
+
+        def batches():
+            return data.train.batches(4096) if streamed else [data.train.to(self.data_shift.device)]
+
+        if self.logs_columns:
+            for buffer, value in zip((self.log_columns, self.log_offset, self.log_floor), fit_log_columns(batches())):
+                buffer.copy_(value.reshape(buffer.shape))
+        if streamed:  # moments and ranges in one pass
             n, s1, s2, lo, hi = 0, 0.0, 0.0, None, None
-            for b in data.train.batches(4096):
-                b = b.double()
+            for b in batches():
+                b = self.to_features(b.to(self.data_shift.device)).double()
                 n, s1, s2 = n + len(b), s1 + b.sum(0), s2 + b.square().sum(0)
                 lo = b.amin(0) if lo is None else torch.minimum(lo, b.amin(0))
                 hi = b.amax(0) if hi is None else torch.maximum(hi, b.amax(0))
             mean = s1 / n
             std = ((s2 - n * mean.square()) / max(n - 1, 1)).clamp_min(0).sqrt()
         else:
-            x = data.train.to(self.data_shift.device)
+            x = self.to_features(data.train.to(self.data_shift.device))
             mean, std, lo, hi = x.mean(0), x.std(0), x.amin(0), x.amax(0)
         constant = (lo == hi).to(self.data_scale.device)
         self.data_shift.copy_(mean)
@@ -352,11 +392,25 @@ def register_model(name: str):
     return wrap
 
 
+#: hyperparameters every family that models vectors takes, set by the base class (not its __init__):
+#: log_columns=true models the logs of the table's nonnegative columns (`use_log_columns`)
+VECTOR_HPARAMS = {"log_columns": False}
+VECTOR_HPARAM_RANGES = {"log_columns": Bool()}
+
+
 def hyperparameters(family: str) -> dict[str, Any]:
-    """A family's hyperparameters and their defaults (from its __init__ signature)."""
+    """A family's hyperparameters and their defaults (its __init__ signature, plus VECTOR_HPARAMS for
+    families that model vectors)."""
     cls = get_family(family)
     sig = inspect.signature(cls.__init__)
-    return {k: p.default for k, p in sig.parameters.items() if k not in ("self", "spec")}
+    own = {k: p.default for k, p in sig.parameters.items() if k not in ("self", "spec")}
+    return {**own, **VECTOR_HPARAMS} if "vector" in cls.kinds else own
+
+
+def hparam_ranges(family: str) -> dict:
+    """The valid values of each of a family's hyperparameters (its own and the vector ones)."""
+    cls = get_family(family)
+    return {**cls.hparam_ranges, **VECTOR_HPARAM_RANGES} if "vector" in cls.kinds else dict(cls.hparam_ranges)
 
 
 def capabilities_of(family: str) -> list[str]:
@@ -393,7 +447,10 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
             raise unknown_name(f"hyperparameter for '{family}'", k, defaults)
     derived = data_derived(cls, data, hparams)
     config = {k: _normalise(hparams.get(k, derived["hparams"].get(k, v)), v) for k, v in defaults.items()}
-    check_settings(config, cls.hparam_ranges, f"'{family}'")
+    check_settings(config, hparam_ranges(family), f"'{family}'")
+    log_columns = config.pop("log_columns", False)
+    if log_columns and spec.kind != "vector":
+        raise ConfigError(f"log_columns=true is for tables (vector data); '{spec.name}' holds {spec.kind}s")
     if config.get("conditional"):
         if spec.condition_kind == "none":
             raise ConfigError(f"conditional=true needs labelled data (or paired data); '{spec.name}' has neither")
@@ -415,6 +472,10 @@ def create_model(family: str, data, **hparams) -> GenerativeModel:
         if isinstance(e, GenlabError):
             raise
         raise ConfigError(f"invalid hyperparameters for '{family}': {e}") from e
+    if log_columns:
+        model.use_log_columns()
+    if "log_columns" in hyperparameters(family):
+        config["log_columns"] = log_columns
     model.config = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
     model.derived_defaults = derived
     return model

@@ -361,6 +361,7 @@ class DDPM(GenerativeModel):
             (1 - abar_t*) / abar_t* = s^2,     x_t* = sqrt(abar_t*) x~,
 
         so the reverse sampler is started from x_t* at the step t* closest to that noise level."""
+        self.require_additive_noise_scale()
         s = 2 * sigma if self.spec.kind == "image" else sigma
         ab = self.schedule.alpha_bar
         t_star = int(((1 - ab) / ab).sqrt().sub(s).abs().argmin())
@@ -553,4 +554,4 @@ class DDPM(GenerativeModel):
         vb = self.variational_bound(x, y, variance=variance, batch_t=batch_t)["total"]
         if self.spec.kind == "image":
             return -vb + self.spec.dim * math.log(self.spec.levels or 256)
-        return -vb + self.working_log_det()
+        return -vb + self.working_log_det(x)

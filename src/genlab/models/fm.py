@@ -283,7 +283,7 @@ class FlowMatching(GenerativeModel):
         elif self.spec.kind == "image":
             v1, log_det = self.to_working(x), D * math.log(2.0)
         else:
-            v1, log_det = self.to_working(x), self.working_log_det()
+            v1, log_det = self.to_working(x), self.working_log_det(x)
         yy = None if y is None else self.condition(y, len(x), sample=True)
         probes = None if exact else make_probes(v1.shape, hutchinson_samples, probe, generator, self.device, v1.dtype)
         z, l0 = integrate_with_divergence(lambda t, u: self.velocity(t, u, yy), v1, 1.0, 0.0, method=sampler,
@@ -335,6 +335,7 @@ class FlowMatching(GenerativeModel):
             (1 - t*) / t* = s,  t* = 1 / (1 + s),   x_t* = t* x~,
 
         and the ODE is integrated from t* to 1 (round(steps (1 - t*)) steps, at least 1)."""
+        self.require_additive_noise_scale()
         sampler, steps = self._check_sampler(sampler, steps)
         s = 2 * sigma if self.spec.kind == "image" else sigma
         t0 = 1.0 / (1.0 + s)

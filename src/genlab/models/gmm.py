@@ -159,7 +159,7 @@ class GMM(GenerativeModel):
             lp = self.component_log_prob(x[i:i + batch_size], yb)     # [n, K, C]
             prior = 0 if yb is not None else self.class_log_prior[:, None]
             out.append(torch.logsumexp((lp + prior).flatten(1), 1))
-        return (torch.cat(out) + self.working_log_det().double()).float()
+        return (torch.cat(out) + self.working_log_det(x).double()).float()
 
     def loss(self, x, y=None):
         return {"loss": -self.log_prob(x, y if self.conditional else None).mean()}

@@ -5,7 +5,10 @@
 Maximum likelihood: with S = U diag(lambda) U^T the data covariance,
     sigma^2 = mean(lambda_{q+1..D}),   W = U_q (Lambda_q - sigma^2 I)^{1/2}.
 
-It is unconditional: the `y` its methods take (the contract's signature) is ignored.
+It is unconditional: the `y` its methods take (the contract's signature) is ignored. It models vectors on
+their own scale, as scikit-learn's PCA does (not standardised); with log_columns=true, x above stands for
+the table with its nonnegative columns log-transformed (nn/log_columns.py), and log p(x) adds that
+transform's log-determinant.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class PCA(GenerativeModel):
         return []  # nothing to optimise: see fit_closed_form
 
     def fit_closed_form(self, data: Dataset) -> bool:
-        x = data.train.to(self.mean.device).flatten(1).double()
+        x = self._flat(data.train.to(self.mean.device)).double()
         mu = x.mean(0)
         self._fit_moments(mu, (x - mu).T @ (x - mu) / len(x))
         return True
@@ -69,7 +72,7 @@ class PCA(GenerativeModel):
         through mu and S, so this is an exact EM.) Each round raises the mean observed-data log-likelihood
         (1/N) sum_i log N(x_i,o; mu_o, C_oo); stops when it rises by less than `tol`. Returns it per round."""
         u = self._flat(fill_missing(x, mask)).double()
-        m = self._flat(torch.as_tensor(mask, device=x.device).expand_as(x)).bool()
+        m = torch.as_tensor(mask, device=x.device).expand_as(x).reshape(len(x), -1).bool()
         history = []
         for _ in range(max_iter):
             filled, logp, blocks = conditional_gaussian(u, m, self.mean, self.covariance(), with_log_marginal=True,
@@ -94,7 +97,11 @@ class PCA(GenerativeModel):
         self.noise_variance.copy_(s2)
 
     def _flat(self, x):
-        return x.reshape(len(x), -1)
+        """x as the rows the Gaussian describes: flattened, log columns transformed (log_columns=true)."""
+        return self.to_features(x.reshape(len(x), -1))
+
+    def _unflat(self, t, shape):
+        return self.from_features(t).reshape(shape)
 
     def covariance(self) -> torch.Tensor:
         """C = W W^T + sigma^2 I (D x D)."""
@@ -104,7 +111,7 @@ class PCA(GenerativeModel):
     def log_prob(self, x, y=None):
         """Exact log N(x; mu, W W^T + sigma^2 I) in nats, per example."""
         dist = torch.distributions.MultivariateNormal(self.mean.double(), covariance_matrix=self.covariance())
-        return dist.log_prob(self._flat(x).double()).float()
+        return (dist.log_prob(self._flat(x).double()) + self.features_log_det(x).double()).float()
 
     def loss(self, x, y=None):
         return {"loss": -self.log_prob(x).mean()}
@@ -117,14 +124,13 @@ class PCA(GenerativeModel):
 
     def decode(self, z, y=None):
         """E[x | z] = W z + mu, clipped to [0, 1] for images."""
-        x = (z @ self.W.T + self.mean).reshape(len(z), *self.spec.shape)
+        x = self._unflat(z @ self.W.T + self.mean, (len(z), *self.spec.shape))
         return x.clamp(0, 1) if self.spec.kind == "image" else x
 
     def reconstruct(self, x, y=None):
         """Orthogonal projection onto the principal subspace: U_q U_q^T (x - mu) + mu."""
         U = self.components
-        r = (self._flat(x) - self.mean) @ U @ U.T + self.mean
-        r = r.reshape(x.shape)
+        r = self._unflat((self._flat(x) - self.mean) @ U @ U.T + self.mean, x.shape)
         return r.clamp(0, 1) if self.spec.kind == "image" else r
 
     @torch.no_grad()
@@ -135,7 +141,7 @@ class PCA(GenerativeModel):
         x = z @ self.W.T + self.mean
         if noise:
             x = x + self.noise_variance.sqrt() * torch.randn(x.shape, generator=generator, device=x.device)
-        x = x.reshape(n, *self.spec.shape)
+        x = self._unflat(x, (n, *self.spec.shape))
         return x.clamp(0, 1) if self.spec.kind == "image" else x
 
     def anomaly_score(self, x, y=None):
@@ -154,13 +160,13 @@ class PCA(GenerativeModel):
         one q x q solve per example). Images are clamped to [0, 1]; known entries are returned
         unchanged. `generator` is unused (the answer is deterministic)."""
         xf = self._flat(x).double()
-        m = self._flat(torch.as_tensor(mask, device=x.device).expand_as(x)).bool()
+        m = torch.as_tensor(mask, device=x.device).expand_as(x).reshape(len(x), -1).bool()
         W, mu, s2 = self.W.double(), self.mean.double(), self.noise_variance.double()
         Wo = W * m[:, :, None]                                             # W with unknown rows zeroed
         M = Wo.transpose(1, 2) @ Wo + s2 * torch.eye(W.shape[1], dtype=W.dtype, device=W.device)
         r = fill_missing(xf - mu, m)                                       # x_o - mu_o, zeros elsewhere
         z = torch.linalg.solve(M, (Wo.transpose(1, 2) @ r[:, :, None]))[..., 0]
-        filled = (mu + z @ W.T).reshape(x.shape).float()
+        filled = self._unflat(mu + z @ W.T, x.shape).float()
         if self.spec.kind == "image":
             filled = filled.clamp(0, 1)
         return keep_known(x, mask, filled)
@@ -177,6 +183,7 @@ class PCA(GenerativeModel):
         with C's eigenvalues l_i = lambda_i on the principal subspace U_q and sigma_pca^2 on its
         complement (vectors: the direct solve with the diagonal noise covariance). Images are
         clamped to [0, 1]."""
+        self.require_additive_noise_scale()
         d = self._flat(x).double() - self.mean.double()
         if self.spec.kind == "vector":  # noise of std sigma on the standardised scale: sigma * scale here
             C = self.covariance()

@@ -135,7 +135,7 @@ class VAE(GenerativeModel):
         u = self.to_working(x)
         log_std = self.log_std.clamp(-7, 3)
         lp = -0.5 * ((u - out) / log_std.exp()).pow(2) - log_std - 0.5 * LOG_2PI
-        return lp.flatten(-len(self.spec.shape)).sum(-1) + self.working_log_det()
+        return lp.flatten(-len(self.spec.shape)).sum(-1) + self.working_log_det(x)
 
     def _decode_flat(self, z, y):
         """Decoder for z of shape [k, N, d] -> outputs of shape [k, N, *spec.shape]."""
@@ -211,13 +211,13 @@ class VAE(GenerativeModel):
         """z ~ N(0, I), x ~ p(x | z, y); the decoder's mean unless mean=False."""
         y = self.condition(y, n, sample=True)
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        m = self.decode(z, y)
         if mean:
-            return m
+            return self.decode(z, y)
+        out = self.decoder(z, self.condition(y, len(z), sample=True))
         if self.likelihood == "bernoulli":
-            return torch.bernoulli(m, generator=generator)
-        std = self.log_std.clamp(-7, 3).exp() * (self.data_scale if self.spec.kind == "vector" else 1)
-        return m + std * torch.randn(m.shape, generator=generator, device=m.device)
+            return torch.bernoulli(torch.sigmoid(out), generator=generator)
+        eps = torch.randn(out.shape, generator=generator, device=out.device)
+        return self.from_working(out + self.log_std.clamp(-7, 3).exp() * eps)  # the noise on the working scale
 
     def impute(self, x, mask, y=None, *, generator=None, method: str = "latent", steps: int = 300,
                lr: float = 0.05):
@@ -233,7 +233,7 @@ class VAE(GenerativeModel):
             raise ConfigError(f"vae impute method must be latent or gibbs, not {method!r}")
         yy = self.condition(y, len(x))
         m = torch.as_tensor(mask, device=x.device).bool().expand_as(x)
-        xf = fill_missing(x, m, 0.0 if self.spec.kind == "image" else self.data_shift)
+        xf = fill_missing(x, m, 0.0 if self.spec.kind == "image" else self.from_working(torch.zeros_like(x[:1])))
         if method == "gibbs":
             with torch.no_grad():
                 for i in range(steps):

@@ -49,7 +49,7 @@ class FlowModel:
         centres (u = 1/2) with centre=True, then logit-transformed."""
         if self.spec.kind == "vector":
             v = super().to_working(x)
-            return (v, self.working_log_det().expand(len(x))) if log_det else v
+            return (v, self.working_log_det(x)) if log_det else v
         if centre:
             levels = self._levels()
             y = (torch.round(x * (levels - 1)).clamp(0, levels - 1) + 0.5) / levels
