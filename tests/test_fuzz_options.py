@@ -19,7 +19,7 @@ from genlab.cli import build_parser, main, parse_settings
 from genlab.data import load_dataset
 from genlab.data.spec import DataSpec
 from genlab.errors import GenlabError
-from genlab.models import MODELS, create_model, hparam_ranges, hyperparameters
+from genlab.models import create_model, hparam_ranges, hyperparameters
 from genlab.params import check_settings
 from genlab.train.config import TRAIN_RANGES, Budget, TrainConfig, split_settings
 

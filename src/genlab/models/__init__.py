@@ -7,5 +7,5 @@ from .latent import LatentModel  # not a family: any family over another run's c
 
 FAMILY_MODULES = (pca, gmm, ae, vae, gan, realnvp, maf, pixelcnn, ddpm, fm, pix2pix, cyclegan)  # importing them registers the families
 
-__all__ = ["MODELS", "GenerativeModel", "Player", "create_model", "get_family", "hparam_ranges", "hyperparameters", "load",
-           "register_model", "LatentModel"]
+__all__ = ["MODELS", "GenerativeModel", "Player", "create_model", "get_family", "hparam_ranges", "hyperparameters",
+           "load", "register_model", "LatentModel"]
