@@ -131,15 +131,15 @@ class GenerativeModel(nn.Module):
         self.register_buffer("log_floor", torch.ones(d))
 
     @property
-    def logs_columns(self) -> bool:
+    def has_log_columns(self) -> bool:
         return hasattr(self, "log_columns")
 
     def to_features(self, x: torch.Tensor) -> torch.Tensor:
         """The columns the model describes: x, or its log columns (log_columns=true)."""
-        return log_forward(x, self.log_columns, self.log_offset, self.log_floor) if self.logs_columns else x
+        return log_forward(x, self.log_columns, self.log_offset, self.log_floor) if self.has_log_columns else x
 
     def from_features(self, t: torch.Tensor) -> torch.Tensor:
-        return log_inverse(t, self.log_columns, self.log_offset) if self.logs_columns else t
+        return log_inverse(t, self.log_columns, self.log_offset) if self.has_log_columns else t
 
     def to_working(self, x: torch.Tensor) -> torch.Tensor:
         return (self.to_features(x) - self.data_shift) / self.data_scale if self.spec.kind == "vector" else x
@@ -149,7 +149,7 @@ class GenerativeModel(nn.Module):
 
     def features_log_det(self, x: torch.Tensor) -> torch.Tensor:
         """log |det d to_features(x) / dx| per example [N] (0 without log columns)."""
-        if self.logs_columns:
+        if self.has_log_columns:
             return log_abs_det(x, self.log_columns, self.log_offset, self.log_floor)
         return x.new_zeros(len(x))
 
@@ -159,9 +159,9 @@ class GenerativeModel(nn.Module):
             return self.features_log_det(x) - self.data_scale.log().sum()
         return x.new_zeros(len(x))
 
-    def require_additive_noise_scale(self, what: str = "denoising") -> None:
+    def require_linear_scale(self, what: str = "denoising") -> None:
         """A ConfigError where `what` assumes the working scale is linear in the data (log columns are not)."""
-        if self.logs_columns:
+        if self.has_log_columns:
             raise ConfigError(f"{what} adds Gaussian noise on the data's standardised scale, which log_columns=true "
                               f"does not model linearly; train a model without log_columns for it")
 
@@ -219,7 +219,7 @@ class GenerativeModel(nn.Module):
         def batches():
             return data.train.batches(4096) if streamed else [data.train.to(self.data_shift.device)]
 
-        if self.logs_columns:
+        if self.has_log_columns:
             for buffer, value in zip((self.log_columns, self.log_offset, self.log_floor), fit_log_columns(batches())):
                 buffer.copy_(value.reshape(buffer.shape))
         if streamed:  # moments and ranges in one pass

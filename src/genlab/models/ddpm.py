@@ -361,7 +361,7 @@ class DDPM(GenerativeModel):
             (1 - abar_t*) / abar_t* = s^2,     x_t* = sqrt(abar_t*) x~,
 
         so the reverse sampler is started from x_t* at the step t* closest to that noise level."""
-        self.require_additive_noise_scale()
+        self.require_linear_scale()
         s = 2 * sigma if self.spec.kind == "image" else sigma
         ab = self.schedule.alpha_bar
         t_star = int(((1 - ab) / ab).sqrt().sub(s).abs().argmin())

@@ -335,7 +335,7 @@ class FlowMatching(GenerativeModel):
             (1 - t*) / t* = s,  t* = 1 / (1 + s),   x_t* = t* x~,
 
         and the ODE is integrated from t* to 1 (round(steps (1 - t*)) steps, at least 1)."""
-        self.require_additive_noise_scale()
+        self.require_linear_scale()
         sampler, steps = self._check_sampler(sampler, steps)
         s = 2 * sigma if self.spec.kind == "image" else sigma
         t0 = 1.0 / (1.0 + s)

@@ -183,7 +183,7 @@ class PCA(GenerativeModel):
         with C's eigenvalues l_i = lambda_i on the principal subspace U_q and sigma_pca^2 on its
         complement (vectors: the direct solve with the diagonal noise covariance). Images are
         clamped to [0, 1]."""
-        self.require_additive_noise_scale()
+        self.require_linear_scale()
         d = self._flat(x).double() - self.mean.double()
         if self.spec.kind == "vector":  # noise of std sigma on the standardised scale: sigma * scale here
             C = self.covariance()
