@@ -228,11 +228,6 @@ def test_time_sampling_distributions():
     assert abs(n.mean() - 0.5) < 0.01 and abs(n.std() - 0.8) < 0.01
     m = genlab.create_model("fm", DataSpec("vector", (2,)), time_sampling="logit-normal")
     assert torch.isfinite(m.loss(torch.randn(16, 2))["loss"])
-    # stratified: one time per stratum of [0, 1] in every batch, and each time still uniform over batches
-    s = sample_time(64, "stratified")
-    assert torch.equal(torch.sort((s * 64).floor()).values, torch.arange(64.0))
-    firsts = torch.stack([sample_time(8, "stratified")[0] for _ in range(20_000)])
-    assert abs(firsts.mean() - 0.5) < 0.01 and abs(firsts.var() - 1 / 12) < 0.003
     with pytest.raises(ConfigError, match="time_sampling"):
         genlab.create_model("fm", DataSpec("vector", (2,)), time_sampling="beta")
 
@@ -333,4 +328,3 @@ def test_image_conditioned_flow_matching_trains_samples_and_guides():
     lp = m.log_prob(data.test[:2], data.test_cond[:2], generator=torch.Generator().manual_seed(0), **opts)
     score = m.anomaly_score(data.test[:2], data.test_cond[:2], generator=torch.Generator().manual_seed(0), **opts)
     assert lp.shape == (2,) and torch.allclose(score, -lp)
-

@@ -66,26 +66,20 @@ def cfm_loss(v_pred: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor) -> torch.
     return (v_pred - (x1 - x0)).pow(2).flatten(1).mean(1)
 
 
-TIME_SAMPLINGS = ("uniform", "stratified", "logit-normal")
+TIME_SAMPLINGS = ("uniform", "logit-normal")
 PREDICTIONS = ("v", "x")
 X_PRED_MIN_GAP = 0.05  # 1 - t is clamped at this when x-prediction is turned into a velocity (JiT)
 
 
 def sample_time(n: int, kind: str = "uniform", mean: float = 0.0, std: float = 1.0, device=None,
                 dtype=None) -> torch.Tensor:
-    """Training times on the path. "uniform": t ~ U[0, 1]. "stratified": one time in each of n equal
-    strata of [0, 1], t_i = (u + i / n) mod 1 with one u ~ U[0, 1] per batch (the low-discrepancy sampler
-    of Kingma et al. 2021, VDM): each t_i is still uniform, so the loss is unchanged in expectation, but
-    a batch covers the path evenly and the gradient varies less. "logit-normal" (Esser et al. 2024, SD3):
+    """Training times on the path. "uniform": t ~ U[0, 1]. "logit-normal" (Esser et al. 2024, SD3):
 
         t = sigmoid(m + s n),   n ~ N(0, 1),
 
     which weights the middle of the path, where the velocity is hardest to predict, over its ends."""
     if kind == "uniform":
         return torch.rand(n, device=device, dtype=dtype)
-    if kind == "stratified":
-        u = torch.rand((), device=device, dtype=dtype)
-        return (u + torch.arange(n, device=device, dtype=dtype) / n) % 1.0
     return torch.sigmoid(mean + std * torch.randn(n, device=device, dtype=dtype))
 
 
@@ -99,7 +93,7 @@ class FlowMatching(GenerativeModel):
                      "dropout": Float(0, 1, high_open=True), "hidden": Ints(1), "time_dim": Int(1),
                      "conditional": Bool(), "p_uncond": Float(0, 1, high_open=True),
                      "time_scale": Float(0, low_open=True), "dequantize": Bool(), "exact_max": Int(0),
-                     "sampler": Text(), "sample_steps": Int(1), "time_sampling": OneOf(*TIME_SAMPLINGS),
+                     "sampler": Text(), "sample_steps": Int(1), "time_sampling": OneOf("uniform", "logit-normal"),
                      "t_mean": Float(), "t_std": Float(0, low_open=True), "prediction": OneOf("v", "x")}
     train_defaults = {"lr": 1e-3, "batch_size": 128, "ema_decay": 0.999, "grad_clip": 1.0}
     min_train_steps = 200  # fm: 47 steps on digits give noise
