@@ -192,7 +192,8 @@ def iterative_on_features(model, data, mask, seeds, n) -> dict:
         xm = torch.where(known.bool(), model.to_features(x), torch.full_like(x, float("nan")))
         filled = run_baselines(model.to_features(data.train), xm, known, seed=s, which=("iterative",))["iterative"][0]
         filled = torch.where(known.bool(), x, model.from_features(filled))
-        out.append({"rmse": _rmse(filled, x, ~known.bool()), "rmse_standardised": _rmse(filled, x, ~known.bool(), scale)})
+        missing = ~known.bool()
+        out.append({"rmse": _rmse(filled, x, missing), "rmse_standardised": _rmse(filled, x, missing, scale)})
     return average_rows(out)
 
 

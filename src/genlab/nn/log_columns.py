@@ -1,4 +1,4 @@
-"""Log-transformed table columns (the `transform=log` hyperparameter of every vector family).
+"""Log-transformed table columns (`log_columns=true`, a hyperparameter of every family that models vectors).
 
 Skewed, nonnegative measurements (sizes, areas, counts, prices) are often related multiplicatively
 (an area goes as a radius squared), so a Gaussian or a network models their logs better:
