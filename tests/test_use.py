@@ -227,8 +227,8 @@ def test_choose_imputer_picks_the_mixture_a_two_cluster_table_needs_without_its_
     data = Dataset(rows(400), rows(100), DataSpec("vector", (4,), name="two-clusters"))
     chosen = choose_imputer(data, mask="random:0.25", seed=0)
     assert chosen["family"] == "gmm" and chosen["settings"]["n_components"] >= 2
-    assert chosen["rmse"] == min(r["rmse"] for r in chosen["scores"]) and len(chosen["scores"]) == 19  # 3D/4 = D-1;
-    # no log_columns candidates: no column of these rows is nonnegative
+    assert chosen["rmse"] == min(r["rmse"] for r in chosen["scores"]) and len(chosen["scores"]) == 22  # 3D/4 = D-1,
+    # so 3 pca ranks, raw and standardised, and 16 gmm; no log_columns candidates: no column is nonnegative
     blind = Dataset(data.train, 1e3 * torch.randn(100, 4, generator=g), data.spec)  # other test rows: same choice
     assert choose_imputer(blind, mask="random:0.25", seed=0)["scores"] == chosen["scores"]
     best = genlab.train("gmm", data, save=False, progress=False, **chosen["settings"]).model
@@ -410,9 +410,9 @@ def test_impute_choose_trains_the_winner_and_fills_a_table_without_a_run(in_tmp,
     assert main(["impute", "--choose", "--data", str(holes), "--label-column", "species", "--out", "chosen",
                  "--quiet"]) == 0
     choice = json.loads((in_tmp / "chosen" / "choice.json").read_text())
-    assert len(choice["candidates"]) == 36 and choice["mask"] == "random:0.33"  # 1 of 3 cells per holed row;
-    # 36: on a 3-column table pca's rank D/4 = 0 is skipped, and 3D/4 = D-1 = 2 is tried once: 18 models, each
-    # also with log columns (the measurements are positive)
+    assert len(choice["candidates"]) == 40 and choice["mask"] == "random:0.33"  # 1 of 3 cells per holed row;
+    # 40: on a 3-column table pca's rank D/4 = 0 is skipped and 3D/4 = D-1 = 2 is tried once: 16 gmm and 4 pca
+    # (2 ranks, raw and standardised) models, each also with log columns (the measurements are positive)
     assert choice["validation_rmse"] == min(c["rmse"] for c in choice["candidates"])
     assert choice["family"] == "gmm" and choice["settings"]["n_components"] >= 2  # two species, two clusters
     held = choice["held_out"]["methods"]

@@ -183,11 +183,12 @@ def _classifier(spec):
 
 
 #: what `choose_imputer` tries on a table by default: full-covariance mixtures of 1-4 components at four
-#: ridges, and probabilistic PCA at four ranks ("D/4" ... "D-1": of the table's width D), each on the
-#: columns as they are and with the nonnegative columns log-transformed (log_columns=true; tried where the
-#: table has such columns)
+#: ridges, and probabilistic PCA at four ranks ("D/4" ... "D-1": of the table's width D) on the raw and on
+#: the standardised columns, each on the columns as they are and with the nonnegative columns
+#: log-transformed (log_columns=true; tried where the table has such columns)
 _MODELS = ([("gmm", {"n_components": k, "reg_covar": r}) for k in (1, 2, 3, 4) for r in (1e-3, 1e-2, 3e-2, 1e-1)]
-           + [("pca", {"latent_dim": f}) for f in ("D/4", "D/2", "3D/4", "D-1")])
+           + [("pca", {"latent_dim": f, "standardise": s}) for s in (False, True)
+              for f in ("D/4", "D/2", "3D/4", "D-1")])
 TABLE_CANDIDATES = tuple((family, {**settings, "log_columns": logs}) for logs in (False, True)
                          for family, settings in _MODELS)
 RANKS = {"D/4": lambda d: d // 4, "D/2": lambda d: d // 2, "3D/4": lambda d: 3 * d // 4, "D-1": lambda d: d - 1}

@@ -6,9 +6,10 @@ Maximum likelihood: with S = U diag(lambda) U^T the data covariance,
     sigma^2 = mean(lambda_{q+1..D}),   W = U_q (Lambda_q - sigma^2 I)^{1/2}.
 
 It is unconditional: the `y` its methods take (the contract's signature) is ignored. It models vectors on
-their own scale, as scikit-learn's PCA does (not standardised); with log_columns=true, x above stands for
-the table with its nonnegative columns log-transformed (nn/log_columns.py), and log p(x) adds that
-transform's log-determinant.
+their own scale, as scikit-learn's PCA does; with standardise=true, x above stands for the standardised
+columns (x - mean) / std of the training split (PCA of the correlation matrix: one noise variance then
+suits columns in different units), and with log_columns=true for the table with its nonnegative columns
+log-transformed (nn/log_columns.py); log p(x) adds those maps' log-determinant.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from ..data.spec import Dataset
 from ..nn.imputation import conditional_gaussian, expected_scatter, fill_missing, keep_known
-from ..params import Int, Float
+from ..params import Bool, Float, Int
 from .base import GenerativeModel, register_model
 
 
@@ -29,7 +30,7 @@ from .base import GenerativeModel, register_model
 class PCA(GenerativeModel):
     description = "probabilistic PCA: linear-Gaussian baseline, closed-form fit, exact log-likelihood"
     #: the valid values of each hyperparameter (genlab.params), checked by create_model
-    hparam_ranges = {"latent_dim": Int(1, none=True), "min_variance": Float(0)}
+    hparam_ranges = {"latent_dim": Int(1, none=True), "min_variance": Float(0), "standardise": Bool()}
     likelihood_kind = "exact"
 
     @property
@@ -37,8 +38,11 @@ class PCA(GenerativeModel):
         """A density at the lattice points of quantised images (dequantised by evaluation)."""
         return "lattice" if self.spec.kind == "image" and self.spec.levels else "continuous"
 
-    def __init__(self, spec, latent_dim: Optional[int] = None, min_variance: float = 1e-6):
+    def __init__(self, spec, latent_dim: Optional[int] = None, min_variance: float = 1e-6, standardise: bool = False):
         super().__init__(spec)
+        if standardise and spec.kind != "vector":
+            raise ValueError("standardise=true is for vector data (tables, points); images stay on their scale")
+        self.standardise = bool(standardise)
         if latent_dim is None:  # auto: 16 components, fewer for low-dimensional data
             latent_dim = min(16, spec.dim - 1)
         if not 1 <= latent_dim < spec.dim:
@@ -97,11 +101,16 @@ class PCA(GenerativeModel):
         self.noise_variance.copy_(s2)
 
     def _flat(self, x):
-        """x as the rows the Gaussian describes: flattened, log columns transformed (log_columns=true)."""
-        return self.to_features(x.reshape(len(x), -1))
+        """x as the rows the Gaussian describes: flattened; log columns transformed (log_columns=true) and
+        standardised (standardise=true)."""
+        x = x.reshape(len(x), -1)
+        return self.to_working(x) if self.standardise else self.to_features(x)
 
     def _unflat(self, t, shape):
-        return self.from_features(t).reshape(shape)
+        return (self.from_working(t) if self.standardise else self.from_features(t)).reshape(shape)
+
+    def _log_det(self, x):
+        return self.working_log_det(x) if self.standardise else self.features_log_det(x)
 
     def covariance(self) -> torch.Tensor:
         """C = W W^T + sigma^2 I (D x D)."""
@@ -111,7 +120,7 @@ class PCA(GenerativeModel):
     def log_prob(self, x, y=None):
         """Exact log N(x; mu, W W^T + sigma^2 I) in nats, per example."""
         dist = torch.distributions.MultivariateNormal(self.mean.double(), covariance_matrix=self.covariance())
-        return (dist.log_prob(self._flat(x).double()) + self.features_log_det(x).double()).float()
+        return (dist.log_prob(self._flat(x).double()) + self._log_det(x).double()).float()
 
     def loss(self, x, y=None):
         return {"loss": -self.log_prob(x).mean()}
@@ -187,8 +196,9 @@ class PCA(GenerativeModel):
         d = self._flat(x).double() - self.mean.double()
         if self.spec.kind == "vector":  # noise of std sigma on the standardised scale: sigma * scale here
             C = self.covariance()
-            noise = torch.diag((sigma * self.data_scale.double()).pow(2))
-            return (self.mean.double() + d @ torch.linalg.solve(C + noise, C)).float()
+            scale = torch.ones_like(self.data_scale) if self.standardise else self.data_scale
+            noise = torch.diag((sigma * scale.double()).pow(2))
+            return self._unflat(self.mean.double() + d @ torch.linalg.solve(C + noise, C), x.shape).float()
         U, s2 = self.components.double(), self.noise_variance.double()
         lam = self.W.double().pow(2).sum(0) + s2
         rest = s2 / (s2 + sigma ** 2)
