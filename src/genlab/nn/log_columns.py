@@ -39,10 +39,14 @@ def fit_log_columns(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torc
     return columns, offset, floor
 
 
+def _logged(x: torch.Tensor, offset: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """log(max(x + c, f)) for every column (the caller keeps the logged ones)."""
+    return torch.log(torch.maximum(x + offset.to(x.dtype), floor.to(x.dtype)))
+
+
 def log_forward(x: torch.Tensor, columns: torch.Tensor, offset: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
     """t from x (the module docstring); x [N, D]."""
-    logged = torch.log(torch.maximum(x + offset.to(x.dtype), floor.to(x.dtype)))
-    return torch.where(columns, logged, x)
+    return torch.where(columns, _logged(x, offset, floor), x)
 
 
 def log_inverse(t: torch.Tensor, columns: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
@@ -52,5 +56,4 @@ def log_inverse(t: torch.Tensor, columns: torch.Tensor, offset: torch.Tensor) ->
 
 def log_abs_det(x: torch.Tensor, columns: torch.Tensor, offset: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
     """log |det dt/dx| per row [N]."""
-    logged = torch.log(torch.maximum(x + offset.to(x.dtype), floor.to(x.dtype)))
-    return -(logged * columns).flatten(1).sum(1)
+    return -(_logged(x, offset, floor) * columns).flatten(1).sum(1)
