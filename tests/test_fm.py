@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from genlab.errors import ConfigError
 from genlab.metrics.toy import mmd
 from genlab.nn import diffusion as diffusion_core
 from genlab.models.fm import cfm_loss, interpolate
-from genlab.nn.diffusion import ot_coupling
+from genlab.nn.diffusion import ot_coupling, ot_plan
 from genlab.samplers.ode import (divergence_exact, divergence_hutchinson, integrate, integrate_with_divergence,
                                  make_probes)
 
@@ -202,6 +203,42 @@ def test_ot_coupling_reduces_transport_cost_and_is_optimal():
     ds = Dataset(torch.randn(256, 2), torch.randn(64, 2), DataSpec("vector", (2,)))
     run = genlab.train("fm", ds, steps=3, ot=True, hidden=(16,), save=False, progress=False)
     assert torch.isfinite(run.model.sample(4)).all()
+
+
+@pytest.mark.skipif(not diffusion_core._has_pot(), reason="POT (pip install pot) is not installed")
+def test_entropic_ot_plan_is_sinkhorns_and_pairs_are_drawn_from_it():
+    """reg > 0: the plan is Sinkhorn's for the cost scaled by its mean (against a hand-written
+    Sinkhorn-Knopp iteration); data point j draws its noise partner from n pi*_j.; softer plans give
+    longer pairs, and reg -> infinity the independent coupling."""
+    g = torch.Generator().manual_seed(1)
+    n, reg = 6, 0.1
+    x0, x1 = torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g) + 1
+    C = torch.cdist(x1.double(), x0.double()).pow(2)
+    K = torch.exp(-(C / C.mean()) / reg)
+    u, v = torch.ones(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
+    for _ in range(5000):  # plan = diag(u) K diag(v) with both marginals 1/n
+        u = (1.0 / n) / (K @ v)
+        v = (1.0 / n) / (K.T @ u)
+    expected = u[:, None] * K * v[None, :]
+    plan = ot_plan(x0, x1, reg)
+    assert torch.allclose(plan, expected, atol=1e-6), (plan - expected).abs().max()  # POT stops at 1e-6
+    assert torch.equal(ot_plan(x0, x1, 0.0).argmax(1), ot_plan(x0, x1, 2e-3).argmax(1))  # reg -> 0: the exact plan
+    torch.manual_seed(0)
+    draws = torch.stack([ot_coupling(x0, x1, reg) for _ in range(600)])  # [draws, n]
+    freq = torch.stack([(draws == i).double().mean(0) for i in range(n)], 1)  # freq[j, i] ~ n pi*_ji
+    assert (freq - n * expected).abs().max() < 0.07, (freq - n * expected).abs().max()
+
+    cost = lambda idx: (x0[idx] - x1).pow(2).sum(1).mean().item()  # noqa: E731
+    x0, x1 = torch.randn(128, 8, generator=g), torch.rand(128, 8, generator=g)
+    mean_cost = {reg: statistics.mean(cost(ot_coupling(x0, x1, reg)) for _ in range(5)) for reg in (0.0, 0.02, 0.1, 100.0)}
+    independent = (x0[:, None] - x1[None]).pow(2).sum(2).mean().item()
+    assert mean_cost[0.0] < mean_cost[0.02] < mean_cost[0.1] < mean_cost[100.0]  # softer plans, longer pairs
+    assert abs(mean_cost[100.0] - independent) < 0.05 * independent  # reg -> infinity: independent pairs
+    ds = Dataset(torch.randn(256, 2), torch.randn(64, 2), DataSpec("vector", (2,)))
+    run = genlab.train("fm", ds, steps=3, ot=True, ot_reg=0.05, hidden=(16,), save=False, progress=False)
+    assert run.model.ot_reg == 0.05 and torch.isfinite(run.model.sample(4)).all()
+    with pytest.raises(ConfigError, match="needs ot=true"):
+        genlab.create_model("fm", DataSpec("vector", (2,)), ot_reg=0.05)
 
 
 def test_ot_without_pot_is_a_clear_config_error(monkeypatch):

@@ -21,8 +21,9 @@ both eps(x, t, y) and eps(x, t); sampling with guidance w uses
 
     eps_hat = eps(x, t) + w (eps(x, t, y) - eps(x, t))        (w = 1: plain conditional; w = 0: unconditional)
 
-With ot=true each training batch's noise is assigned to its images by exact minibatch optimal
-transport (squared Euclidean cost; `ot_coupling`, needs POT) before q_sample, "immiscible
+With ot=true each training batch's noise is assigned to its images by minibatch optimal
+transport (squared Euclidean cost; `ot_coupling`, needs POT; exact, or entropic with ot_reg > 0 as
+in fm) before q_sample, "immiscible
 diffusion" (Li et al. 2024): every image is noised towards a nearby noise draw, so the network's
 regression targets are less ambiguous. The noise is still N(0, I) marginally; sampling is unchanged.
 """
@@ -38,7 +39,7 @@ from torch.nn import functional as F
 
 from ..params import Int, Float, Ints, OneOf, Bool, Either, Anything
 from ..errors import ConfigError
-from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot, small_image_defaults
+from ..nn.diffusion import Denoiser, check_ot, drop_condition, guided, ot_coupling, small_image_defaults
 from ..nn.imputation import fill_missing, keep_known
 from ..samplers import DIFFUSION_SAMPLERS, NoiseSchedule, check_sampler, diffusion_sample
 from ..samplers.ddim import ddim_invert
@@ -127,7 +128,7 @@ class DDPM(GenerativeModel):
                      "base": Int(1), "mults": Ints(1, min_len=1), "num_res_blocks": Int(1),
                      "attention": Either(Bool(), Ints(1)), "dropout": Float(0, 1, high_open=True),
                      "hidden": Ints(1), "time_dim": Int(1), "conditional": Bool(),
-                     "p_uncond": Float(0, 1, high_open=True), "clip": Bool(), "min_snr": Float(0), "ot": Bool()}
+                     "p_uncond": Float(0, 1, high_open=True), "clip": Bool(), "min_snr": Float(0), "ot": Bool(), "ot_reg": Float(0)}
     likelihood_kind = "bound"
     sample_ranges = {"sampler": OneOf(*DIFFUSION_SAMPLERS), "steps": Int(1, none=True), "eta": Float(0, 1),
                      "guidance": Float(0), "variance": OneOf("small", "large", "fitted"), "spacing": OneOf(*SPACINGS),
@@ -158,7 +159,7 @@ class DDPM(GenerativeModel):
                  net: str = "auto", base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1,
                  attention: bool = True, dropout: float = 0.0, hidden: tuple = (256, 256, 256), time_dim: int = 64,
                  conditional: bool = False, p_uncond: float = 0.1, clip: bool = True, min_snr: float = 0.0,
-                 ot: bool = False):
+                 ot: bool = False, ot_reg: float = 0.0):
         super().__init__(spec)
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, not {prediction!r}")
@@ -167,8 +168,7 @@ class DDPM(GenerativeModel):
         self.schedule = NoiseSchedule(schedule, timesteps)
         if min_snr < 0:
             raise ValueError(f"min_snr must be >= 0 (0: the simple loss), got {min_snr}")
-        if ot:
-            require_pot()
+        self.ot_reg = check_ot(ot, ot_reg)
         self.prediction, self.p_uncond, self.min_snr, self.ot = prediction, p_uncond, min_snr, bool(ot)
         self.clip = 1.0 if (clip and spec.kind == "image") else None
         self.net = Denoiser(spec, net, "none" if not conditional else spec.condition_kind, base=base, mults=mults,
@@ -211,7 +211,7 @@ class DDPM(GenerativeModel):
         t = torch.randint(0, self.schedule.T, (n,), device=x0.device)
         noise = torch.randn_like(x0)
         if self.ot:
-            noise = noise[ot_coupling(noise, x0)]
+            noise = noise[ot_coupling(noise, x0, self.ot_reg)]
         xt = self.schedule.q_sample(x0, t, noise)
         y = self.condition(y, n)
         if self.conditional:

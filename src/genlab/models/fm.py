@@ -8,9 +8,11 @@ guidance (Ho & Salimans 2022).
 
 The minimiser is the marginal velocity v(t, x) = E[x1 - x0 | x_t = x], whose ODE
 dx/dt = v(t, x) carries N(0, I) at t = 0 to the data at t = 1 (sigma = 0: rectified flow).
-With ot=true the pairs (x0, x1) of each minibatch are coupled by exact optimal transport
-(squared Euclidean cost, POT's `ot.emd`; `ot_coupling` in nn/diffusion.py) instead of
-independently, which straightens the paths. The network is the diffusion core's `Denoiser`;
+With ot=true the pairs (x0, x1) of each minibatch are coupled by optimal transport
+(squared Euclidean cost; `ot_plan` / `ot_coupling` in nn/diffusion.py) instead of
+independently, which straightens the paths: exact (POT's `ot.emd`) with ot_reg = 0, or entropic
+(Sinkhorn, eps = ot_reg x the batch's mean cost; each image draws its noise from its row of the
+plan) with ot_reg > 0, between exact OT and independent pairs (ot_reg -> infinity). The network is the diffusion core's `Denoiser`;
 with conditional=true it takes the data's condition (class labels, or a tensor per example:
 an image joins the UNet's input channels, a vector the MLP's input), dropped to the null
 condition with probability p_uncond in training, and guidance w samples with
@@ -38,7 +40,7 @@ import torch
 
 from ..params import Int, Float, Ints, Text, Bool, Either, Anything, OneOf
 from ..errors import ConfigError, unknown_name
-from ..nn.diffusion import Denoiser, drop_condition, guided, ot_coupling, require_pot, small_image_defaults
+from ..nn.diffusion import Denoiser, check_ot, drop_condition, guided, ot_coupling, small_image_defaults
 from ..nn.imputation import fill_missing, keep_known
 from ..samplers import check_sampler
 from ..samplers.ode import (ODE_METHODS, integrate, integrate_with_divergence, make_probes, time_grid)
@@ -88,7 +90,7 @@ class FlowMatching(GenerativeModel):
     description = ("flow matching / rectified flow: linear path (+ sigma), minibatch OT coupling, "
                    "guidance, ODE sampling (euler, heun, dopri5), log_prob by the change of variables")
     #: the valid values of each hyperparameter (genlab.params), checked by create_model
-    hparam_ranges = {"sigma": Float(0), "ot": Bool(), "net": Anything("auto, unet, mlp or an nn.Module"), "base": Int(1), "mults": Ints(1, min_len=1),
+    hparam_ranges = {"sigma": Float(0), "ot": Bool(), "ot_reg": Float(0), "net": Anything("auto, unet, mlp or an nn.Module"), "base": Int(1), "mults": Ints(1, min_len=1),
                      "num_res_blocks": Int(1), "attention": Either(Bool(), Ints(1)),
                      "dropout": Float(0, 1, high_open=True), "hidden": Ints(1), "time_dim": Int(1),
                      "conditional": Bool(), "p_uncond": Float(0, 1, high_open=True),
@@ -108,7 +110,7 @@ class FlowMatching(GenerativeModel):
         (nn/diffusion.py SMALL_IMAGE_UNET, where its measurement is)."""
         return small_image_defaults(spec)
 
-    def __init__(self, spec, sigma: float = 0.0, ot: bool = False, net: str = "auto",
+    def __init__(self, spec, sigma: float = 0.0, ot: bool = False, ot_reg: float = 0.0, net: str = "auto",
                  base: int = 32, mults: tuple = (1, 2, 2), num_res_blocks: int = 1, attention: bool = True,
                  dropout: float = 0.0, hidden: tuple = (256, 256, 256), time_dim: int = 64,
                  conditional: bool = False, p_uncond: float = 0.1, time_scale: float = 1000.0,
@@ -128,8 +130,7 @@ class FlowMatching(GenerativeModel):
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         if not 0 <= p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
-        if ot:
-            require_pot()
+        self.ot_reg = check_ot(ot, ot_reg)
         check_sampler(sampler, ODE_METHODS)
         if sample_steps < 1:
             raise ValueError(f"sample_steps must be >= 1, got {sample_steps}")
@@ -206,7 +207,7 @@ class FlowMatching(GenerativeModel):
         x1 = self.to_working(x, u=u)
         x0 = torch.randn_like(x1)
         if self.ot:
-            x0 = x0[ot_coupling(x0, x1)]
+            x0 = x0[ot_coupling(x0, x1, self.ot_reg)]
         t = sample_time(n, self.time_sampling, self.t_mean, self.t_std, x1.device, x1.dtype)
         xt = interpolate(x0, x1, t, self.sigma)
         y = self.condition(y, n)  # None: the null condition

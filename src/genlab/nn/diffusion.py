@@ -4,7 +4,8 @@ share, below the families.
     Denoiser          the network with its condition: denoiser(x, t, y) -> same shape as x
     drop_condition    condition dropout for classifier-free guidance (training)
     guided            the classifier-free guidance combination (sampling)
-    ot_coupling       minibatch optimal-transport pairing of noise and data (needs POT)
+    ot_plan           the minibatch optimal-transport plan, exact or entropic (needs POT)
+    ot_coupling       noise-data pairs drawn from it
 
 A condition y is None, class labels (LongTensor [N] in 0..K, K the null label) or a tensor per
 example ([N, *condition_shape]: an image, a vector, a mask). The "no condition" of classifier-free
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -59,21 +61,44 @@ def guided(fn: Callable, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: f
 
 
 # -- minibatch optimal transport -------------------------------------------------------------------
-def ot_coupling(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-    """Minibatch optimal transport between the noise batch x0 and the data batch x1:
+def ot_plan(x0: torch.Tensor, x1: torch.Tensor, reg: float = 0.0) -> torch.Tensor:
+    """The minibatch transport plan between the noise batch x0 and the data batch x1, C_ji = ||x1_j - x0_i||^2:
 
-        pi* = argmin_{pi in Pi(1/n, 1/n)} sum_ij pi_ij ||x0_i - x1_j||^2   (exact, POT's ot.emd)
+        pi* = argmin_{pi in Pi(1/n, 1/m)} sum_ij pi_ji C_ji                    (reg = 0: exact, POT's ot.emd)
+        pi* = argmin_{pi in Pi(1/n, 1/m)} sum_ij pi_ji C_ji - eps H(pi),  eps = reg * mean(C)
+                                                                            (reg > 0: entropic, ot.sinkhorn)
 
-    For equal uniform weights pi* is a permutation matrix (Birkhoff); returns the index
-    `perm` such that (x0[perm[j]], x1[j]) are the coupled pairs."""
+    Returns pi* as a float64 [n data, m noise] tensor on the CPU. For equal uniform weights the exact plan
+    is a permutation matrix / n (Birkhoff); the entropic one (Cuturi 2013) spreads each row, and
+    reg -> infinity gives the independent coupling 1 / (n m)."""
     import numpy as np
     import ot
 
-    a, b = x0.flatten(1).double(), x1.flatten(1).double()
-    cost = torch.cdist(b, a).pow(2).cpu().numpy()  # rows: data j, columns: noise i
-    n = len(b)
-    plan = ot.emd(np.full(n, 1.0 / n), np.full(len(a), 1.0 / len(a)), cost)
-    return torch.from_numpy(plan.argmax(1)).to(x0.device)
+    cost = torch.cdist(x1.flatten(1).double(), x0.flatten(1).double()).pow(2).cpu().numpy()
+    n, m = cost.shape
+    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    if reg == 0:
+        return torch.from_numpy(ot.emd(a, b, cost))
+    # a constant per row leaves the plan unchanged; less it, each row's kernel peaks at 1 (no underflow)
+    cost = cost / cost.mean()
+    cost = cost - cost.min(1, keepdims=True)
+    options = dict(numItermax=1000, stopThr=1e-6, warn=False)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        plan = ot.sinkhorn(a, b, cost, reg, **options)
+    if not np.isfinite(plan).all():  # a column underflowed (tiny reg): the log-domain iteration, slower
+        plan = ot.sinkhorn(a, b, cost, reg, method="sinkhorn_log", **options)
+    return torch.from_numpy(plan)
+
+
+def ot_coupling(x0: torch.Tensor, x1: torch.Tensor, reg: float = 0.0) -> torch.Tensor:
+    """Minibatch optimal-transport pairs of noise and data (the plan `ot_plan`): returns `idx` such that
+    (x0[idx[j]], x1[j]) are the coupled pairs. reg = 0: the exact plan's permutation. reg > 0: each data
+    point j draws its partner from the plan's row, pi*(i | j) = n pi*_ji, so every image is used once and
+    each noise draw once in expectation."""
+    plan = ot_plan(x0, x1, reg)
+    idx = plan.argmax(1) if reg == 0 else torch.multinomial(plan.clamp_min(0).float(), 1).squeeze(1)
+    return idx.to(x0.device)
 
 
 def _has_pot() -> bool:
@@ -84,6 +109,18 @@ def require_pot() -> None:
     """`ot=true` needs POT; a missing package is a configuration error."""
     if not _has_pot():
         raise ConfigError("ot=true needs the POT package for exact minibatch optimal transport: pip install pot")
+
+
+def check_ot(ot: bool, ot_reg: float) -> float:
+    """The `ot` / `ot_reg` hyperparameters of ddpm and fm: POT present when ot=true; ot_reg >= 0 (0: the
+    exact plan, > 0: the entropic one, `ot_plan`), and only with ot=true. Returns ot_reg."""
+    if ot:
+        require_pot()
+    if ot_reg < 0:
+        raise ConfigError(f"ot_reg must be >= 0 (0: exact optimal transport), got {ot_reg}")
+    if ot_reg > 0 and not ot:
+        raise ConfigError("ot_reg (the entropic coupling's strength) needs ot=true")
+    return float(ot_reg)
 
 
 # -- the network with its condition ----------------------------------------------------------------
