@@ -164,6 +164,21 @@ def test_emulated_low_precision_on_a_cpu_is_named(native, digits, monkeypatch):
         assert "precision=bf16 on this CPU" in said[0] and "--set precision=fp32" in said[0]
 
 
+@pytest.mark.parametrize("avx512_bf16, amx, native", [(True, False, True), (False, True, True), (False, False, False)])
+def test_bf16_is_native_only_with_avx512_bf16_or_amx_on_x86(avx512_bf16, amx, native, monkeypatch):
+    """oneDNN calls bf16 supported on plain AVX512 too, where fm's UNet step ran at half fp32's speed:
+    on an x86 CPU genlab asks for the instructions themselves."""
+    from genlab.train import trainer
+
+    monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert trainer.native_cpu_precision("bf16") is native
+    assert (trainer.emulated_precision(torch.device("cpu"), "bf16") is None) is native
+    assert trainer.emulated_precision(torch.device("cpu"), "fp32") is None
+
+
 def test_fp16_scales_the_loss_and_resumes_bit_exactly(digits, tmp_path):
     """fp16 autocast with a gradient scaler per player: the first steps' scaled gradients overflow
     fp16, those steps are skipped and the scale halved (the scaler's state is in the checkpoint, so a

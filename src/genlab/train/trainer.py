@@ -104,20 +104,26 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def native_cpu_precision(precision: str) -> bool:
-    """Whether this CPU has native instructions for bf16 / fp16 (oneDNN's own check)."""
+    """Whether this CPU has native instructions for bf16 / fp16. On x86, bf16 needs AVX512-BF16 or AMX:
+    oneDNN's own check also accepts plain AVX512, where it converts, and fm's UNet step in bf16 took 2x
+    fp32's CPU time on such a CPU (2026-12-03). Elsewhere (ARM) and for fp16, oneDNN's check."""
+    cpu = torch.cpu
+    if precision == "bf16" and hasattr(cpu, "_is_avx512_bf16_supported") and cpu._is_avx2_supported():
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
     return bool({"bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported,
                  "fp16": torch.ops.mkldnn._is_mkldnn_fp16_supported}[precision]())
 
 
 def emulated_precision(device: torch.device, precision: str) -> Optional[str]:
     """A warning when `precision` (bf16, fp16) has no native kernels on this CPU (no AVX512-BF16 / AMX /
-    AVX512-FP16: oneDNN emulates the type, and a bf16 512 x 512 matmul took 30x fp32's on an AVX2 CPU
-    here, 2026-12-02), else None. GPUs are not checked."""
+    AVX512-FP16: the type is converted or emulated; a bf16 512 x 512 matmul took 30x fp32's on an AVX2
+    CPU, 2026-12-02, and fm's UNet step 2x on an AVX512 CPU without BF16, 2026-12-03), else None. GPUs
+    are not checked."""
     if device.type != "cpu" or precision == "fp32" or native_cpu_precision(precision):
         return None
     return (f"precision={precision} on this CPU ({torch.backends.cpu.get_cpu_capability()}, no native "
-            f"{precision} instructions) is emulated and much slower than fp32 (30x for a matmul measured on "
-            f"such a CPU); use --set precision=fp32 unless you are testing {precision} itself")
+            f"{precision} instructions) is emulated and slower than fp32 (2x to 30x, measured on such CPUs); "
+            f"use --set precision=fp32 unless you are testing {precision} itself")
 
 
 class Trainer:
