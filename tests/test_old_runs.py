@@ -41,4 +41,5 @@ def test_old_checkpoint_resumes_to_the_weights_the_old_code_reached(tmp_path):
     r = genlab.resume(run, steps=2, progress=False)
     total = sum(float(v.double().sum()) for k, v in r.model.state_dict().items()
                 if v.is_floating_point() and k != "x0_mse")  # x0_mse: measured after training, new since
-    assert total == pytest.approx(100.57128498014808, rel=1e-9)
+    # 1.7e-9 apart on an Intel AVX512 host (2026-12-03): float32 kernels round differently per CPU
+    assert total == pytest.approx(100.57128498014808, rel=1e-7)
