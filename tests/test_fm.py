@@ -230,7 +230,8 @@ def test_entropic_ot_plan_is_sinkhorns_and_pairs_are_drawn_from_it():
 
     cost = lambda idx: (x0[idx] - x1).pow(2).sum(1).mean().item()  # noqa: E731
     x0, x1 = torch.randn(128, 8, generator=g), torch.rand(128, 8, generator=g)
-    mean_cost = {reg: statistics.mean(cost(ot_coupling(x0, x1, reg)) for _ in range(5)) for reg in (0.0, 0.02, 0.1, 100.0)}
+    mean_cost = {reg: statistics.mean(cost(ot_coupling(x0, x1, reg)) for _ in range(5))
+                 for reg in (0.0, 0.02, 0.1, 100.0)}
     independent = (x0[:, None] - x1[None]).pow(2).sum(2).mean().item()
     assert mean_cost[0.0] < mean_cost[0.02] < mean_cost[0.1] < mean_cost[100.0]  # softer plans, longer pairs
     assert abs(mean_cost[100.0] - independent) < 0.05 * independent  # reg -> infinity: independent pairs

@@ -22,10 +22,9 @@ both eps(x, t, y) and eps(x, t); sampling with guidance w uses
     eps_hat = eps(x, t) + w (eps(x, t, y) - eps(x, t))        (w = 1: plain conditional; w = 0: unconditional)
 
 With ot=true each training batch's noise is assigned to its images by minibatch optimal
-transport (squared Euclidean cost; `ot_coupling`, needs POT; exact, or entropic with ot_reg > 0 as
-in fm) before q_sample, "immiscible
-diffusion" (Li et al. 2024): every image is noised towards a nearby noise draw, so the network's
-regression targets are less ambiguous. The noise is still N(0, I) marginally; sampling is unchanged.
+transport (squared Euclidean cost; `ot_coupling`, needs POT; exact, or entropic with ot_reg > 0
+as in fm) before q_sample, "immiscible diffusion" (Li et al. 2024): every image is noised towards a
+nearby noise draw, so the network's regression targets are less ambiguous. The noise is still N(0, I) marginally; sampling is unchanged.
 """
 
 from __future__ import annotations
@@ -128,7 +127,8 @@ class DDPM(GenerativeModel):
                      "base": Int(1), "mults": Ints(1, min_len=1), "num_res_blocks": Int(1),
                      "attention": Either(Bool(), Ints(1)), "dropout": Float(0, 1, high_open=True),
                      "hidden": Ints(1), "time_dim": Int(1), "conditional": Bool(),
-                     "p_uncond": Float(0, 1, high_open=True), "clip": Bool(), "min_snr": Float(0), "ot": Bool(), "ot_reg": Float(0)}
+                     "p_uncond": Float(0, 1, high_open=True), "clip": Bool(), "min_snr": Float(0), "ot": Bool(),
+                     "ot_reg": Float(0)}
     likelihood_kind = "bound"
     sample_ranges = {"sampler": OneOf(*DIFFUSION_SAMPLERS), "steps": Int(1, none=True), "eta": Float(0, 1),
                      "guidance": Float(0), "variance": OneOf("small", "large", "fitted"), "spacing": OneOf(*SPACINGS),

@@ -12,8 +12,8 @@ With ot=true the pairs (x0, x1) of each minibatch are coupled by optimal transpo
 (squared Euclidean cost; `ot_plan` / `ot_coupling` in nn/diffusion.py) instead of
 independently, which straightens the paths: exact (POT's `ot.emd`) with ot_reg = 0, or entropic
 (Sinkhorn, eps = ot_reg x the batch's mean cost; each image draws its noise from its row of the
-plan) with ot_reg > 0, between exact OT and independent pairs (ot_reg -> infinity). The network is the diffusion core's `Denoiser`;
-with conditional=true it takes the data's condition (class labels, or a tensor per example:
+plan) with ot_reg > 0, between exact OT and independent pairs (ot_reg -> infinity).
+The network is the diffusion core's `Denoiser`; with conditional=true it takes the data's condition (class labels, or a tensor per example:
 an image joins the UNet's input channels, a vector the MLP's input), dropped to the null
 condition with probability p_uncond in training, and guidance w samples with
 v_null + w (v_y - v_null).
