@@ -511,14 +511,15 @@ def test_ot_assigns_each_image_the_nearest_noise_permutation(monkeypatch):
     assert float((noise - x0).pow(2).sum(1).mean()) == pytest.approx(M[r, c].mean(), rel=1e-5)  # the optimum
     assert M[r, c].mean() < 0.8 * float((drawn - x0).pow(2).sum(1).mean())
     # ot_reg > 0: the entropic plan's pairs, between the optimum and independent draws
-    soft = genlab.create_model("ddpm", spec, ot=True, ot_reg=0.1, hidden=(8,))
+    soft = genlab.create_model("ddpm", spec, ot=True, ot_reg=0.05, hidden=(8,))
     soft.schedule.q_sample = lambda x0, t, noise: seen.update(x0=x0, noise=noise) or q_sample(x0, t, noise)
     costs = []
     for seed in range(10):
         torch.manual_seed(seed)
         soft.loss(x)
         costs.append(float((seen["noise"] - seen["x0"]).pow(2).sum(1).mean()))
-    assert M[r, c].mean() < statistics.mean(costs) < float((drawn - x0).pow(2).sum(1).mean())
+    independent = M.mean()  # the expected cost of independent pairs
+    assert M[r, c].mean() < statistics.mean(costs) < independent, (M[r, c].mean(), costs, independent)
     with pytest.raises(ConfigError, match="needs ot=true"):
         genlab.create_model("ddpm", spec, ot_reg=0.1)
     monkeypatch.setattr(diffusion_core, "_has_pot", lambda: False)
